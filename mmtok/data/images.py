@@ -1,0 +1,253 @@
+"""Image datasets for training tokenizers: a folder, a webdataset-style .tar, or a .parquet file.
+
+Undecodable files never stop training. Files are only filtered by extension when
+the index is built (opening every file up front would make startup as slow as an
+epoch for large folders, and ``Image.verify()`` misses truncated JPEGs anyway).
+Instead:
+
+* ``__getitem__`` on an item that fails to decode logs a warning, records it in
+  ``failed_sources`` / ``num_failed`` and returns the next decodable item.
+* With DataLoader workers every worker has its own copy of the dataset, so the
+  counts it records are not visible in the main process (only the warnings are).
+  Call ``validate()`` before building the DataLoader to decode everything once in
+  the main process: it returns the failures and drops them from the index, so the
+  workers never meet them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+__all__ = ["IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "ImageDataset"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Tried in order when no column is given; "image" is the Hugging Face convention,
+# "jpg"/"png" come from webdataset shards converted to parquet.
+PARQUET_IMAGE_COLUMNS = ("image", "jpg", "png", "jpeg", "webp")
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+class _FolderSource:
+    def __init__(self, root: Path):
+        files = (p for p in root.rglob("*") if p.is_file() and _is_image_name(p.name))
+        self.paths = sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> bytes:
+        return self.paths[i].read_bytes()
+
+    def describe(self, i: int) -> str:
+        return str(self.paths[i])
+
+
+class _TarSource:
+    """Uncompressed tar; members are read by byte offset so each worker just seeks in the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with tarfile.open(path, mode="r:") as tar:
+                members = [(m.name, m.offset_data, m.size) for m in tar if m.isreg() and _is_image_name(m.name)]
+        except tarfile.ReadError as err:
+            raise ValueError(f"{path} is not an uncompressed tar archive (webdataset shard): {err}") from err
+        self.members = sorted(members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def read(self, i: int) -> bytes:
+        _, offset, size = self.members[i]
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def describe(self, i: int) -> str:
+        return f"{self.path}::{self.members[i][0]}"
+
+
+class _ParquetSource:
+    """One column of encoded images, held in memory as Arrow buffers (no per-row Python objects).
+
+    Reading single rows lazily would decompress a whole row group per item under
+    random sampling, so the column is loaded once instead.
+    """
+
+    def __init__(self, path: Path, column: str | None):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path = path
+        names = pq.read_schema(path).names
+        if column is None:
+            column = next((c for c in PARQUET_IMAGE_COLUMNS if c in names), None)
+            if column is None:
+                raise ValueError(f"{path} has no image column {PARQUET_IMAGE_COLUMNS}; columns: {names}; pass column=")
+        elif column not in names:
+            raise ValueError(f"{path} has no column {column!r}; columns: {names}")
+        values = pq.read_table(path, columns=[column]).column(column)
+
+        if pa.types.is_struct(values.type):  # Hugging Face Image feature: {"bytes": ..., "path": ...}
+            field_names = [values.type.field(k).name for k in range(values.type.num_fields)]
+            if "bytes" not in field_names:
+                raise ValueError(f"struct column {column!r} in {path} has no 'bytes' field: {field_names}")
+            k = field_names.index("bytes")
+            values = pa.chunked_array([chunk.flatten()[k] for chunk in values.chunks], type=values.type.field(k).type)
+        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+            raise ValueError(f"column {column!r} in {path} holds {values.type}, not encoded image bytes")
+        self.column = column
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def read(self, i: int) -> bytes:
+        data = self.values[i].as_py()
+        if data is None:
+            raise ValueError("null image bytes")
+        return data
+
+    def describe(self, i: int) -> str:
+        return f"{self.path}[{self.column}, row {i}]"
+
+
+def _open_source(source: Path, column: str | None):
+    if not source.exists():
+        raise FileNotFoundError(f"image source {source} does not exist")
+    if column is not None and source.suffix.lower() != ".parquet":
+        raise ValueError("column= only applies to .parquet sources")
+    if source.is_dir():
+        return _FolderSource(source)
+    if source.suffix.lower() == ".tar":
+        return _TarSource(source)
+    if source.suffix.lower() == ".parquet":
+        return _ParquetSource(source, column)
+    raise ValueError(f"unsupported image source {source}: expected a folder, a .tar or a .parquet file")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # 16-bit grayscale: convert("RGB") would clip to 255 instead of rescaling.
+        pixels = np.clip(np.asarray(img), 0, 65535).astype(np.uint16) >> 8
+        img = Image.fromarray(pixels.astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Colours under transparent pixels are arbitrary (often black); show them on white.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img.convert("RGB")
+
+
+def _decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # decode fully now, so truncated files fail here and not in the transforms
+        return _to_rgb(img)
+
+
+def _upscale_to(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is ``size`` if it is smaller; larger images are left alone."""
+    w, h = img.size
+    if min(w, h) >= size:
+        return img
+    scale = size / min(w, h)
+    new_size = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return img.resize(new_size, Image.Resampling.BICUBIC)
+
+
+class ImageDataset(Dataset):
+    """Images from ``source`` as float tensors (3, size, size) in [-1, 1].
+
+    ``source`` is a folder (searched recursively, sorted by relative path), an
+    uncompressed webdataset-style ``.tar`` (image members, sorted by name) or a
+    ``.parquet`` file whose ``column`` (default: first of ``PARQUET_IMAGE_COLUMNS``)
+    holds encoded bytes, either plainly or as a ``{"bytes": ...}`` struct. Images
+    whose shorter side is below ``size`` are upscaled to it; then a random (or
+    center) ``size`` crop and an optional horizontal flip. See the module docstring
+    for how undecodable files are handled.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        size: int,
+        random_crop: bool = True,
+        random_flip: bool = True,
+        column: str | None = None,
+    ):
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        self.source = Path(source)
+        self.size = size
+        self._reader = _open_source(self.source, column)
+        if len(self._reader) == 0:
+            raise ValueError(f"no image files in {self.source} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        self._indices = list(range(len(self._reader)))  # reader entries still in use
+        self._known_bad: set[int] = set()
+        self.failed_sources: list[str] = []
+        steps = [v2.RandomCrop(size) if random_crop else v2.CenterCrop(size)]
+        if random_flip:
+            steps.append(v2.RandomHorizontalFlip())
+        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
+        self._transform = v2.Compose(steps)
+
+    @property
+    def num_failed(self) -> int:
+        """Undecodable files met so far by this process (each counted once)."""
+        return len(self.failed_sources)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def _try_decode(self, entry: int) -> Image.Image | None:
+        try:
+            return _decode(self._reader.read(entry))
+        except Exception as err:  # any decoder error must skip the file, not stop training
+            self._known_bad.add(entry)
+            name = self._reader.describe(entry)
+            self.failed_sources.append(name)
+            logger.warning("skipping undecodable image %s: %s: %s", name, type(err).__name__, err)
+            return None
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        n = len(self._indices)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        for step in range(n):
+            entry = self._indices[(index + step) % n]
+            if entry in self._known_bad:
+                continue
+            image = self._try_decode(entry)
+            if image is not None:
+                return self._transform(_upscale_to(image, self.size))
+        raise ValueError(f"no decodable images in {self.source}: all {n} files failed to decode")
+
+    def validate(self) -> list[str]:
+        """Decode every image once in this process; drop the failures from the index and return them.
+
+        Raises ValueError when nothing in the source decodes.
+        """
+        good, dropped = [], []
+        for entry in self._indices:
+            if entry not in self._known_bad and self._try_decode(entry) is not None:
+                good.append(entry)
+            else:
+                dropped.append(self._reader.describe(entry))
+        if not good:
+            raise ValueError(f"no decodable images in {self.source}: all {len(self._indices)} files failed to decode")
+        self._indices = good
+        return dropped

@@ -1,0 +1,170 @@
+"""The kinds vector-quantize-pytorch does well, behind mmtok's contract.
+
+Every wrapper feeds the library a (1, N, dim) channel-last tensor (so none of its image/video
+channel moves trigger) and converts what comes back: int32 ids become int64 with a codebook axis,
+2/3-tuples become a QuantizerOutput, prefix ids of residual kinds decode with the dropped layers
+masked out. `sync_codebook` is always passed explicitly: the library caches its distributed check
+at first construction and would silently disable codebook sync for a quantizer built before the
+process group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from vector_quantize_pytorch import FSQ, ResidualFSQ, ResidualSimVQ, SimVQ, VectorQuantize
+
+from mmtok import distributed
+from mmtok.quantize.base import Quantizer, QuantizerOutput, zero_loss
+
+INT64_MAX = 2**63 - 1
+# The library's residual FSQ materialises every code of every layer and indexes in int32.
+LIBRARY_FSQ_MAX_CODES = 2**24
+
+
+def check_fsq_levels(levels) -> list[int]:
+    levels = [int(level) for level in levels]
+    if not levels or any(level < 2 for level in levels):
+        raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2, got {levels}")
+    size = math.prod(levels)
+    if size > INT64_MAX:
+        raise ValueError(f"FSQ levels {levels} give {size} codes, which overflows int64 ids (max {INT64_MAX})")
+    return levels
+
+
+class FiniteScalarQuantizer(Quantizer):
+    """FSQ (Mentzer et al. 2023). The library's FSQ bounds, rounds and projects; mmtok computes
+    the ids itself in int64 (the library's are int32 and need the whole implicit codebook in
+    memory), so any product of levels that fits int64 works."""
+
+    kind = "fsq"
+
+    def __init__(self, dim: int, levels=(8, 5, 5, 5)):
+        super().__init__()
+        levels = check_fsq_levels(levels)
+        self.dim, self.num_codebooks, self.levels = dim, 1, levels
+        # Levels of 2 only round symmetrically in the library's symmetry-preserving mode.
+        self.fsq = FSQ(levels=levels, dim=dim, return_indices=False, preserve_symmetry=2 in levels)
+        basis = [math.prod(levels[:i]) for i in range(len(levels))]
+        self.register_buffer("basis", torch.tensor(basis, dtype=torch.long), persistent=False)
+        self.register_buffer("level_counts", torch.tensor(levels, dtype=torch.long), persistent=False)
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.levels)
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        codes = self.fsq.quantize(self.fsq.project_in(x).float())
+        level_ids = self.fsq._scale_and_shift(codes.detach()).round().long()
+        ids = (level_ids * self.basis).sum(dim=-1, keepdim=True)
+        return QuantizerOutput(self.fsq.project_out(codes.to(x.dtype)), ids, zero_loss(x), {})
+
+    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
+        level_ids = (ids[:, :1] // self.basis) % self.level_counts
+        codes = self.fsq._scale_and_shift_inverse(level_ids.float())
+        return self.fsq.project_out(codes)
+
+
+class _LibraryResidual(Quantizer):
+    """Shared conversion for the library's residual kinds (ResidualFSQ, ResidualSimVQ)."""
+
+    accepts_codebook_prefix = True
+
+    def __init__(self, layer: torch.nn.Module, dim: int, num_codebooks: int, codebook_size: int):
+        super().__init__()
+        self.residual, self.dim, self.num_codebooks, self._codebook_size = layer, dim, num_codebooks, codebook_size
+
+    @property
+    def codebook_size(self) -> int:
+        return self._codebook_size
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        quantized, ids, *rest = self.residual(x[None])
+        losses = {"commitment": rest[0].sum()} if rest else {}
+        loss = rest[0].sum() if rest else zero_loss(x)
+        ids = ids[0].long()
+        # Eval output is rebuilt from the ids (the library's rotation trick is not exactly the code),
+        # so decode_ids reproduces it bit for bit.
+        quantized = quantized[0] if self.training else self._decode(ids).to(x.dtype)
+        return QuantizerOutput(quantized, ids, loss, losses)
+
+    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
+        given = ids.shape[-1]
+        padded = torch.nn.functional.pad(ids, (0, self.num_codebooks - given))
+        codes = self.residual.get_codes_from_indices(padded[None])[:, 0]  # (depth, N, d)
+        summed = codes[:given].sum(dim=0)
+        project_out = getattr(self.residual, "project_out", torch.nn.Identity())
+        return project_out(summed)
+
+
+class ResidualFSQQuantizer(_LibraryResidual):
+    kind = "rfsq"
+
+    def __init__(self, dim: int, levels=(8, 5, 5, 5), num_codebooks: int = 4, quantizer_dropout: float = 0.0):
+        levels = check_fsq_levels(levels)
+        if math.prod(levels) > LIBRARY_FSQ_MAX_CODES:
+            raise ValueError(f"rfsq supports up to {LIBRARY_FSQ_MAX_CODES} codes per layer, levels {levels} give {math.prod(levels)}")
+        layer = ResidualFSQ(levels=levels, num_quantizers=num_codebooks, dim=dim, quantize_dropout=quantizer_dropout > 0)
+        super().__init__(layer, dim, num_codebooks, math.prod(levels))
+        self.levels = levels
+
+
+class SimVQQuantizer(Quantizer):
+    """SimVQ (Zhu et al. 2024): a frozen random codebook re-parameterised by a learned linear map."""
+
+    kind = "simvq"
+
+    def __init__(self, dim: int, codebook_size: int = 1024, rotation_trick: bool = True):
+        super().__init__()
+        self.dim, self.num_codebooks, self._codebook_size = dim, 1, codebook_size
+        self.simvq = SimVQ(dim=dim, codebook_size=codebook_size, rotation_trick=rotation_trick)
+
+    @property
+    def codebook_size(self) -> int:
+        return self._codebook_size
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        quantized, ids, loss = self.simvq(x[None])
+        if not self.training:
+            # Eval output is the code itself (no straight-through arithmetic), so decode_ids matches exactly.
+            quantized = self.simvq.indices_to_codes(ids)
+        return QuantizerOutput(quantized[0], ids[0, :, None].long(), loss, {"commitment": loss})
+
+    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.simvq.indices_to_codes(ids[None, :, 0])[0]
+
+
+class ResidualSimVQQuantizer(_LibraryResidual):
+    kind = "rsimvq"
+
+    def __init__(self, dim: int, codebook_size: int = 1024, num_codebooks: int = 4, quantizer_dropout: float = 0.0):
+        layer = ResidualSimVQ(dim=dim, num_quantizers=num_codebooks, codebook_size=codebook_size,
+                              quantize_dropout=quantizer_dropout > 0)
+        super().__init__(layer, dim, num_codebooks, codebook_size)
+
+
+class ReferenceVectorQuantizer(Quantizer):
+    """vector-quantize-pytorch's VectorQuantize, kept as `vq-reference` for comparisons."""
+
+    kind = "vq-reference"
+
+    def __init__(self, dim: int, codebook_size: int = 1024, decay: float = 0.99,
+                 commitment_weight: float = 0.25, kmeans_init: bool = False):
+        super().__init__()
+        self.dim, self.num_codebooks, self._codebook_size = dim, 1, codebook_size
+        self.vq = VectorQuantize(dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
+                                 kmeans_init=kmeans_init, sync_codebook=distributed.is_distributed())
+
+    @property
+    def codebook_size(self) -> int:
+        return self._codebook_size
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        quantized, ids, loss = self.vq(x[None])
+        if not self.training:
+            quantized = self.vq.get_output_from_indices(ids)
+        return QuantizerOutput(quantized[0], ids[0, :, None].long(), loss.sum(), {"commitment": loss.sum()})
+
+    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.vq.get_output_from_indices(ids[None, :, 0])[0]

@@ -1,0 +1,90 @@
+"""Exact nearest-code search whose extra memory never grows as N x K.
+
+vector-quantize-pytorch materialises the full (N, K) distance matrix (and several buffers of that
+size), which at 65k tokens x 65k codes is 16 GiB per fp32 buffer. Here rows of `x` are compared
+with tiles of the codebook and only a running (min, argmin) per row is kept: a fused Triton kernel
+on CUDA, a tiled torch loop everywhere else. No library offers this search with an exact argmin
+and bounded memory, hence it is written here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmtok.quantize.search_triton import TRITON_AVAILABLE, triton_nearest_code
+
+METRICS = ("l2", "cosine")
+
+# Bytes of one (rows x codes) fp32 distance tile in the torch path: large enough for BLAS to run
+# at full speed, small enough to stay far below any memory budget.
+_TILE_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}
+
+
+def nearest_code(
+    x: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    metric: str = "l2",
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (ids int64 (N,), distances fp32 (N,)) of the nearest code to each row of x.
+
+    x: (N, D); codebook: (K, D). `metric="l2"` gives squared euclidean distances;
+    `metric="cosine"` compares directions and gives 1 - cosine similarity.
+    Inputs in bf16/fp16 are searched with fp32 accumulation. `backend` is "auto", "triton" or "torch".
+    """
+    _check_inputs(x, codebook, metric, backend)
+    with torch.no_grad():
+        if metric == "cosine":
+            x = torch.nn.functional.normalize(x.float(), dim=-1)
+            codebook = torch.nn.functional.normalize(codebook.float(), dim=-1)
+        use_triton = backend == "triton" or (backend == "auto" and x.is_cuda and TRITON_AVAILABLE)
+        if use_triton:
+            ids, dist = triton_nearest_code(x, codebook)
+        else:
+            ids, dist = _tiled_torch_search(x, codebook)
+        if metric == "cosine":
+            # |a - b|^2 = 2 - 2 cos(a, b) for unit vectors.
+            dist = dist * 0.5
+        return ids, dist
+
+
+def _check_inputs(x: torch.Tensor, codebook: torch.Tensor, metric: str, backend: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    if backend not in ("auto", "triton", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'triton' or 'torch'")
+    if x.ndim != 2 or codebook.ndim != 2:
+        raise ValueError(f"nearest_code expects x (N, D) and codebook (K, D), got {tuple(x.shape)} and {tuple(codebook.shape)}")
+    if x.shape[1] != codebook.shape[1]:
+        raise ValueError(f"x has dim {x.shape[1]} but the codebook has dim {codebook.shape[1]}")
+    if codebook.shape[0] == 0:
+        raise ValueError("the codebook is empty")
+    if x.device != codebook.device:
+        raise ValueError(f"x is on {x.device} but the codebook is on {codebook.device}")
+
+
+def _tiled_torch_search(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n, k = x.shape[0], codebook.shape[0]
+    codebook = codebook.float()
+    code_sq = codebook.square().sum(dim=1)
+    tile_elems = _TILE_BYTES.get(x.device.type, _TILE_BYTES["cpu"]) // 4
+    tile_codes = min(k, max(1024, tile_elems // max(1, min(n, 4096))))
+    tile_rows = max(1, min(n, tile_elems // tile_codes))
+
+    ids = torch.empty(n, dtype=torch.long, device=x.device)
+    dist = torch.empty(n, dtype=torch.float32, device=x.device)
+    for row in range(0, n, tile_rows):
+        rows = x[row : row + tile_rows].float()
+        best = torch.full((rows.shape[0],), float("inf"), device=x.device)
+        best_id = torch.zeros(rows.shape[0], dtype=torch.long, device=x.device)
+        for start in range(0, k, tile_codes):
+            # |c|^2 - 2 x.c: the |x|^2 term does not change the argmin and is added once at the end.
+            tile = torch.addmm(code_sq[start : start + tile_codes], rows, codebook[start : start + tile_codes].T, alpha=-2.0)
+            tile_min, tile_arg = tile.min(dim=1)
+            better = tile_min < best
+            best = torch.where(better, tile_min, best)
+            best_id = torch.where(better, tile_arg + start, best_id)
+        ids[row : row + tile_rows] = best_id
+        dist[row : row + tile_rows] = (best + rows.square().sum(dim=1)).clamp_min_(0.0)
+    return ids, dist

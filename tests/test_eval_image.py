@@ -1,0 +1,97 @@
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from mmtok.eval.image import bits_per_pixel, ms_ssim, ms_ssim_supported, psnr, ssim
+
+
+def _photo_batch(size: int) -> torch.Tensor:
+    """Two natural crops in [-1, 1], shape (2, 3, size, size)."""
+    crops = [skimage.data.astronaut()[100 : 100 + size, 150 : 150 + size], skimage.data.coffee()[:size, 200 : 200 + size]]
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    return batch * 2 - 1
+
+
+def _noisy(x: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (x + std * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+
+
+def test_psnr_identical_is_inf():
+    x = _photo_batch(32)
+    assert torch.all(torch.isinf(psnr(x, x)))
+
+
+def test_psnr_matches_formula_for_known_mse():
+    x = torch.zeros(2, 3, 8, 8)
+    y = x + 0.1  # MSE = 0.01
+    expected = 10 * math.log10(2.0**2 / 0.01)
+    assert torch.allclose(psnr(x, y), torch.full((2,), expected), atol=1e-4)
+    assert torch.allclose(psnr(x, y, data_range=1.0), torch.full((2,), 10 * math.log10(1 / 0.01)), atol=1e-4)
+
+
+def test_psnr_matches_skimage_per_image():
+    x = _photo_batch(48)
+    y = _noisy(x, 0.1)
+    ours = psnr(x, y)
+    for i in range(2):
+        ref = peak_signal_noise_ratio(x[i].numpy(), y[i].numpy(), data_range=2.0)
+        assert ours[i].item() == pytest.approx(ref, abs=1e-3)
+
+
+@pytest.mark.parametrize("std", [0.02, 0.2, 0.6])
+def test_ssim_matches_skimage(std):
+    x = _photo_batch(64)
+    y = _noisy(x, std)
+    ours = ssim(x, y)
+    assert ours.shape == (2,)
+    for i in range(2):
+        ref = structural_similarity(
+            x[i].numpy(),
+            y[i].numpy(),
+            data_range=2.0,
+            channel_axis=0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        assert abs(ours[i].item() - ref) < 1e-3
+
+
+def test_ssim_in_zero_one_range_and_identical_is_one():
+    x = (_photo_batch(40) + 1) / 2
+    assert torch.allclose(ssim(x, x, data_range=1.0), torch.ones(2))
+    with pytest.raises(ValueError, match="at least"):
+        ssim(x[..., :10, :10], x[..., :10, :10])
+    with pytest.raises(ValueError, match="shapes differ"):
+        ssim(x, x[:1])
+
+
+def test_ms_ssim_identical_is_one_and_drops_with_noise():
+    x = _photo_batch(192)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(2), atol=1e-5)
+    mild, strong = ms_ssim(x, _noisy(x, 0.05)), ms_ssim(x, _noisy(x, 0.4))
+    assert torch.all(mild < 1) and torch.all(strong < mild) and torch.all(strong > 0)
+
+
+def test_ms_ssim_too_small_raises():
+    assert ms_ssim_supported(176, 200)
+    assert not ms_ssim_supported(175, 512)
+    x = torch.zeros(1, 3, 128, 256)
+    with pytest.raises(ValueError, match="176"):
+        ms_ssim(x, x)
+
+
+def test_bits_per_pixel_hand_computed():
+    # 16x16 tokens from one 1024-entry codebook: 256 * 10 bits over 256 * 256 pixels.
+    assert bits_per_pixel((16, 16), 1, 1024, (256, 256)) == pytest.approx(2560 / 65536)
+    # Two codebooks with different sizes: 64 positions * (8 + 12) bits over 128 * 128 pixels.
+    assert bits_per_pixel((8, 8), 2, [256, 4096], (128, 128)) == pytest.approx(0.078125)
+    # Shared size given as an int for 4 codebooks (residual quantizer), 1-D token sequence.
+    assert bits_per_pixel(32, 4, 16, (64, 64)) == pytest.approx(32 * 4 * 4 / 4096)
+    with pytest.raises(ValueError):
+        bits_per_pixel((8, 8), 3, [256, 4096], (128, 128))
