@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 
@@ -17,6 +18,22 @@ def _cmd_quantizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmtok.train.config import load_run_config
+    from mmtok.train.trainer import Trainer
+
+    config = load_run_config(args.config, args.overrides)
+    Trainer(config, resume=args.resume).fit()
+    return 0
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from mmtok.train.quickstart import run_quickstart
+
+    run_quickstart(out=args.out, max_steps=args.max_steps, extra=args.overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmtok",
@@ -25,12 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     quantizers = sub.add_parser("quantizers", help="list every quantizer kind with its codebook size formula")
     quantizers.set_defaults(func=_cmd_quantizers)
+
+    train = sub.add_parser(
+        "train", help="train a tokenizer from a YAML recipe (use `accelerate launch -m mmtok train` for many processes)",
+        description="Train a tokenizer. Overrides are dotted keys, e.g. train.max_steps=20 output_dir=runs/x.",
+    )
+    train.add_argument("config", help="YAML recipe, e.g. configs/quickstart.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    train.set_defaults(func=_cmd_train)
+
+    quickstart = sub.add_parser(
+        "quickstart", help="train the default image tokenizer on scikit-image's photos (CPU, ~5 min) and report",
+    )
+    quickstart.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    quickstart.add_argument("--max-steps", type=int, default=None, help="shorten the training budget")
+    quickstart.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    quickstart.set_defaults(func=_cmd_quickstart)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file is noise
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -1,0 +1,99 @@
+"""The typed run config the trainer reads (YAML + dotted overrides, see mmtok.config)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from mmtok.config import apply_overrides, from_dict, load_yaml
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    lr: float = 2e-4
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.9])
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # "cosine" decays to min_lr_ratio * lr at max_steps; "constant"
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if len(self.betas) != 2:
+            raise ValueError("betas must have two values")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1
+    grad_clip: float = 1.0  # 0 disables clipping
+    mixed_precision: str = "no"  # "no", "bf16", "fp16"
+    ema_decay: float = 0.999  # 0 disables the EMA of weights
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    health_every: int = 50
+    image_every: int = 200
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    generator: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    discriminator: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+
+    def __post_init__(self):
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "health_every", "image_every",
+                     "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+@dataclasses.dataclass
+class LossConfig:
+    reconstruction: str = "l1"  # "l1" or "l2"
+    reconstruction_weight: float = 1.0
+    quantizer_weight: float = 1.0
+    perceptual_weight: float = 0.0
+    perceptual_weights: str | None = None  # local path; no weights means no perceptual loss
+    gan_start_step: int = -1  # -1: no GAN phase
+    gan_loss: str = "hinge"  # "hinge" or "non_saturating"
+    gan_weight: float = 0.1
+    adaptive_gan_weight: bool = True
+    lecam_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.reconstruction not in ("l1", "l2"):
+            raise ValueError(f"reconstruction must be 'l1' or 'l2', got {self.reconstruction!r}")
+        if self.gan_loss not in ("hinge", "non_saturating"):
+            raise ValueError(f"gan_loss must be 'hinge' or 'non_saturating', got {self.gan_loss!r}")
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.gan_start_step >= 0
+
+
+@dataclasses.dataclass
+class RunConfig:
+    output_dir: str = "runs/default"
+    # Typed by the model family's config dataclass and the modality recipe's data dataclass.
+    model: dict = dataclasses.field(default_factory=lambda: {"family": "image"})
+    data: dict = dataclasses.field(default_factory=dict)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Reads a YAML recipe (None: the defaults), applies `key.path=value` overrides, validates."""
+    data = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, list(overrides))
+    config = from_dict(RunConfig, data)
+    # The model and data sections are typed by the family and its recipe: validate them now, not at step 0.
+    from mmtok.models import tokenizer_config
+    from mmtok.train.recipes import recipe_for
+
+    tokenizer_config(config.model)
+    recipe_for(config)
+    return config

@@ -1,0 +1,74 @@
+"""Training images: crops of a folder/tar/parquet (or scikit-image's photos), L1/L2 + perceptual
+losses, and a PatchGAN discriminator."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from mmtok.data import ImageDataset, sample_images, write_sample_images
+from mmtok.train.discriminators import PatchGANDiscriminator
+from mmtok.train.losses import reconstruction_loss
+from mmtok.train.perceptual import build_perceptual_loss
+from mmtok.train.recipe import Recipe
+
+SAMPLE_IMAGES = "sample-images"
+
+
+@dataclasses.dataclass
+class ImageDataConfig:
+    source: str = SAMPLE_IMAGES  # a folder, .tar or .parquet; "sample-images": scikit-image's photos
+    size: int = 256  # training crop size
+    held_out: int = 5  # sample-images only: photos kept out of training, for evaluation
+    random_flip: bool = True
+    cache_dir: str = "runs/sample-images"  # where sample-images are written as PNG files
+
+
+def sample_image_split(held_out: int) -> tuple[list, list]:
+    """(train, held) lists of (name, uint8 HxWx3) from scikit-image's photos."""
+    if held_out == 0:
+        return sample_images(), []
+    return sample_images(held_out=held_out)
+
+
+class ImageRecipe(Recipe):
+    modality = "image"
+    data_config_class = ImageDataConfig
+
+    def __init__(self, data: dict, loss):
+        super().__init__(data, loss)
+        self._perceptual = None
+        if loss.perceptual_weight > 0:
+            self._perceptual = build_perceptual_loss(loss.perceptual_weights)  # None (and a log line) without weights
+
+    def training_source(self) -> Path:
+        if self.data.source != SAMPLE_IMAGES:
+            return Path(self.data.source)
+        train, _ = sample_image_split(self.data.held_out)
+        folder = Path(self.data.cache_dir) / f"train-heldout{self.data.held_out}"
+        write_sample_images(folder, [name for name, _ in train])
+        return folder
+
+    def build_dataset(self) -> Dataset:
+        return ImageDataset(self.training_source(), size=self.data.size, random_flip=self.data.random_flip)
+
+    def build_discriminator(self):
+        return PatchGANDiscriminator(in_channels=3)
+
+    def reconstruction_losses(self, x, recon):
+        losses = {self.loss.reconstruction: (self.loss.reconstruction_weight,
+                                             reconstruction_loss(recon, x, self.loss.reconstruction))}
+        if self._perceptual is not None:
+            self._perceptual.to(x.device)
+            losses["perceptual"] = (self.loss.perceptual_weight, self._perceptual(recon, x))
+        return losses
+
+    def log_media(self, writer, x, recon, step):
+        from torchvision.utils import make_grid
+
+        pairs = torch.stack([x[:4], recon[:4]], dim=1).flatten(0, 1)  # input, reconstruction, input, ...
+        grid = make_grid(((pairs.float().clamp(-1, 1) + 1) / 2).cpu(), nrow=2)
+        writer.add_image("reconstructions", grid, step)

@@ -1,0 +1,298 @@
+"""The one training loop, for every tokenizer family, on one process or many (Accelerate).
+
+Per optimizer step: reconstruction losses from the modality's recipe + the quantizer's auxiliary
+loss (+ an adversarial term once the GAN phase starts), an Accelerate backward with gradient
+accumulation, clipping and mixed precision; then a discriminator step; EMA of weights; codebook
+health; logs; atomic checkpoints that resume exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from mmtok.config import to_dict
+from mmtok.health import CodebookMonitor
+from mmtok.models import build_tokenizer
+from mmtok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mmtok.train.config import OptimizerConfig, RunConfig
+from mmtok.train.data import build_loader
+from mmtok.train.ema import WeightEMA
+from mmtok.train.losses import LeCamRegularizer, adaptive_gan_weight, discriminator_loss, generator_loss
+from mmtok.train.recipes import recipe_for
+
+logger = logging.getLogger("mmtok.train")
+
+
+def make_accelerator(config: RunConfig) -> Accelerator:
+    # Without a GPU, accelerate only forms a real multi-process (gloo) group when built with
+    # cpu=True; otherwise `accelerate launch --multi_gpu` starts processes that each think they are alone.
+    cpu = not torch.cuda.is_available()
+    output_dir = Path(config.output_dir)
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=config.train.mixed_precision,
+        gradient_accumulation_steps=config.train.grad_accum,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # Codebook buffers are kept identical by explicit reductions; broadcasting rank 0's copy
+        # every forward would only hide a bug and cost bandwidth.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+    )
+
+
+def make_optimizer(params, cfg: OptimizerConfig, max_steps: int):
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    def lr_factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """Gradients flow through `module` to its inputs but do not accumulate on its parameters."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, *, resume: bool = False):
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.accelerator = make_accelerator(config)
+        set_seed(config.train.seed)  # same seed everywhere: every process starts from the same weights
+        self.recipe = recipe_for(config)
+        tokenizer = build_tokenizer(config.model)
+        with self.accelerator.main_process_first():
+            self.dataset = self.recipe.build_dataset()
+
+        train, loss = config.train, config.loss
+        opt_g, self.sched_g = make_optimizer(tokenizer.parameters(), train.generator, train.max_steps)
+        self.tokenizer, self.opt_g = self.accelerator.prepare(tokenizer, opt_g)
+        self.disc = self.opt_d = self.sched_d = self.lecam = None
+        if loss.uses_gan:
+            disc = self.recipe.build_discriminator()
+            if disc is None:
+                raise ValueError(f"the {self.recipe.modality} recipe has no discriminator; set loss.gan_start_step=-1")
+            opt_d, self.sched_d = make_optimizer(disc.parameters(), train.discriminator, train.max_steps)
+            self.disc, self.opt_d = self.accelerator.prepare(disc, opt_d)
+            if loss.lecam_weight > 0:
+                self.lecam = LeCamRegularizer().to(self.accelerator.device)
+        self.ema = WeightEMA(self.unwrapped, train.ema_decay).to(self.accelerator.device) if train.ema_decay > 0 else None
+        # Schedulers are registered, not prepared: a prepared scheduler steps once per process.
+        for extra in (self.sched_g, self.sched_d, self.ema, self.lecam):
+            if extra is not None:
+                self.accelerator.register_for_checkpointing(extra)
+
+        q = self.unwrapped.quantizer
+        self.monitor = CodebookMonitor(q.codebook_sizes, q.num_codebooks)
+        self.step, self.nan_skips, self.failed_sources = 0, 0, set()
+        if resume:
+            self._resume()
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.tokenizer)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        acc, train = self.accelerator, self.config.train
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+        acc.init_trackers("mmtok", config=_flat_hparams(to_dict(self.config)))
+        per_step = train.batch_size * train.grad_accum
+        loader = build_loader(self.dataset, batch_size=train.batch_size, num_workers=train.num_workers,
+                              seed=train.seed, rank=acc.process_index, world_size=acc.num_processes,
+                              position=self.step * per_step)
+        batches = iter(loader)
+        progress = tqdm(total=train.max_steps, initial=self.step, disable=not acc.is_main_process,
+                        desc="train", dynamic_ncols=True)
+        last = {}
+        while self.step < train.max_steps:
+            started = time.perf_counter()
+            for _ in range(train.grad_accum):
+                x, failed = next(batches)
+                self.failed_sources.update(failed)
+                last = self._micro_step(x.to(acc.device))
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.unwrapped)
+            last["images_per_s"] = per_step * acc.num_processes / (time.perf_counter() - started)
+            self._after_step(last, progress)
+        progress.close()
+        if not latest_checkpoint(self.output_dir) or latest_checkpoint(self.output_dir).name != f"step_{self.step:08d}":
+            self.save()
+        acc.end_training()
+        return last
+
+    def _micro_step(self, x: torch.Tensor) -> dict:
+        acc, loss_cfg = self.accelerator, self.config.loss
+        gan_active = self.disc is not None and self.step >= loss_cfg.gan_start_step
+        models = [self.tokenizer] + ([self.disc] if self.disc is not None else [])
+        with acc.accumulate(*models):
+            with acc.autocast():
+                recon, qout = self.tokenizer(x)
+                parts = self.recipe.reconstruction_losses(x, recon)
+                reconstruction = sum(weight * value for weight, value in parts.values())
+                total = reconstruction + loss_cfg.quantizer_weight * qout.loss
+                logged = {f"loss/{name}": value for name, (_, value) in parts.items()}
+                logged["loss/quantizer"] = qout.loss
+                logged.update({f"quantizer/{name}": value for name, value in qout.losses.items()})
+                if gan_active:
+                    with frozen(acc.unwrap_model(self.disc)) as disc:
+                        g_loss = generator_loss(disc(recon), loss_cfg.gan_loss)
+                    weight = (adaptive_gan_weight(reconstruction, g_loss, self.unwrapped.last_layer_weight())
+                              if loss_cfg.adaptive_gan_weight else torch.ones((), device=x.device))
+                    total = total + loss_cfg.gan_weight * weight * g_loss
+                    logged.update({"loss/generator": g_loss, "loss/adaptive_weight": weight})
+                logged["loss/total"] = total
+
+            if not self._all_finite(total):
+                # Every process skips together (a lone backward would hang the others' all-reduce).
+                self.nan_skips += 1
+                self.opt_g.zero_grad(set_to_none=True)
+                return {"loss/total": total.detach(), "nan_skips": self.nan_skips}
+            self.monitor.update(qout.ids.detach())
+            acc.backward(total)
+            self._clip_and_step(self.tokenizer, self.opt_g, self.sched_g)
+
+            if gan_active:
+                logged.update(self._discriminator_step(x, recon.detach()))
+        return {k: (v.detach() if torch.is_tensor(v) else v) for k, v in logged.items()}
+
+    def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor) -> dict:
+        acc, loss_cfg = self.accelerator, self.config.loss
+        with acc.autocast():
+            # One forward over real and fake together: DDP expects one forward per backward.
+            logits = self.disc(torch.cat([x, fake]))
+            real, fake_logits = logits.split([x.shape[0], fake.shape[0]])
+            d_loss = discriminator_loss(real, fake_logits, loss_cfg.gan_loss)
+            logged = {"loss/discriminator": d_loss}
+            if self.lecam is not None:
+                penalty = self.lecam(real, fake_logits)
+                d_loss = d_loss + loss_cfg.lecam_weight * penalty
+                logged["loss/lecam"] = penalty
+        acc.backward(d_loss)
+        self._clip_and_step(self.disc, self.opt_d, self.sched_d)
+        if self.lecam is not None:
+            self.lecam.update(acc.gather(real.detach()), acc.gather(fake_logits.detach()))
+        return logged
+
+    def _clip_and_step(self, model, optimizer, scheduler) -> None:
+        acc = self.accelerator
+        if acc.sync_gradients:
+            if self.config.train.grad_clip > 0:
+                acc.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.accelerator.device)
+        return float(self.accelerator.reduce(bad, reduction="sum").item()) == 0.0
+
+    # -- logging and checkpoints ------------------------------------------------------------------
+    def _after_step(self, last: dict, progress) -> None:
+        acc, train = self.accelerator, self.config.train
+        step = self.step
+        values = {k: float(v) for k, v in last.items()}
+        values["lr/generator"] = self.sched_g.get_last_lr()[0]
+        values["data/failed_decodes"] = len(self.failed_sources)
+        values["nan_skips"] = self.nan_skips
+        if acc.is_main_process:
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, **values}) + "\n")
+        progress.update(1)
+        progress.set_postfix(loss=f"{values.get('loss/total', float('nan')):.4f}", refresh=False)
+        if step % train.log_every == 0 or step == train.max_steps:
+            acc.log(values, step=step)
+        if step % train.health_every == 0 or step == train.max_steps:
+            self.log_health(progress)
+        if step % train.image_every == 0 and acc.is_main_process:
+            self._log_reconstructions()
+        if step % train.checkpoint_every == 0:
+            self.save()
+
+    def log_health(self, progress=None) -> list[dict]:
+        stats = self.monitor.compute()  # all-reduced across processes inside
+        self.accelerator.log(self.monitor.log_dict(stats), step=self.step)
+        for alarm in self.monitor.alarms(stats):
+            message = f"step {self.step}: codebook collapse alarm: {alarm}"
+            logger.warning(message)
+            if progress is not None and self.accelerator.is_main_process:
+                progress.write(message)
+        self.last_health = stats
+        self.monitor.reset()
+        return stats
+
+    def _log_reconstructions(self) -> None:
+        writer = self.accelerator.get_tracker("tensorboard", unwrap=True)
+        x = torch.stack([self.dataset[i] for i in range(min(4, len(self.dataset)))]).to(self.accelerator.device)
+        model = self.unwrapped
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            recon, _ = model(x)
+        model.train(was_training)
+        self.recipe.log_media(writer, x, recon, self.step)
+
+    def trainer_state(self) -> dict:
+        return {"step": self.step, "nan_skips": self.nan_skips, "failed_sources": sorted(self.failed_sources),
+                "samples_per_process": self.step * self.config.train.batch_size * self.config.train.grad_accum}
+
+    def save(self) -> Path:
+        return save_checkpoint(self.accelerator, self.output_dir, self.step, self.trainer_state(),
+                               self.config.train.keep_checkpoints)
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.output_dir)
+        if path is None:
+            logger.warning("--resume: no checkpoint in %s, starting from step 0", self.output_dir)
+            return
+        state = load_checkpoint(self.accelerator, path)
+        self.step, self.nan_skips = state["step"], state["nan_skips"]
+        self.failed_sources = set(state["failed_sources"])
+        if self.accelerator.is_main_process:
+            logger.info("resumed from %s at step %d", path, self.step)
+
+    def export(self, directory: str | Path, *, use_ema: bool = True) -> Path:
+        """Saves the tokenizer (EMA weights when kept) for inference."""
+        model = self.ema.model if (use_ema and self.ema is not None) else self.unwrapped
+        return model.save_pretrained(directory)
+
+
+def _flat_hparams(config: dict, prefix: str = "") -> dict:
+    """TensorBoard hparams take scalars and strings only."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_hparams(value, f"{name}."))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
