@@ -21,6 +21,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from mmtok import distributed
 from mmtok.config import to_dict
 from mmtok.health import CodebookMonitor
 from mmtok.models import build_tokenizer
@@ -123,6 +124,8 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
         acc.init_trackers("mmtok", config=_flat_hparams(to_dict(self.config)))
+        # What torch.distributed reports (end_training tears the group down, so keep it for callers).
+        self.world_size_seen = distributed.world_size()
         per_step = train.batch_size * train.grad_accum
         loader = build_loader(self.dataset, batch_size=train.batch_size, num_workers=train.num_workers,
                               seed=train.seed, rank=acc.process_index, world_size=acc.num_processes,
