@@ -166,10 +166,6 @@ def run_case(spec: dict) -> dict:
         if not is_oom(error):
             raise
         return {"status": "oom", "note": "out of memory"}
-    finally:
-        if device.type == "cuda":
-            gc.collect()
-            torch.cuda.empty_cache()
 
 
 def peer_bytes_estimate(spec: dict) -> int:
@@ -180,8 +176,12 @@ def measure(spec: dict, budget_bytes: int) -> dict:
     label = " ".join(f"{key}={spec[key]}" for key in ("section", "impl", "kind", "dim", "codes", "n") if key in spec)
     print(f"measuring {label}", file=sys.stderr, flush=True)
     if spec["device"] != "cpu":
-        # On CUDA the allocator's peak counter is per-op, so every case runs in this process.
-        return run_case(spec)
+        # On CUDA the allocator's peak counter is per-op, so every case runs in this process;
+        # the previous case's tensors (and an out-of-memory peer's) are released before the next.
+        result = run_case(spec)
+        gc.collect()
+        torch.cuda.empty_cache()
+        return result
     if spec["impl"] == "peer" and peer_bytes_estimate(spec) > budget_bytes:
         need = peer_bytes_estimate(spec) / GIB
         return {"status": "skipped", "note": f"skipped (would need {need:.1f} GiB)", "need_bytes": peer_bytes_estimate(spec)}

@@ -34,6 +34,21 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mmtok.train.export import export_run
+
+    out = export_run(args.run_dir, args.out_dir, use_ema=args.ema)
+    print(f"exported {args.run_dir} ({'EMA' if args.ema else 'raw'} weights) to {out}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from mmtok.inspect import describe_artifact
+
+    print(describe_artifact(args.path))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmtok",
@@ -59,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument("--max-steps", type=int, default=None, help="shorten the training budget")
     quickstart.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     quickstart.set_defaults(func=_cmd_quickstart)
+
+    export = sub.add_parser("export", help="turn a training run's latest checkpoint into a frozen tokenizer directory")
+    export.add_argument("run_dir", help="the run's output_dir")
+    export.add_argument("out_dir", help="where to write config.json, model.safetensors, vocab.json, README.md")
+    export.add_argument("--ema", action="store_true", help="export the EMA weights instead of the raw ones")
+    export.set_defaults(func=_cmd_export)
+
+    inspect = sub.add_parser("inspect", help="show an exported tokenizer: config, vocab layout, token counts, bitrate")
+    inspect.add_argument("path", help="a directory written by `mmtok export` or save_pretrained")
+    inspect.set_defaults(func=_cmd_inspect)
     return parser
 
 

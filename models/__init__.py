@@ -7,10 +7,12 @@ from typing import Any
 
 from mmtok.config import ConfigError, from_dict
 from mmtok.models.image import ImageTokenizer, ImageTokenizerConfig
+from mmtok.models.image1d import Image1DTokenizer, Image1DTokenizerConfig
 from mmtok.tokenizer import Tokenizer
 
 FAMILIES: dict[str, type[Tokenizer]] = {
     ImageTokenizer.family: ImageTokenizer,
+    Image1DTokenizer.family: Image1DTokenizer,
 }
 
 
@@ -36,4 +38,5 @@ def build_tokenizer(config: Any) -> Tokenizer:
     return cls(typed)
 
 
-__all__ = ["FAMILIES", "ImageTokenizer", "ImageTokenizerConfig", "build_tokenizer", "tokenizer_config"]
+__all__ = ["FAMILIES", "Image1DTokenizer", "Image1DTokenizerConfig", "ImageTokenizer", "ImageTokenizerConfig",
+           "build_tokenizer", "tokenizer_config"]

@@ -10,14 +10,17 @@ import dataclasses
 import torch
 from torch import nn
 
+from mmtok.data.image_io import images_to_tensor, tensor_to_images
 from mmtok.quantize import QuantizerOutput, build_quantizer
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
+from mmtok.vocab import VocabLayout
 from mmtok.models.blocks import Downsample, ResidualBlock, SelfAttention2d, Upsample, group_norm
 
 
 @dataclasses.dataclass
 class ImageTokenizerConfig:
     in_channels: int = 3
+    image_size: int = 256  # the nominal input size (vocab token shape, model card); any multiple of f encodes
     base_channels: int = 64
     channel_multipliers: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 2, 4])
     num_res_blocks: int = 2
@@ -134,3 +137,24 @@ class ImageTokenizer(Tokenizer):
 
     def last_layer_weight(self) -> torch.Tensor:
         return self.decoder.to_pixels.weight
+
+    def media_to_tensor(self, media) -> torch.Tensor:
+        return images_to_tensor(media, multiple=self.config.downsampling_factor)
+
+    def tensor_to_media(self, x: torch.Tensor):
+        return tensor_to_images(x)
+
+    def vocab_layout(self, **options) -> VocabLayout:
+        # Row markers keep the grid's shape in the flat sequence, so any image size round-trips.
+        size = self.config.image_size
+        options = {"row_markers": True, **options}
+        return VocabLayout("image", list(self.token_shape_for((size, size))), self.codebook_sizes, **options)
+
+    def rate_examples(self):
+        sizes = sorted({self.config.image_size, 256, 512})
+        return [(f"{s}x{s}", (self.config.in_channels, s, s), float(s * s), "pixel") for s in sizes
+                if s % self.config.downsampling_factor == 0]
+
+    def input_spec(self) -> dict:
+        return {"image_size": self.config.image_size, "channels": self.config.in_channels, "range": [-1.0, 1.0],
+                "multiple_of": self.config.downsampling_factor}

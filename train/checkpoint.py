@@ -13,8 +13,12 @@ import re
 import shutil
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d{8})$")
 STATE_FILE = "trainer_state.json"
+MODEL_FILE = "model.safetensors"  # accelerate's name for the first prepared model (the tokenizer)
+EMA_FILE = "ema.safetensors"
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -30,8 +34,10 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict, keep: int) -> Path:
-    """Every process calls this (accelerate saves per-process RNG states)."""
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict, keep: int,
+                    ema_state: dict | None = None) -> Path:
+    """Every process calls this (accelerate saves per-process RNG states). The EMA weights go to
+    their own safetensors file, which resume and `mmtok export --ema` read without unpickling."""
     root = checkpoint_dir(output_dir)
     final = root / f"step_{step:08d}"
     partial = root / f"step_{step:08d}.partial"
@@ -42,6 +48,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if ema_state is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema_state.items()}, str(partial / EMA_FILE))
         (partial / STATE_FILE).write_text(json.dumps(trainer_state, indent=2))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(partial, final)  # the atomic step: a checkpoint exists whole or not at all

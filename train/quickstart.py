@@ -15,22 +15,23 @@ QUICKSTART_CONFIG = files("mmtok.configs").joinpath("quickstart.yaml")
 def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, extra: list[str] = ()) -> dict:
     from mmtok.eval.reconstruct import evaluate_image_tokenizer
     from mmtok.train.image_recipe import sample_image_split
+    from mmtok.train.export import export_run
     from mmtok.train.trainer import Trainer
 
     overrides = [f"output_dir={out}", f"data.cache_dir={Path(out) / 'sample-images'}", *extra]
     if max_steps is not None:
         overrides.append(f"train.max_steps={max_steps}")
-    with QUICKSTART_CONFIG.open() as f:
-        config = load_run_config(f.name if hasattr(f, "name") else QUICKSTART_CONFIG, overrides)
+    config = load_run_config(str(QUICKSTART_CONFIG), overrides)
     trainer = Trainer(config)
     trainer.fit()
-    export_dir = trainer.export(Path(out) / "tokenizer")
 
     _, held = sample_image_split(trainer.recipe.data.held_out)
     report = evaluate_image_tokenizer(trainer.ema.model if trainer.ema else trainer.unwrapped, held)
-    report["tokenizer_dir"] = str(export_dir)
+    report["training_codebooks"] = trainer.last_health  # usage over the last health window of training
     report["steps"] = trainer.step
+    report["tokenizer_dir"] = str(Path(out) / "tokenizer")
     (Path(out) / "quickstart_report.json").write_text(json.dumps(report, indent=2))
+    export_run(out, report["tokenizer_dir"], use_ema=trainer.ema is not None)
     print_report(report)
     return report
 
@@ -42,6 +43,7 @@ def print_report(report: dict) -> None:
         print(f"{row['name']:<22} {row['height']:>4}x{row['width']:<4} {row['bpp']:>6.3f} {row['psnr']:>8.2f} {row['ssim']:>6.3f}")
     mean = report["mean"]
     print(f"{'mean':<22} {'':>9} {mean['bpp']:>6.3f} {mean['psnr']:>8.2f} {mean['ssim']:>6.3f}")
-    for index, stats in enumerate(report["codebooks"]):
-        print(f"codebook {index}: utilization {stats['utilization']:.3f}, perplexity {stats['perplexity']:.1f}, "
-              f"dead codes {stats['dead_codes']}, top share {stats['top_share']:.3f} (held-out tokens)")
+    for label, key in (("last training window", "training_codebooks"), ("held-out images", "codebooks")):
+        for index, stats in enumerate(report[key]):
+            print(f"codebook {index} ({label}, {stats['total']} tokens): utilization {stats['utilization']:.3f}, "
+                  f"perplexity {stats['perplexity']:.1f}, dead codes {stats['dead_codes']}, top share {stats['top_share']:.3f}")

@@ -19,13 +19,14 @@ import torch
 import yaml
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from mmtok import distributed
 from mmtok.config import to_dict
 from mmtok.health import CodebookMonitor
 from mmtok.models import build_tokenizer
-from mmtok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mmtok.train.checkpoint import EMA_FILE, latest_checkpoint, load_checkpoint, save_checkpoint
 from mmtok.train.config import OptimizerConfig, RunConfig
 from mmtok.train.data import build_loader
 from mmtok.train.ema import WeightEMA
@@ -103,13 +104,15 @@ class Trainer:
                 self.lecam = LeCamRegularizer().to(self.accelerator.device)
         self.ema = WeightEMA(self.unwrapped, train.ema_decay).to(self.accelerator.device) if train.ema_decay > 0 else None
         # Schedulers are registered, not prepared: a prepared scheduler steps once per process.
-        for extra in (self.sched_g, self.sched_d, self.ema, self.lecam):
+        # The EMA is saved as safetensors by save_checkpoint instead.
+        for extra in (self.sched_g, self.sched_d, self.lecam):
             if extra is not None:
                 self.accelerator.register_for_checkpointing(extra)
 
         q = self.unwrapped.quantizer
         self.monitor = CodebookMonitor(q.codebook_sizes, q.num_codebooks)
         self.step, self.nan_skips, self.failed_sources = 0, 0, set()
+        self.last_health: list[dict] = []
         if resume:
             self._resume()
 
@@ -267,8 +270,9 @@ class Trainer:
                 "samples_per_process": self.step * self.config.train.batch_size * self.config.train.grad_accum}
 
     def save(self) -> Path:
+        ema_state = self.ema.state_dict() if self.ema is not None else None
         return save_checkpoint(self.accelerator, self.output_dir, self.step, self.trainer_state(),
-                               self.config.train.keep_checkpoints)
+                               self.config.train.keep_checkpoints, ema_state)
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.output_dir)
@@ -276,15 +280,12 @@ class Trainer:
             logger.warning("--resume: no checkpoint in %s, starting from step 0", self.output_dir)
             return
         state = load_checkpoint(self.accelerator, path)
+        if self.ema is not None:
+            self.ema.load_state_dict(load_file(str(path / EMA_FILE)))
         self.step, self.nan_skips = state["step"], state["nan_skips"]
         self.failed_sources = set(state["failed_sources"])
         if self.accelerator.is_main_process:
             logger.info("resumed from %s at step %d", path, self.step)
-
-    def export(self, directory: str | Path, *, use_ema: bool = True) -> Path:
-        """Saves the tokenizer (EMA weights when kept) for inference."""
-        model = self.ema.model if (use_ema and self.ema is not None) else self.unwrapped
-        return model.save_pretrained(directory)
 
 
 def _flat_hparams(config: dict, prefix: str = "") -> dict:

@@ -1,0 +1,46 @@
+"""`mmtok inspect DIR`: what an exported tokenizer is, what its ids cost, and how it scored."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from mmtok.tokenizer import load_tokenizer
+
+
+def describe_artifact(path) -> str:
+    frozen = load_tokenizer(path)
+    config, vocab, model = frozen.config, frozen.vocab, frozen.model
+    bits_per_position = sum(math.log2(size) for size in vocab.codebook_sizes)
+    lines = [
+        f"mmtok {config['family']} tokenizer ({config['modality']}), mmtok {config['mmtok_version']}",
+        f"path: {frozen.path}",
+        f"weights sha256: {config['weights_sha256']}",
+        "",
+        "model config:",
+        json.dumps(config["model"], indent=2),
+        f"input: {json.dumps(config['input'])}",
+        "",
+        "vocab layout:",
+        f"  codebooks: {vocab.num_codebooks}, sizes {vocab.codebook_sizes} ({bits_per_position:.2f} bits per position)",
+        f"  ids {vocab.base_offset}..{vocab.end_offset - 1} ({vocab.size} ids), offsets {vocab.offsets} ({vocab.codebook_offsets})",
+        f"  flatten: {vocab.flatten}, row markers: {vocab.row_markers}, token shape: {vocab.token_shape}",
+        f"  special tokens: {vocab.special_tokens}",
+    ]
+    examples = model.rate_examples()
+    if examples:
+        lines += ["", f"{'input':<12} {'token shape':<14} {'ids':>8} {'LLM ids':>8} {'bits':>10} {'rate':>14}"]
+        for label, shape, amount, unit in examples:
+            token_shape = model.token_shape_for(shape)
+            positions = math.prod(token_shape)
+            ids = positions * vocab.num_codebooks
+            llm_ids = ids + len(vocab.special_tokens) + (token_shape[0] if vocab.row_markers else 0)
+            bits = positions * bits_per_position
+            lines.append(f"{label:<12} {str(tuple(token_shape)):<14} {ids:>8} {llm_ids:>8} {bits:>10.0f} "
+                         f"{bits / amount:>9.4f} b/{unit}")
+    card = config.get("card", {})
+    if card:
+        lines += ["", "model card:"] + [f"  {k}: {v}" for k, v in card.items() if k != "eval"]
+        for name, value in card.get("eval", {}).items():
+            lines.append(f"  eval {name}: {value:.4g}" if isinstance(value, float) else f"  eval {name}: {value}")
+    return "\n".join(lines)

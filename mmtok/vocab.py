@@ -1,0 +1,222 @@
+"""Where media ids live inside an LLM vocabulary, written down (vocab.json), never assumed.
+
+A VocabLayout places one tokenizer's special tokens and codes after `base_offset`:
+
+    base_offset + 0 .. n_special-1      <|image_start|>, <|image_end|>, [<|image_row|>]
+    base_offset + n_special + ...       the codes: per codebook ranges ("separate": codebook 1's
+                                        code 7 and codebook 0's code 7 are different LLM ids) or
+                                        one range all codebooks share ("shared")
+
+A media segment is `start, tokens..., end`; tokens are flattened in raster order, and for each
+position either all its codebooks in a row ("codebook_minor", the usual interleaving) or all
+positions of codebook 0 first ("codebook_major"). Grids may carry a row marker after each row so
+their shape survives flattening.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+FLATTEN_ORDERS = ("codebook_minor", "codebook_major")
+OFFSET_MODES = ("separate", "shared")
+
+
+@dataclasses.dataclass
+class VocabLayout:
+    modality: str
+    token_shape: list[int | None]  # per example; None marks an axis whose length varies (k tokens, audio frames)
+    codebook_sizes: list[int]
+    base_offset: int = 0
+    codebook_offsets: str = "separate"
+    flatten: str = "codebook_minor"
+    row_markers: bool = False  # a marker after each row of a 2-D grid
+
+    def __post_init__(self):
+        if self.codebook_offsets not in OFFSET_MODES:
+            raise ValueError(f"codebook_offsets must be one of {OFFSET_MODES}, got {self.codebook_offsets!r}")
+        if self.flatten not in FLATTEN_ORDERS:
+            raise ValueError(f"flatten must be one of {FLATTEN_ORDERS}, got {self.flatten!r}")
+        if not self.codebook_sizes or any(s < 1 for s in self.codebook_sizes):
+            raise ValueError(f"codebook_sizes must be positive, got {self.codebook_sizes}")
+        if self.row_markers and (len(self.token_shape) != 2 or self.flatten != "codebook_minor"):
+            raise ValueError("row_markers need a 2-D token grid flattened codebook_minor")
+        if self.base_offset < 0:
+            raise ValueError("base_offset must be >= 0")
+        if sum(s is None for s in self.token_shape) > 1:
+            raise ValueError("at most one axis of token_shape may vary in length")
+
+    # -- the id ranges ----------------------------------------------------------------------------
+    @property
+    def num_codebooks(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        names = [f"<|{self.modality}_start|>", f"<|{self.modality}_end|>"]
+        if self.row_markers:
+            names.append(f"<|{self.modality}_row|>")
+        return {name: self.base_offset + i for i, name in enumerate(names)}
+
+    @property
+    def codes_offset(self) -> int:
+        return self.base_offset + len(self.special_tokens)
+
+    @property
+    def offsets(self) -> list[int]:
+        """LLM id of code 0 of each codebook."""
+        if self.codebook_offsets == "shared":
+            return [self.codes_offset] * self.num_codebooks
+        starts = [0, *itertools.accumulate(self.codebook_sizes)][:-1]
+        return [self.codes_offset + s for s in starts]
+
+    @property
+    def size(self) -> int:
+        """How many LLM ids the layout takes (specials + codes)."""
+        codes = max(self.codebook_sizes) if self.codebook_offsets == "shared" else sum(self.codebook_sizes)
+        return len(self.special_tokens) + codes
+
+    @property
+    def end_offset(self) -> int:
+        return self.base_offset + self.size
+
+    def token_strings(self) -> list[str]:
+        """A name for every id of the layout, in id order (for adding to a text tokenizer)."""
+        names = list(self.special_tokens)
+        m = self.modality
+        if self.codebook_offsets == "shared":
+            names += [f"<|{m}_{code}|>" for code in range(max(self.codebook_sizes))]
+        else:
+            names += [f"<|{m}_c{c}_{code}|>" for c, size in enumerate(self.codebook_sizes) for code in range(size)]
+        return names
+
+    def with_base_offset(self, base_offset: int) -> "VocabLayout":
+        return dataclasses.replace(self, base_offset=base_offset)
+
+    # -- ids <-> LLM ids ----------------------------------------------------------------------------
+    def to_llm_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (*token_shape, num_codebooks) of ONE example -> 1-D LLM ids, framed by start/end."""
+        ids = torch.as_tensor(ids)
+        self._check_ids(ids)
+        offsets = torch.tensor(self.offsets, dtype=torch.long, device=ids.device)
+        shifted = ids.long() + offsets
+        start, end = self.special_tokens[f"<|{self.modality}_start|>"], self.special_tokens[f"<|{self.modality}_end|>"]
+        if self.row_markers:
+            rows = shifted.flatten(1)  # (rows, width * codebooks)
+            row_id = self.special_tokens[f"<|{self.modality}_row|>"]
+            marker = torch.full((rows.shape[0], 1), row_id, dtype=torch.long, device=ids.device)
+            body = torch.cat([rows, marker], dim=1).flatten()
+        else:
+            body = shifted.flatten() if self.flatten == "codebook_minor" else shifted.movedim(-1, 0).flatten()
+        frame = lambda v: torch.tensor([v], dtype=torch.long, device=ids.device)  # noqa: E731
+        return torch.cat([frame(start), body, frame(end)])
+
+    def from_llm_ids(self, llm_ids: Sequence[int] | torch.Tensor) -> list:
+        """Splits a sequence into text runs (lists of ints, left as they are) and media segments
+        (tensors (*token_shape, num_codebooks) of codebook ids), in order."""
+        seq = [int(v) for v in (llm_ids.tolist() if torch.is_tensor(llm_ids) else llm_ids)]
+        start, end = self.special_tokens[f"<|{self.modality}_start|>"], self.special_tokens[f"<|{self.modality}_end|>"]
+        parts: list = []
+        text: list[int] = []
+        i = 0
+        while i < len(seq):
+            if seq[i] != start:
+                text.append(seq[i])
+                i += 1
+                continue
+            try:
+                stop = seq.index(end, i + 1)
+            except ValueError:
+                raise ValueError(f"{self.modality} segment starting at position {i} has no end token") from None
+            if text:
+                parts.append(text)
+                text = []
+            parts.append(self._segment_ids(seq[i + 1 : stop]))
+            i = stop + 1
+        if text:
+            parts.append(text)
+        return parts
+
+    def media_segments(self, llm_ids) -> list[torch.Tensor]:
+        return [p for p in self.from_llm_ids(llm_ids) if torch.is_tensor(p)]
+
+    def _segment_ids(self, body: list[int]) -> torch.Tensor:
+        c = self.num_codebooks
+        if self.row_markers:
+            row_id = self.special_tokens[f"<|{self.modality}_row|>"]
+            rows, current = [], []
+            for v in body:
+                if v == row_id:
+                    rows.append(current)
+                    current = []
+                else:
+                    current.append(v)
+            if current or not rows or len({len(r) for r in rows}) != 1 or len(rows[0]) % c:
+                raise ValueError("malformed grid segment: rows differ in length or miss their markers")
+            flat = torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1, c)
+        else:
+            if len(body) % c:
+                raise ValueError(f"segment of {len(body)} tokens is not a multiple of {c} codebooks")
+            flat = torch.tensor(body, dtype=torch.long)
+            shape = self._resolve_shape(len(body) // c)
+            flat = flat.reshape(*shape, c) if self.flatten == "codebook_minor" else flat.reshape(c, *shape).movedim(0, -1)
+        ids = flat - torch.tensor(self.offsets, dtype=torch.long)
+        sizes = torch.tensor(self.codebook_sizes, dtype=torch.long)
+        if (ids < 0).any() or (ids >= sizes).any():
+            raise ValueError("segment holds ids outside this layout's code ranges")
+        return ids
+
+    def _resolve_shape(self, positions: int) -> list[int]:
+        known = math.prod(s for s in self.token_shape if s is not None)
+        if None in self.token_shape:
+            if positions % known:
+                raise ValueError(f"{positions} positions do not fit token shape {self.token_shape}")
+            return [positions // known if s is None else s for s in self.token_shape]
+        if positions != known:
+            raise ValueError(f"segment has {positions} positions, token shape {self.token_shape} needs {known}")
+        return list(self.token_shape)
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        if ids.is_floating_point():
+            raise TypeError("ids must be integers")
+        if ids.ndim != len(self.token_shape) + 1 or ids.shape[-1] != self.num_codebooks:
+            raise ValueError(f"expected ids of one example shaped (*{self.token_shape}, {self.num_codebooks}), got {tuple(ids.shape)}")
+        for axis, size in enumerate(self.token_shape):
+            # With row markers the grid's shape travels in the sequence: token_shape is nominal.
+            if size is not None and not self.row_markers and ids.shape[axis] != size:
+                raise ValueError(f"axis {axis} has {ids.shape[axis]} tokens, the layout says {size}")
+        sizes = torch.tensor(self.codebook_sizes, device=ids.device)
+        if ids.numel() and ((ids < 0).any() or (ids >= sizes).any()):
+            raise ValueError(f"ids out of range for codebook sizes {self.codebook_sizes}")
+
+    # -- vocab.json --------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "num_codebooks": self.num_codebooks, "special_tokens": self.special_tokens,
+                "offsets": self.offsets, "size": self.size}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, data: dict) -> "VocabLayout":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VocabLayout":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def stack_layouts(layouts: Sequence[VocabLayout], start: int) -> list[VocabLayout]:
+    """Places layouts one after another from LLM id `start` (e.g. the text vocabulary's size)."""
+    placed = []
+    for layout in layouts:
+        placed.append(layout.with_base_offset(start))
+        start = placed[-1].end_offset
+    return placed

@@ -1,0 +1,209 @@
+"""1-D flexible-length image tokenizer: K latent tokens per image, of which any first k are decodable.
+
+A ViT encoder reads the image patches together with K learned latent tokens and keeps only the
+latent tokens (TiTok). The decoder, another ViT, sees the first k quantized tokens, a learned mask
+token in positions k..K-1, and one query per patch, from which it predicts the pixels. Training
+draws k per example (nested dropout, as in One-D-Piece and FlexTok), so the first tokens carry the
+coarse content and each further token adds detail: `encode(x, num_tokens=k)` picks the length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtok.quantize import QuantizerOutput, build_quantizer
+from mmtok.tokenizer import QuantizerConfig, Tokenizer
+
+TOKEN_DROPOUTS = ("uniform", "pow2", "none")
+
+
+@dataclasses.dataclass
+class Image1DTokenizerConfig:
+    image_size: int = 256  # square inputs only: positions are learned per patch
+    in_channels: int = 3
+    patch_size: int = 16
+    width: int = 512
+    depth: int = 8  # transformer layers in the encoder, and again in the decoder
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    num_latent_tokens: int = 32  # K, the longest sequence
+    latent_dim: int = 5
+    quantizer: QuantizerConfig = dataclasses.field(
+        default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 6, 5]})
+    )
+    # How training draws k per example: any of 1..K ("uniform"), a power of two up to K (plus K)
+    # ("pow2"), or always K ("none": a fixed-length tokenizer whose prefixes are not trained).
+    token_dropout: str = "uniform"
+
+    def __post_init__(self):
+        for name in ("image_size", "in_channels", "patch_size", "width", "depth", "heads", "num_latent_tokens", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} must be divisible by patch_size {self.patch_size}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.token_dropout not in TOKEN_DROPOUTS:
+            raise ValueError(f"token_dropout must be one of {TOKEN_DROPOUTS}, got {self.token_dropout!r}")
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+
+def powers_of_two_up_to(limit: int) -> list[int]:
+    """1, 2, 4, ... up to `limit`, with `limit` itself last when it is not a power of two."""
+    ks = [2**i for i in range(limit.bit_length()) if 2**i <= limit]
+    return ks if ks[-1] == limit else ks + [limit]
+
+
+def transformer(config: Image1DTokenizerConfig) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        config.width, config.heads, dim_feedforward=int(config.mlp_ratio * config.width), dropout=0.0,
+        activation="gelu", batch_first=True, norm_first=True,
+    )
+    # Pre-norm layers leave the residual stream unnormalised, hence the final norm.
+    return nn.TransformerEncoder(layer, config.depth, norm=nn.LayerNorm(config.width), enable_nested_tensor=False)
+
+
+def learned_tokens(count: int, width: int) -> nn.Parameter:
+    return nn.Parameter(torch.randn(1, count, width) * 0.02)
+
+
+class Image1DEncoder(nn.Module):
+    """Image (B, C, S, S) -> K latent vectors (B, K, latent_dim)."""
+
+    def __init__(self, config: Image1DTokenizerConfig):
+        super().__init__()
+        self.patchify = nn.Conv2d(config.in_channels, config.width, config.patch_size, stride=config.patch_size)
+        self.patch_positions = learned_tokens(config.num_patches, config.width)
+        self.latent_tokens = learned_tokens(config.num_latent_tokens, config.width)  # also their positions
+        self.transformer = transformer(config)
+        self.to_latent = nn.Linear(config.width, config.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.patchify(x).flatten(2).transpose(1, 2) + self.patch_positions  # (B, P, width)
+        latents = self.latent_tokens.expand(x.shape[0], -1, -1)
+        hidden = self.transformer(torch.cat([patches, latents], dim=1))
+        return self.to_latent(hidden[:, patches.shape[1]:])
+
+
+class Image1DDecoder(nn.Module):
+    """K latent vectors, of which only the first `num_tokens[b]` are kept per example -> image."""
+
+    def __init__(self, config: Image1DTokenizerConfig):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.grid_size = config.grid_size
+        self.from_latent = nn.Linear(config.latent_dim, config.width)
+        self.mask_token = learned_tokens(1, config.width)  # stands for every token left out
+        self.latent_positions = learned_tokens(config.num_latent_tokens, config.width)
+        self.patch_queries = learned_tokens(config.num_patches, config.width)  # one per output patch
+        self.transformer = transformer(config)
+        self.to_pixels = nn.Linear(config.width, config.in_channels * config.patch_size**2)
+
+    def forward(self, latents: torch.Tensor, num_tokens: torch.Tensor) -> torch.Tensor:
+        """latents: (B, K, latent_dim); num_tokens: (B,) how many leading tokens each example keeps."""
+        batch, positions = latents.shape[:2]
+        kept = torch.arange(positions, device=latents.device) < num_tokens[:, None]  # (B, K)
+        tokens = torch.where(kept[..., None], self.from_latent(latents), self.mask_token)
+        tokens = tokens + self.latent_positions
+        queries = self.patch_queries.expand(batch, -1, -1)
+        hidden = self.transformer(torch.cat([tokens, queries], dim=1))[:, positions:]
+        pixels = self.to_pixels(hidden)  # (B, P, C * patch^2), patches in raster order
+        grid = pixels.transpose(1, 2).unflatten(2, (self.grid_size, self.grid_size))
+        return F.pixel_shuffle(grid, self.patch_size)
+
+
+class Image1DTokenizer(Tokenizer):
+    family = "image1d"
+    modality = "image"
+    config_class = Image1DTokenizerConfig
+
+    def __init__(self, config: Image1DTokenizerConfig):
+        super().__init__(config)
+        self.encoder = Image1DEncoder(config)
+        q = config.quantizer
+        self.quantizer = build_quantizer(q.kind, dim=config.latent_dim, groups=q.groups, **q.options)
+        self.decoder = Image1DDecoder(config)
+
+    @property
+    def num_latent_tokens(self) -> int:
+        return self.config.num_latent_tokens
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        c, s = self.config.in_channels, self.config.image_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
+            raise ValueError(f"expected images (B, {c}, {s}, {s}), got {tuple(x.shape)}")
+
+    def _check_num_tokens(self, k: int) -> int:
+        if isinstance(k, bool) or int(k) != k or not 1 <= k <= self.num_latent_tokens:
+            raise ValueError(f"num_tokens must be an integer in [1, {self.num_latent_tokens}], got {k!r}")
+        return int(k)
+
+    def sample_num_tokens(self, batch: int, device: torch.device) -> torch.Tensor:
+        """Nested dropout: how many leading tokens each training example keeps."""
+        K, mode = self.num_latent_tokens, self.config.token_dropout
+        if mode == "uniform":
+            return torch.randint(1, K + 1, (batch,), device=device)
+        choices = torch.tensor(powers_of_two_up_to(K) if mode == "pow2" else [K], device=device)
+        return choices[torch.randint(len(choices), (batch,), device=device)]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Training draws k per example; eval decodes all K tokens."""
+        self._check_images(x)
+        out = self.quantizer(self.encoder(x))  # every position is quantized, so every codebook trains
+        if self.training:
+            num_tokens = self.sample_num_tokens(x.shape[0], x.device)
+        else:
+            num_tokens = torch.full((x.shape[0],), self.num_latent_tokens, device=x.device)
+        return self.decoder(out.quantized, num_tokens), out
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, num_tokens: int | None = None, num_codebooks: int | None = None) -> torch.Tensor:
+        """ids (B, k, num_codebooks) for the first k = num_tokens (default K) latent tokens; with a
+        residual quantizer, num_codebooks=n keeps the first n codebooks of each token."""
+        k = self.num_latent_tokens if num_tokens is None else self._check_num_tokens(num_tokens)
+        self._check_images(x)
+        kwargs = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+        # A token's ids depend only on its own latent vector, so quantizing the prefix alone gives
+        # the prefix of the full encoding.
+        return self.quantizer(self.encoder(x)[:, :k], **kwargs).ids
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, k, num_codebooks) for any 1 <= k <= K -> images (B, C, S, S)."""
+        if ids.ndim != 3:
+            raise ValueError(f"expected ids (B, k, num_codebooks), got {tuple(ids.shape)}")
+        batch, k = ids.shape[:2]
+        self._check_num_tokens(k)
+        quantized = self.quantizer.decode_ids(ids)  # (B, k, latent_dim)
+        # The decoder always sees K slots; the ones after k are masked out.
+        padded = F.pad(quantized, (0, 0, 0, self.num_latent_tokens - k))
+        return self.decoder(padded, torch.full((batch,), k, device=ids.device))
+
+    @torch.no_grad()
+    def ids_by_position(self, x: torch.Tensor) -> torch.Tensor:
+        """All K tokens' ids, position-major: (K, B, num_codebooks), so each latent position's
+        codebook usage can be counted on its own (e.g. with one CodebookMonitor per position)."""
+        return self.encode(x).transpose(0, 1)
+
+    def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        *_, h, w = input_shape
+        s = self.config.image_size
+        if (h, w) != (s, s):
+            raise ValueError(f"this tokenizer reads {s}x{s} images, got {h}x{w}")
+        return (self.num_latent_tokens,)
+
+    def last_layer_weight(self) -> torch.Tensor:
+        return self.decoder.to_pixels.weight
