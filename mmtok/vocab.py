@@ -117,6 +117,23 @@ class VocabLayout:
         frame = lambda v: torch.tensor([v], dtype=torch.long, device=ids.device)  # noqa: E731
         return torch.cat([frame(start), body, frame(end)])
 
+    def segment_template(self, token_shape: Sequence[int]) -> list[tuple[int, int]]:
+        """The id range ([low, high)) allowed at each position of a segment of `token_shape`,
+        start and end included: the grammar a constrained sampler follows to emit valid media."""
+        c = self.num_codebooks
+        start, end = self.special_tokens[f"<|{self.modality}_start|>"], self.special_tokens[f"<|{self.modality}_end|>"]
+        code = [(self.offsets[i], self.offsets[i] + self.codebook_sizes[i]) for i in range(c)]
+        positions = math.prod(token_shape)
+        if self.flatten == "codebook_minor":
+            body = [code[i % c] for i in range(positions * c)]
+        else:
+            body = [code[i // positions] for i in range(positions * c)]
+        if self.row_markers:
+            row_id = self.special_tokens[f"<|{self.modality}_row|>"]
+            per_row = token_shape[1] * c
+            body = [r for row in range(token_shape[0]) for r in body[row * per_row:(row + 1) * per_row] + [(row_id, row_id + 1)]]
+        return [(start, start + 1), *body, (end, end + 1)]
+
     def from_llm_ids(self, llm_ids: Sequence[int] | torch.Tensor) -> list:
         """Splits a sequence into text runs (lists of ints, left as they are) and media segments
         (tensors (*token_shape, num_codebooks) of codebook ids), in order."""
@@ -220,3 +237,12 @@ def stack_layouts(layouts: Sequence[VocabLayout], start: int) -> list[VocabLayou
         placed.append(layout.with_base_offset(start))
         start = placed[-1].end_offset
     return placed
+
+
+def __getattr__(name: str):
+    # The transformers-facing helpers live in llm_vocab.py; they are reached as mmtok.vocab.<name>.
+    if name in ("extend_tokenizer", "interleave", "init_media_embeddings"):
+        from mmtok import llm_vocab
+
+        return getattr(llm_vocab, name)
+    raise AttributeError(f"module 'mmtok.vocab' has no attribute {name!r}")

@@ -1,0 +1,172 @@
+"""Frozen export, load_tokenizer, the vocab layout and the LLM client."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmtok import load_tokenizer
+from mmtok.models import build_tokenizer
+from mmtok.tokenizer import ArtifactError
+from mmtok.train.config import load_run_config
+from mmtok.train.export import export_run
+from mmtok.train.trainer import Trainer
+from mmtok.vocab import VocabLayout
+from train_helpers import tiny_config, write_config, write_images
+
+TINY_IMAGE = {"family": "image", "base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1,
+              "attention": False, "latent_dim": 4, "image_size": 16,
+              "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
+
+
+def images(count=3, size=20, seed=0):
+    return (np.random.default_rng(seed).random((count, size, size, 3)) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    write_images(root / "data", 8)
+    config = tiny_config(root / "run", root / "data", train={"max_steps": 3, "ema_decay": 0.9, "checkpoint_every": 3})
+    trainer = Trainer(load_run_config(write_config(root / "c.yaml", config), []))
+    trainer.fit()
+    return root, trainer
+
+
+@pytest.mark.parametrize("use_ema", [False, True])
+def test_exported_ids_equal_the_training_models(trained_run, tmp_path, use_ema):
+    root, trainer = trained_run
+    out = export_run(root / "run", tmp_path / "tok", use_ema=use_ema)
+    frozen = load_tokenizer(out)
+    source = trainer.ema.model if use_ema else trainer.unwrapped
+    source.eval()
+    x = frozen.model.media_to_tensor(images())
+    assert torch.equal(frozen.encode(images()), source.encode(x))
+    assert not any(p.requires_grad for p in frozen.model.parameters()) and not frozen.model.training
+    card = json.loads((out / "config.json").read_text())["card"]
+    assert card["weights"] == ("EMA" if use_ema else "raw") and card["steps"] == 3
+
+
+def test_round_trip_media_ids_llm_ids(tmp_path):
+    torch.manual_seed(0)
+    model = build_tokenizer(TINY_IMAGE).eval()
+    model.quantizer.train()(torch.randn(256, 4))  # k-means init so codes are spread
+    model.eval()
+    frozen = load_tokenizer(model.save_pretrained(tmp_path / "tok"))
+    ids = frozen.encode(images(2, size=24))
+    assert ids.shape == (2, 12, 12, 2)
+    decoded = frozen.decode_media(ids)
+    assert decoded.shape == (2, 24, 24, 3) and decoded.dtype == np.uint8
+    # Encoding the decoded media is stable enough to be a tokenizer, and ids survive the LLM layout.
+    for example, llm_ids in zip(ids, frozen.to_llm_ids(images(2, size=24))):
+        [back] = frozen.vocab.media_segments(llm_ids)
+        assert torch.equal(back, example)
+    # Paths work as media too.
+    from PIL import Image
+
+    Image.fromarray(images(1, size=24)[0]).save(tmp_path / "x.png")
+    assert torch.equal(frozen.encode(str(tmp_path / "x.png")), frozen.encode(images(1, size=24)))
+
+
+def test_load_refuses_pickles_and_tampered_weights(tmp_path):
+    model = build_tokenizer(TINY_IMAGE)
+    directory = model.save_pretrained(tmp_path / "tok")
+    (directory / "extra.bin").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(ArtifactError, match="pickle"):
+        load_tokenizer(directory)
+    (directory / "extra.bin").unlink()
+    weights = directory / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_tokenizer(directory)
+
+
+def test_loading_needs_no_training_code(tmp_path):
+    directory = build_tokenizer(TINY_IMAGE).save_pretrained(tmp_path / "tok")
+    script = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "mmtok.train" or name.startswith("mmtok.train.") or name == "accelerate":
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import numpy as np, mmtok
+tok = mmtok.load_tokenizer({str(directory)!r})
+ids = tok.encode(np.zeros((16, 16, 3), np.uint8))
+assert "mmtok.train" not in sys.modules
+print(tuple(ids.shape))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(1, 8, 8, 2)"
+
+
+layouts = st.builds(
+    dict,
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+    offsets=st.sampled_from(["separate", "shared"]),
+    flatten=st.sampled_from(["codebook_minor", "codebook_major"]),
+    shape=st.sampled_from([[4], [None], [3, 5], [None, 4], [3, 5, "rows"]]),
+    base=st.integers(0, 1000),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=layouts, data=st.data())
+def test_to_llm_ids_and_from_llm_ids_are_inverses(spec, data):
+    rows = spec["shape"][-1] == "rows"
+    shape = spec["shape"][:2] if rows else spec["shape"]
+    layout = VocabLayout("image", shape, spec["sizes"], base_offset=spec["base"], codebook_offsets=spec["offsets"],
+                         flatten="codebook_minor" if rows else spec["flatten"], row_markers=rows)
+    concrete = [data.draw(st.integers(1, 6)) if s is None else s for s in shape]
+    ids = torch.stack([torch.randint(0, size, tuple(concrete)) for size in spec["sizes"]], dim=-1)
+    llm = layout.to_llm_ids(ids)
+    assert llm.min() >= layout.base_offset and llm.max() < layout.end_offset
+    assert len(llm) == len(layout.segment_template(concrete))
+    assert all(low <= int(v) < high for v, (low, high) in zip(llm, layout.segment_template(concrete)))
+    text_before = data.draw(st.lists(st.integers(0, max(0, layout.base_offset - 1)), max_size=5)) if layout.base_offset else []
+    text_after = [layout.end_offset + 7, layout.end_offset]
+    parts = layout.from_llm_ids(text_before + llm.tolist() + text_after + llm.tolist())
+    expected_len = (1 if text_before else 0) + 3
+    assert len(parts) == expected_len
+    media = [p for p in parts if torch.is_tensor(p)]
+    assert len(media) == 2 and all(torch.equal(m, ids) for m in media)
+    texts = [p for p in parts if not torch.is_tensor(p)]
+    assert texts == ([text_before] if text_before else []) + [text_after]
+
+
+def test_separate_offsets_keep_codebooks_apart():
+    layout = VocabLayout("audio", [None], [1024, 1024], base_offset=50000)
+    llm = layout.to_llm_ids(torch.tensor([[7, 7]]))
+    assert llm[1] != llm[2] and llm.tolist() == [50000, 50002 + 7, 50002 + 1024 + 7, 50001]
+    shared = VocabLayout("audio", [None], [1024, 1024], base_offset=50000, codebook_offsets="shared")
+    assert shared.to_llm_ids(torch.tensor([[7, 7]])).tolist() == [50000, 50009, 50009, 50001]
+    with pytest.raises(ValueError, match="out of range"):
+        layout.to_llm_ids(torch.tensor([[1024, 0]]))
+
+
+def test_a_real_llm_trains_on_interleaved_ids(tmp_path):
+    pytest.importorskip("transformers")
+    from mmtok.eval.llm_client import run_llm_client
+
+    torch.manual_seed(0)
+    directories = []
+    for name, quantizer in (("fsq", {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}),
+                            ("rvq", {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}})):
+        config = {**TINY_IMAGE, "channel_multipliers": [1, 2, 2], "quantizer": quantizer}
+        directories.append(build_tokenizer(config).save_pretrained(tmp_path / name))
+    frozen = [load_tokenizer(d) for d in directories]
+    # Both are image tokenizers: the second gets its own modality name so their special tokens differ.
+    frozen[1].vocab = frozen[1].vocab.__class__(**{**frozen[1].vocab.__dict__, "modality": "image2"})
+    pictures = list(images(6, size=16, seed=3))
+    report = run_llm_client(frozen, [pictures, pictures], [f"picture {i}" for i in range(6)], steps=80)
+    assert report.last_loss < 0.5 * report.first_loss
+    assert report.round_trips == 12
+    assert report.sampled == [(1, 16, 16, 3), (1, 16, 16, 3)]
