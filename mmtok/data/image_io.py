@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +10,14 @@ import torch
 from PIL import Image
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """uint8 (H, W, 3); a file that is not an image raises ValueError naming it."""
+def load_image(source: str | Path | bytes) -> np.ndarray:
+    """uint8 (H, W, 3) from a path or encoded bytes; anything that is not an image raises ValueError."""
+    name = "bytes" if isinstance(source, (bytes, bytearray)) else source
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
             return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read an image from {path}: {error}") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read an image from {name}: {error}") from None
 
 
 def center_crop_to_multiple(image: np.ndarray, size: int | None, multiple: int) -> np.ndarray:
@@ -30,19 +32,19 @@ def center_crop_to_multiple(image: np.ndarray, size: int | None, multiple: int) 
 
 
 def images_to_tensor(media, *, multiple: int = 1, size: int | None = None) -> torch.Tensor:
-    """A path, a list of paths, a PIL image, uint8 (H, W, 3) / (B, H, W, 3) arrays, or a float tensor
+    """A path or encoded bytes (or a list of them), a PIL image, uint8 (H, W, 3) / (B, H, W, 3) arrays, or a float tensor
     (B, 3, H, W) in [-1, 1] (returned as is) -> float (B, 3, H, W) in [-1, 1]. Arrays are centre-cropped
     to a multiple of `multiple` (at most `size` per side)."""
     if torch.is_tensor(media):
         if not media.is_floating_point() or media.ndim != 4:
             raise ValueError(f"image tensors must be float (B, 3, H, W) in [-1, 1], got {media.dtype} {tuple(media.shape)}")
         return media
-    if isinstance(media, (str, Path)):
+    if isinstance(media, (str, Path, bytes, bytearray)):
         media = [media]
     if isinstance(media, Image.Image):
         media = np.asarray(media.convert("RGB"))
     if isinstance(media, (list, tuple)):
-        arrays = [load_image(m) if isinstance(m, (str, Path)) else np.asarray(m) for m in media]
+        arrays = [load_image(m) if isinstance(m, (str, Path, bytes, bytearray)) else np.asarray(m) for m in media]
         arrays = [center_crop_to_multiple(_rgb(a), size, multiple) for a in arrays]
         if len({a.shape for a in arrays}) != 1:
             raise ValueError(f"images in one batch must share a size after cropping, got {[a.shape for a in arrays]}")
