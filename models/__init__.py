@@ -6,12 +6,14 @@ import dataclasses
 from typing import Any
 
 from mmtok.config import ConfigError, from_dict
+from mmtok.models.audio import AudioTokenizer, AudioTokenizerConfig
 from mmtok.models.image import ImageTokenizer, ImageTokenizerConfig
 from mmtok.models.image1d import Image1DTokenizer, Image1DTokenizerConfig
 from mmtok.tokenizer import Tokenizer
 
 FAMILIES: dict[str, type[Tokenizer]] = {
     ImageTokenizer.family: ImageTokenizer,
+    AudioTokenizer.family: AudioTokenizer,
     Image1DTokenizer.family: Image1DTokenizer,
 }
 
@@ -38,5 +40,5 @@ def build_tokenizer(config: Any) -> Tokenizer:
     return cls(typed)
 
 
-__all__ = ["FAMILIES", "Image1DTokenizer", "Image1DTokenizerConfig", "ImageTokenizer", "ImageTokenizerConfig",
+__all__ = ["AudioTokenizer", "AudioTokenizerConfig", "FAMILIES", "Image1DTokenizer", "Image1DTokenizerConfig", "ImageTokenizer", "ImageTokenizerConfig",
            "build_tokenizer", "tokenizer_config"]

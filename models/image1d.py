@@ -77,7 +77,9 @@ def transformer(config: Image1DTokenizerConfig) -> nn.TransformerEncoder:
 
 
 def learned_tokens(count: int, width: int) -> nn.Parameter:
-    return nn.Parameter(torch.randn(1, count, width) * 0.02)
+    # width^-0.5 (as CLIP and TiTok): large enough next to the patch embeddings that positions and
+    # latent slots are told apart from the first step, which narrow models otherwise learn slowly.
+    return nn.Parameter(torch.randn(1, count, width) * width**-0.5)
 
 
 class Image1DEncoder(nn.Module):

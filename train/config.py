@@ -56,8 +56,9 @@ class LossConfig:
     reconstruction: str = "l1"  # "l1" or "l2"
     reconstruction_weight: float = 1.0
     quantizer_weight: float = 1.0
-    perceptual_weight: float = 0.0
-    perceptual_weights: str | None = None  # local path; no weights means no perceptual loss
+    # Terms only one modality has (images: perceptual; audio: mel, STFT, feature matching),
+    # typed by that modality recipe's loss dataclass.
+    modality: dict = dataclasses.field(default_factory=dict)
     gan_start_step: int = -1  # -1: no GAN phase
     gan_loss: str = "hinge"  # "hinge" or "non_saturating"
     gan_weight: float = 0.1

@@ -27,6 +27,12 @@ class ImageDataConfig:
     cache_dir: str = "runs/sample-images"  # where sample-images are written as PNG files
 
 
+@dataclasses.dataclass
+class ImageLossConfig:
+    perceptual_weight: float = 0.0
+    perceptual_weights: str | None = None  # local path; no weights means no perceptual loss
+
+
 def sample_image_split(held_out: int) -> tuple[list, list]:
     """(train, held) lists of (name, uint8 HxWx3) from scikit-image's photos."""
     if held_out == 0:
@@ -37,12 +43,13 @@ def sample_image_split(held_out: int) -> tuple[list, list]:
 class ImageRecipe(Recipe):
     modality = "image"
     data_config_class = ImageDataConfig
+    loss_config_class = ImageLossConfig
 
-    def __init__(self, data: dict, loss):
-        super().__init__(data, loss)
+    def __init__(self, data: dict, loss, model):
+        super().__init__(data, loss, model)
         self._perceptual = None
-        if loss.perceptual_weight > 0:
-            self._perceptual = build_perceptual_loss(loss.perceptual_weights)  # None (and a log line) without weights
+        if self.terms.perceptual_weight > 0:
+            self._perceptual = build_perceptual_loss(self.terms.perceptual_weights)  # None (and a log line) without weights
 
     def training_source(self) -> Path:
         if self.data.source != SAMPLE_IMAGES:
@@ -63,7 +70,7 @@ class ImageRecipe(Recipe):
                                              reconstruction_loss(recon, x, self.loss.reconstruction))}
         if self._perceptual is not None:
             self._perceptual.to(x.device)
-            losses["perceptual"] = (self.loss.perceptual_weight, self._perceptual(recon, x))
+            losses["perceptual"] = (self.terms.perceptual_weight, self._perceptual(recon, x))
         return losses
 
     def log_media(self, writer, x, recon, step):

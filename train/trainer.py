@@ -30,7 +30,7 @@ from mmtok.train.checkpoint import EMA_FILE, latest_checkpoint, load_checkpoint,
 from mmtok.train.config import OptimizerConfig, RunConfig
 from mmtok.train.data import build_loader
 from mmtok.train.ema import WeightEMA
-from mmtok.train.losses import LeCamRegularizer, adaptive_gan_weight, discriminator_loss, generator_loss
+from mmtok.train.losses import LeCamRegularizer, adaptive_gan_weight, discriminator_loss
 from mmtok.train.recipes import recipe_for
 
 logger = logging.getLogger("mmtok.train")
@@ -169,11 +169,13 @@ class Trainer:
                 logged.update({f"quantizer/{name}": value for name, value in qout.losses.items()})
                 if gan_active:
                     with frozen(acc.unwrap_model(self.disc)) as disc:
-                        g_loss = generator_loss(disc(recon), loss_cfg.gan_loss)
+                        g_loss, extra = self.recipe.generator_adversarial(disc, x, recon, loss_cfg.gan_loss)
                     weight = (adaptive_gan_weight(reconstruction, g_loss, self.unwrapped.last_layer_weight())
                               if loss_cfg.adaptive_gan_weight else torch.ones((), device=x.device))
                     total = total + loss_cfg.gan_weight * weight * g_loss
+                    total = total + sum(w * value for w, value in extra.values())
                     logged.update({"loss/generator": g_loss, "loss/adaptive_weight": weight})
+                    logged.update({f"loss/{name}": value for name, (_, value) in extra.items()})
                 logged["loss/total"] = total
 
             if not self._all_finite(total):
@@ -192,9 +194,7 @@ class Trainer:
     def _discriminator_step(self, x: torch.Tensor, fake: torch.Tensor) -> dict:
         acc, loss_cfg = self.accelerator, self.config.loss
         with acc.autocast():
-            # One forward over real and fake together: DDP expects one forward per backward.
-            logits = self.disc(torch.cat([x, fake]))
-            real, fake_logits = logits.split([x.shape[0], fake.shape[0]])
+            real, fake_logits = self.recipe.discriminator_logits(self.disc, x, fake)
             d_loss = discriminator_loss(real, fake_logits, loss_cfg.gan_loss)
             logged = {"loss/discriminator": d_loss}
             if self.lecam is not None:

