@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import logging
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -27,117 +26,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from mmtok.data.sources import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS, open_source
+
 __all__ = ["IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "ImageDataset"]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-# Tried in order when no column is given; "image" is the Hugging Face convention,
-# "jpg"/"png" come from webdataset shards converted to parquet.
-PARQUET_IMAGE_COLUMNS = ("image", "jpg", "png", "jpeg", "webp")
-
-
-def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-class _FolderSource:
-    def __init__(self, root: Path):
-        files = (p for p in root.rglob("*") if p.is_file() and _is_image_name(p.name))
-        self.paths = sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def read(self, i: int) -> bytes:
-        return self.paths[i].read_bytes()
-
-    def describe(self, i: int) -> str:
-        return str(self.paths[i])
-
-
-class _TarSource:
-    """Uncompressed tar; members are read by byte offset so each worker just seeks in the file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            with tarfile.open(path, mode="r:") as tar:
-                members = [(m.name, m.offset_data, m.size) for m in tar if m.isreg() and _is_image_name(m.name)]
-        except tarfile.ReadError as err:
-            raise ValueError(f"{path} is not an uncompressed tar archive (webdataset shard): {err}") from err
-        self.members = sorted(members)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def read(self, i: int) -> bytes:
-        _, offset, size = self.members[i]
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            return f.read(size)
-
-    def describe(self, i: int) -> str:
-        return f"{self.path}::{self.members[i][0]}"
-
-
-class _ParquetSource:
-    """One column of encoded images, held in memory as Arrow buffers (no per-row Python objects).
-
-    Reading single rows lazily would decompress a whole row group per item under
-    random sampling, so the column is loaded once instead.
-    """
-
-    def __init__(self, path: Path, column: str | None):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.path = path
-        names = pq.read_schema(path).names
-        if column is None:
-            column = next((c for c in PARQUET_IMAGE_COLUMNS if c in names), None)
-            if column is None:
-                raise ValueError(f"{path} has no image column {PARQUET_IMAGE_COLUMNS}; columns: {names}; pass column=")
-        elif column not in names:
-            raise ValueError(f"{path} has no column {column!r}; columns: {names}")
-        values = pq.read_table(path, columns=[column]).column(column)
-
-        if pa.types.is_struct(values.type):  # Hugging Face Image feature: {"bytes": ..., "path": ...}
-            field_names = [values.type.field(k).name for k in range(values.type.num_fields)]
-            if "bytes" not in field_names:
-                raise ValueError(f"struct column {column!r} in {path} has no 'bytes' field: {field_names}")
-            k = field_names.index("bytes")
-            values = pa.chunked_array([chunk.flatten()[k] for chunk in values.chunks], type=values.type.field(k).type)
-        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
-            raise ValueError(f"column {column!r} in {path} holds {values.type}, not encoded image bytes")
-        self.column = column
-        self.values = values
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def read(self, i: int) -> bytes:
-        data = self.values[i].as_py()
-        if data is None:
-            raise ValueError("null image bytes")
-        return data
-
-    def describe(self, i: int) -> str:
-        return f"{self.path}[{self.column}, row {i}]"
-
-
-def _open_source(source: Path, column: str | None):
-    if not source.exists():
-        raise FileNotFoundError(f"image source {source} does not exist")
-    if column is not None and source.suffix.lower() != ".parquet":
-        raise ValueError("column= only applies to .parquet sources")
-    if source.is_dir():
-        return _FolderSource(source)
-    if source.suffix.lower() == ".tar":
-        return _TarSource(source)
-    if source.suffix.lower() == ".parquet":
-        return _ParquetSource(source, column)
-    raise ValueError(f"unsupported image source {source}: expected a folder, a .tar or a .parquet file")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -193,7 +86,7 @@ class ImageDataset(Dataset):
             raise ValueError(f"size must be positive, got {size}")
         self.source = Path(source)
         self.size = size
-        self._reader = _open_source(self.source, column)
+        self._reader = open_source(self.source, modality="image", column=column)
         if len(self._reader) == 0:
             raise ValueError(f"no image files in {self.source} (looked for {', '.join(IMAGE_EXTENSIONS)})")
         self._indices = list(range(len(self._reader)))  # reader entries still in use
