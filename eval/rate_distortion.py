@@ -27,7 +27,7 @@ def square_crop(image: np.ndarray, size: int) -> np.ndarray:
     """uint8 (H, W, 3) -> (size, size, 3): upscaled as the training data is when a side is short,
     then centre-cropped."""
     if min(image.shape[:2]) < size:
-        image = np.asarray(_upscale_to(Image.fromarray(image), size))
+        image = np.array(_upscale_to(Image.fromarray(image), size))  # a writable copy, for torch
     return center_crop_to_multiple(image, size, size)
 
 

@@ -106,27 +106,21 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
         return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
-        return value
+    if hint in _SCALARS:
+        accepted, description = _SCALARS[hint]
+        # bool is an int subclass in Python; a config's `true` is never a number here.
+        if not isinstance(value, accepted) or (hint is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{name}: expected {description}, got {value!r}")
+        return float(value) if hint is float else value
     if typing.get_origin(hint) is typing.Literal:
         if value not in args:
             raise ConfigError(f"{name}: expected one of {list(args)}, got {value!r}")
         return value
     return value
+
+
+_SCALARS = {bool: ((bool,), "true or false"), int: ((int,), "an integer"),
+            float: ((int, float), "a number"), str: ((str,), "a string")}
 
 
 def _join(path: str, key: str) -> str:

@@ -28,6 +28,11 @@ class QuantizerConfig:
     groups: int = 1
     options: dict = dataclasses.field(default_factory=dict)
 
+    def build(self, dim: int) -> Quantizer:
+        from mmtok.quantize import build_quantizer
+
+        return build_quantizer(self.kind, dim=dim, groups=self.groups, **self.options)
+
 
 class Tokenizer(nn.Module):
     family: ClassVar[str] = ""  # registry name, e.g. "image"

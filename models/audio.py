@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtok.quantize import QuantizerOutput, build_quantizer
+from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -195,8 +195,7 @@ class AudioTokenizer(Tokenizer):
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__(config)
         self.encoder = AudioEncoder(config)
-        q = config.quantizer
-        self.quantizer = build_quantizer(q.kind, dim=config.latent_dim, groups=q.groups, **q.options)
+        self.quantizer = config.quantizer.build(config.latent_dim)
         self.decoder = AudioDecoder(config)
 
     def _check_audio(self, x: torch.Tensor) -> torch.Tensor:

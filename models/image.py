@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mmtok.data.image_io import images_to_tensor, tensor_to_images
-from mmtok.quantize import QuantizerOutput, build_quantizer
+from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 from mmtok.models.blocks import Downsample, ResidualBlock, SelfAttention2d, Upsample, group_norm
@@ -97,8 +97,7 @@ class ImageTokenizer(Tokenizer):
     def __init__(self, config: ImageTokenizerConfig):
         super().__init__(config)
         self.encoder = ImageEncoder(config)
-        q = config.quantizer
-        self.quantizer = build_quantizer(q.kind, dim=config.latent_dim, groups=q.groups, **q.options)
+        self.quantizer = config.quantizer.build(config.latent_dim)
         self.decoder = ImageDecoder(config)
 
     def _check_images(self, x: torch.Tensor) -> None:

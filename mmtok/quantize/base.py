@@ -35,9 +35,12 @@ class Quantizer(nn.Module):
     # Residual kinds accept a prefix of their codebooks in `decode_ids` (coarse-to-fine ids).
     accepts_codebook_prefix: bool = False
 
+    _codebook_size: int  # set by kinds with a fixed size; others override `codebook_size`
+
     @property
     def codebook_size(self) -> int | list[int]:
-        raise NotImplementedError
+        """Codes per codebook (a list where codebooks differ)."""
+        return self._codebook_size
 
     @property
     def codebook_sizes(self) -> list[int]:

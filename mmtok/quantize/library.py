@@ -75,10 +75,6 @@ class _LibraryResidual(Quantizer):
         super().__init__()
         self.residual, self.dim, self.num_codebooks, self._codebook_size = layer, dim, num_codebooks, codebook_size
 
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
-
     def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
         quantized, ids, *rest = self.residual(x[None])
         losses = {"commitment": rest[0].sum()} if rest else {}
@@ -110,29 +106,40 @@ class ResidualFSQQuantizer(_LibraryResidual):
         self.levels = levels
 
 
-class SimVQQuantizer(Quantizer):
+class _LibrarySingleCodebook(Quantizer):
+    """Shared conversion for the library's single-codebook kinds whose forward returns
+    (quantized, ids, loss). Eval output is rebuilt from the ids (the library's straight-through or
+    rotation arithmetic is not exactly the code), so decode_ids reproduces it bit for bit."""
+
+    def __init__(self, layer: torch.nn.Module, dim: int, codebook_size: int):
+        super().__init__()
+        self.layer, self.dim, self.num_codebooks, self._codebook_size = layer, dim, 1, codebook_size
+
+    def _codes(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (1, N) -> code vectors (1, N, dim)."""
+        raise NotImplementedError
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        quantized, ids, loss = self.layer(x[None])
+        if not self.training:
+            quantized = self._codes(ids)
+        loss = loss.sum()
+        return QuantizerOutput(quantized[0], ids[0, :, None].long(), loss, {"commitment": loss})
+
+    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._codes(ids[None, :, 0])[0]
+
+
+class SimVQQuantizer(_LibrarySingleCodebook):
     """SimVQ (Zhu et al. 2024): a frozen random codebook re-parameterised by a learned linear map."""
 
     kind = "simvq"
 
     def __init__(self, dim: int, codebook_size: int = 1024, rotation_trick: bool = True):
-        super().__init__()
-        self.dim, self.num_codebooks, self._codebook_size = dim, 1, codebook_size
-        self.simvq = SimVQ(dim=dim, codebook_size=codebook_size, rotation_trick=rotation_trick)
+        super().__init__(SimVQ(dim=dim, codebook_size=codebook_size, rotation_trick=rotation_trick), dim, codebook_size)
 
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
-
-    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
-        quantized, ids, loss = self.simvq(x[None])
-        if not self.training:
-            # Eval output is the code itself (no straight-through arithmetic), so decode_ids matches exactly.
-            quantized = self.simvq.indices_to_codes(ids)
-        return QuantizerOutput(quantized[0], ids[0, :, None].long(), loss, {"commitment": loss})
-
-    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.simvq.indices_to_codes(ids[None, :, 0])[0]
+    def _codes(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.layer.indices_to_codes(ids)
 
 
 class ResidualSimVQQuantizer(_LibraryResidual):
@@ -144,27 +151,16 @@ class ResidualSimVQQuantizer(_LibraryResidual):
         super().__init__(layer, dim, num_codebooks, codebook_size)
 
 
-class ReferenceVectorQuantizer(Quantizer):
+class ReferenceVectorQuantizer(_LibrarySingleCodebook):
     """vector-quantize-pytorch's VectorQuantize, kept as `vq-reference` for comparisons."""
 
     kind = "vq-reference"
 
     def __init__(self, dim: int, codebook_size: int = 1024, decay: float = 0.99,
                  commitment_weight: float = 0.25, kmeans_init: bool = False):
-        super().__init__()
-        self.dim, self.num_codebooks, self._codebook_size = dim, 1, codebook_size
-        self.vq = VectorQuantize(dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
-                                 kmeans_init=kmeans_init, sync_codebook=distributed.is_distributed())
+        layer = VectorQuantize(dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
+                               kmeans_init=kmeans_init, sync_codebook=distributed.is_distributed())
+        super().__init__(layer, dim, codebook_size)
 
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
-
-    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
-        quantized, ids, loss = self.vq(x[None])
-        if not self.training:
-            quantized = self.vq.get_output_from_indices(ids)
-        return QuantizerOutput(quantized[0], ids[0, :, None].long(), loss.sum(), {"commitment": loss.sum()})
-
-    def _decode(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.vq.get_output_from_indices(ids[None, :, 0])[0]
+    def _codes(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.layer.get_output_from_indices(ids)

@@ -70,10 +70,6 @@ class VectorQuantizer(Quantizer):
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self.register_buffer("initialised", torch.tensor(not kmeans_init))
 
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
-
     def _normalise(self, t: torch.Tensor) -> torch.Tensor:
         return F.normalize(t, dim=-1) if self.metric == "cosine" else t
 

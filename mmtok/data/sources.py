@@ -1,0 +1,238 @@
+"""Where encoded media come from: a folder, a glob, webdataset-style tars, or parquet files.
+
+Every source is a sorted, indexable list of items. `read(i)` returns item i's encoded bytes (a
+file's contents, a tar member, a parquet cell) without decoding it; `describe(i)` says where it
+lives (for error reports) and `key(i)` names it uniquely within the source. Indexing never
+decodes, so listing a few million files costs one directory walk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import itertools
+import os
+import tarfile
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
+EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".npy")
+MEDIA_EXTENSIONS = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS, "video": VIDEO_EXTENSIONS,
+                    "eeg": EEG_EXTENSIONS}
+# Tried in order when no column is given; "image"/"audio" are the Hugging Face conventions, the
+# others come from webdataset shards converted to parquet.
+PARQUET_IMAGE_COLUMNS = ("image", "jpg", "png", "jpeg", "webp")
+PARQUET_MEDIA_COLUMNS = {"image": PARQUET_IMAGE_COLUMNS, "audio": ("audio", "wav", "flac", "mp3"),
+                         "video": ("video", "mp4", "webm"), "eeg": ("eeg", "signal")}
+
+
+def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
+    return name.lower().endswith(extensions)
+
+
+def _join_key(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+class FileListSource:
+    """Plain files; keys are their paths relative to `root`."""
+
+    def __init__(self, paths: list[Path], root: Path):
+        self.root = root
+        self.paths = sorted(paths, key=lambda p: p.relative_to(root).as_posix())
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> bytes:
+        return self.paths[i].read_bytes()
+
+    def describe(self, i: int) -> str:
+        return str(self.paths[i])
+
+    def key(self, i: int) -> str:
+        return self.paths[i].relative_to(self.root).as_posix()
+
+
+class FolderSource(FileListSource):
+    """A folder searched recursively for files with one of `extensions`, sorted by relative path."""
+
+    def __init__(self, root: Path, extensions: tuple[str, ...]):
+        files = [p for p in root.rglob("*") if p.is_file() and _has_extension(p.name, extensions)]
+        super().__init__(files, root)
+
+
+class TarSource:
+    """An uncompressed (webdataset-style) tar; members are read by byte offset, so every DataLoader
+    worker just seeks in the file."""
+
+    def __init__(self, path: Path, extensions: tuple[str, ...], prefix: str = ""):
+        self.path, self.prefix = path, prefix
+        try:
+            with tarfile.open(path, mode="r:") as tar:
+                members = [(m.name, m.offset_data, m.size) for m in tar if m.isreg() and _has_extension(m.name, extensions)]
+        except tarfile.ReadError as err:
+            raise ValueError(f"{path} is not an uncompressed tar archive (webdataset shard): {err}") from err
+        self.members = sorted(members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def read(self, i: int) -> bytes:
+        _, offset, size = self.members[i]
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        if len(data) != size:
+            raise ValueError(f"tar member is truncated: {len(data)} of {size} bytes")
+        return data
+
+    def describe(self, i: int) -> str:
+        return f"{self.path}::{self.members[i][0]}"
+
+    def key(self, i: int) -> str:
+        return _join_key(self.prefix, self.members[i][0])
+
+
+class ParquetSource:
+    """One column of encoded media: plain binary, or a Hugging Face Image/Audio struct whose
+    `bytes` field holds them.
+
+    in_memory=True loads the column once (random sampling for training would otherwise
+    decompress a whole row group per item); in_memory=False reads one row group at a time and
+    keeps the last one, for sequential passes over files larger than memory.
+    """
+
+    def __init__(self, path: Path, column: str | None, *, candidates: tuple[str, ...] = PARQUET_IMAGE_COLUMNS,
+                 in_memory: bool = True, prefix: str = ""):
+        import pyarrow.parquet as pq
+
+        self.path, self.prefix = path, prefix
+        schema = pq.read_schema(path)
+        if column is None:
+            column = next((c for c in candidates if c in schema.names), None)
+            if column is None:
+                raise ValueError(f"{path} has no media column {candidates}; columns: {schema.names}; pass column=")
+        elif column not in schema.names:
+            raise ValueError(f"{path} has no column {column!r}; columns: {schema.names}")
+        self.column = column
+        self._check_type(schema.field(column).type)
+        metadata = pq.ParquetFile(path).metadata
+        sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
+        self._group_starts = [0, *itertools.accumulate(sizes)]
+        self.values = self._read_column(None) if in_memory else None
+        self._cached_group: tuple[int, object] | None = None
+
+    def _check_type(self, type_) -> None:
+        import pyarrow as pa
+
+        if pa.types.is_struct(type_):
+            names = [type_.field(k).name for k in range(type_.num_fields)]
+            if "bytes" not in names:
+                raise ValueError(f"struct column {self.column!r} in {self.path} has no 'bytes' field: {names}")
+            type_ = type_.field("bytes").type
+        if not (pa.types.is_binary(type_) or pa.types.is_large_binary(type_)):
+            raise ValueError(f"column {self.column!r} in {self.path} holds {type_}, not encoded media bytes")
+
+    def _read_column(self, row_group: int | None):
+        """The column (or one row group of it) as a chunked array of bytes."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if row_group is None:
+            values = pq.read_table(self.path, columns=[self.column]).column(self.column)
+        else:
+            values = pq.ParquetFile(self.path).read_row_group(row_group, columns=[self.column]).column(self.column)
+        if pa.types.is_struct(values.type):
+            k = values.type.get_field_index("bytes")
+            values = pa.chunked_array([chunk.flatten()[k] for chunk in values.chunks], type=values.type.field(k).type)
+        return values
+
+    def __len__(self) -> int:
+        return self._group_starts[-1]
+
+    def read(self, i: int) -> bytes:
+        if self.values is not None:
+            data = self.values[i].as_py()
+        else:
+            group = bisect.bisect_right(self._group_starts, i) - 1
+            if self._cached_group is None or self._cached_group[0] != group:
+                self._cached_group = (group, self._read_column(group))
+            data = self._cached_group[1][i - self._group_starts[group]].as_py()
+        if data is None:
+            raise ValueError("null media bytes")
+        return data
+
+    def describe(self, i: int) -> str:
+        return f"{self.path}[{self.column}, row {i}]"
+
+    def key(self, i: int) -> str:
+        return _join_key(self.prefix, str(i))
+
+
+class ConcatSource:
+    """Several sources one after another (a glob matching many tars or parquet files)."""
+
+    def __init__(self, parts: list):
+        self.parts = [p for p in parts if len(p)]
+        self._starts = [0, *itertools.accumulate(len(p) for p in self.parts)]
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def _locate(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)} items")
+        part = bisect.bisect_right(self._starts, i) - 1
+        return self.parts[part], i - self._starts[part]
+
+    def read(self, i: int) -> bytes:
+        part, j = self._locate(i)
+        return part.read(j)
+
+    def describe(self, i: int) -> str:
+        part, j = self._locate(i)
+        return part.describe(j)
+
+    def key(self, i: int) -> str:
+        part, j = self._locate(i)
+        return part.key(j)
+
+
+def open_source(spec: str | Path, *, modality: str = "image", column: str | None = None, in_memory: bool = True):
+    """A folder (recursive, by the modality's extensions), a .tar, a .parquet, or a glob matching
+    any of those and plain media files -> one source with items in a deterministic order."""
+    extensions = MEDIA_EXTENSIONS[modality]
+    spec = str(spec)
+    path = Path(spec)
+    if glob.has_magic(spec):
+        matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True))]
+        if not matches:
+            raise FileNotFoundError(f"no files match {spec}")
+        # Keys are relative to the folder the pattern starts from, so they stay unique.
+        first_magic = next(i for i, part in enumerate(path.parts) if glob.has_magic(part))
+        root = Path(*path.parts[:first_magic]) if first_magic else Path(".")
+        files = [m for m in matches if m.is_file() and _has_extension(m.name, extensions)]
+        containers = [m for m in matches if m.is_dir() or m.suffix.lower() in (".tar", ".parquet")]
+        parts = [FileListSource(files, root)] if files else []
+        parts += [_open_one(c, root, extensions, modality, column, in_memory) for c in containers]
+        return ConcatSource(parts)
+    if not path.exists():
+        raise FileNotFoundError(f"media source {path} does not exist")
+    return _open_one(path, path if path.is_dir() else path.parent, extensions, modality, column, in_memory)
+
+
+def _open_one(path: Path, root: Path, extensions, modality: str, column: str | None, in_memory: bool):
+    """One folder, tar or parquet file; keys are relative to `root`."""
+    if column is not None and path.suffix.lower() != ".parquet":
+        raise ValueError("column= only applies to .parquet sources")
+    if path.is_dir():
+        return FileListSource(FolderSource(path, extensions).paths, root)
+    prefix = os.path.relpath(path, root)
+    if path.suffix.lower() == ".tar":
+        return TarSource(path, extensions, prefix)
+    if path.suffix.lower() == ".parquet":
+        return ParquetSource(path, column, candidates=PARQUET_MEDIA_COLUMNS[modality], in_memory=in_memory, prefix=prefix)
+    raise ValueError(f"unsupported media source {path}: expected a folder, a .tar or a .parquet file")
