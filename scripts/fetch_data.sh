@@ -43,7 +43,7 @@ fetch_deb() {
     rm -rf "$dest"
     mkdir -p "$dest"
     (cd "$work/$package/$folder" && find . -type f \( "${name_tests[@]:1}" \) -print0 |
-        xargs -0 cp --parents -t "$dest")
+        xargs -0 -r cp --parents -t "$dest")
     echo "$package: $(find "$dest" -type f | wc -l) files in $dest"
     touch "$marker"
 }

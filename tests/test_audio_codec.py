@@ -1,6 +1,7 @@
 """The audio codec: causal streaming equals offline, quantizer-dropout prefixes, long inputs, training."""
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,29 @@ def test_training_lowers_the_loss_on_a_tone():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
+
+
+def test_the_shared_trainer_trains_the_codec_with_its_gan(tmp_path):
+    import numpy as np
+    import soundfile
+
+    from mmtok.train.config import load_run_config
+    from mmtok.train.trainer import Trainer
+    from train_helpers import write_config
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "clips"
+    data.mkdir()
+    for i in range(4):
+        t = np.arange(int(16000 * rng.uniform(0.3, 0.8))) / 16000
+        soundfile.write(data / f"clip{i}.wav", 0.3 * np.sin(2 * np.pi * rng.uniform(200, 800) * t), 16000)
+    (data / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
+    config = load_run_config(Path(__file__).parents[1] / "configs" / "audio_small.yaml", [
+        f"output_dir={tmp_path / 'run'}", f"data.source={data}", "train.max_steps=3", "train.batch_size=2",
+        "loss.gan_start_step=1", "train.checkpoint_every=3"])
+    trainer = Trainer(config)
+    last = trainer.fit()
+    assert trainer.step == 3
+    assert {"loss/mel", "loss/stft", "loss/generator", "loss/feature_matching", "loss/discriminator"} <= set(last)
+    assert [s.split("/")[-1] for s in trainer.failed_sources] == ["broken.wav"]
+    assert len(trainer.last_health) == 4  # one entry per residual codebook

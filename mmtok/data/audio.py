@@ -4,7 +4,10 @@ Decoding goes through ``soundfile`` (libsndfile >= 1.1 reads WAV, FLAC, OGG Vorb
 torchaudio >= 2.9 no longer decodes by itself) and resampling through
 ``torchaudio.functional.resample``. A file that cannot give real samples (empty, truncated, not
 audio, no samples, non-finite values) raises ``AudioDecodeError`` naming the source and the
-reason, never a silent zero signal.
+reason, never a silent zero signal. One limit comes from libsndfile: a VBR MP3 without a
+Xing/Info/VBRI header has no stored length, libsndfile trusts mpg123's estimate from the first
+frame and stops there, so such files can decode shorter than they are (LAME and ffmpeg write the
+header; CBR files are estimated exactly).
 
 ``AudioDataset`` handles undecodable files the way ``ImageDataset`` does: ``__getitem__`` logs a
 warning, records the file in ``failed_sources`` / ``num_failed`` and returns the next decodable
@@ -25,11 +28,13 @@ import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioDecodeError", "load_audio", "normalize_loudness", "AudioDataset"]
+from mmtok.data.sources import AUDIO_EXTENSIONS, open_source
+
+__all__ = [
+    "AUDIO_EXTENSIONS", "AudioDecodeError", "load_audio", "audio_to_tensor", "normalize_loudness", "AudioDataset",
+]
 
 logger = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")
 
 # Streaming writers (ffmpeg to a pipe, recorders) put these in a WAV size field when the length is
 # unknown; such files are whole, not truncated.
@@ -38,12 +43,6 @@ _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
 
 class AudioDecodeError(ValueError):
     """A source that does not decode to audio samples; the message names the source and the reason."""
-
-
-def _describe(source: str | Path | bytes) -> str:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"<{len(source)} bytes of encoded audio>"
-    return str(source)
 
 
 def _wav_truncation(data: bytes) -> str | None:
@@ -77,15 +76,30 @@ def _decode(data: bytes, name: str) -> tuple[np.ndarray, int]:
         with sf.SoundFile(io.BytesIO(data)) as f:
             declared, rate = f.frames, f.samplerate
             samples = f.read(dtype="float32", always_2d=True)
-    except RuntimeError as err:  # soundfile.LibsndfileError and the like; the reason is in the message
-        raise AudioDecodeError(f"cannot decode audio {name}: {err}") from err
+    except RuntimeError as err:  # soundfile.LibsndfileError and the like
+        # error_string is libsndfile's reason without soundfile's "Error opening <BytesIO at 0x...>".
+        reason = getattr(err, "error_string", None) or str(err)
+        raise AudioDecodeError(f"cannot decode audio {name}: {reason}") from err
     if samples.shape[0] == 0:
         raise AudioDecodeError(f"cannot decode audio {name}: it contains no samples (zero-length audio)")
     if samples.shape[0] < declared:  # e.g. a cut-off MP3 whose header still gives the full length
-        raise AudioDecodeError(f"cannot decode audio {name}: truncated, decoded {samples.shape[0]} of {declared} frames")
+        got = samples.shape[0]
+        raise AudioDecodeError(f"cannot decode audio {name}: truncated, decoded {got} of {declared} frames")
     if not np.isfinite(samples).all():
         raise AudioDecodeError(f"cannot decode audio {name}: it holds NaN or infinite samples")
     return samples, rate
+
+
+def _to_waveform(data: bytes, name: str, sample_rate: int | None, mono: bool) -> tuple[torch.Tensor, int]:
+    samples, rate = _decode(data, name)
+    wave = torch.from_numpy(samples.T.copy())
+    if mono:
+        wave = wave.mean(dim=0, keepdim=True)
+    if sample_rate is not None and sample_rate != rate:
+        wave = AF.resample(wave, rate, sample_rate)
+        rate = sample_rate
+    # The resampler's ringing can overshoot full scale by a little.
+    return wave.clamp_(-1.0, 1.0), rate
 
 
 def load_audio(
@@ -101,23 +115,50 @@ def load_audio(
     """
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    name = _describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"audio file {path} does not exist")
-        data = path.read_bytes()
-    samples, rate = _decode(data, name)
-    wave = torch.from_numpy(samples.T.copy())
-    if mono:
-        wave = wave.mean(dim=0, keepdim=True)
-    if sample_rate is not None and sample_rate != rate:
-        wave = AF.resample(wave, rate, sample_rate)
-        rate = sample_rate
-    # The resampler's ringing can overshoot full scale by a little.
-    return wave.clamp_(-1.0, 1.0), rate
+        return _to_waveform(bytes(source), f"<{len(source)} bytes of encoded audio>", sample_rate, mono)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file {path} does not exist")
+    return _to_waveform(path.read_bytes(), str(path), sample_rate, mono)
+
+
+def _match_channels(wave: torch.Tensor, channels: int, name: str) -> torch.Tensor:
+    if wave.shape[0] == channels:
+        return wave
+    if wave.shape[0] == 1:  # mono played on every channel
+        return wave.expand(channels, -1)
+    if channels == 1:
+        return wave.mean(dim=0, keepdim=True)
+    raise ValueError(f"{name} has {wave.shape[0]} channels; cannot map them to {channels}")
+
+
+def audio_to_tensor(media, *, sample_rate: int, channels: int = 1) -> torch.Tensor:
+    """Audio for a tokenizer -> float32 ``(batch, channels, samples)``.
+
+    ``media`` is a path or encoded bytes (or a list of them: decoded, resampled to
+    ``sample_rate``, and they must then have one length), or a float array/tensor already at
+    ``sample_rate``: ``(samples,)`` and ``(channels, samples)`` are one clip, ``(batch, channels,
+    samples)`` a batch. Mono input is copied to every channel and several channels are averaged
+    to mono; other channel counts are an error.
+    """
+    encoded = (str, Path, bytes, bytearray, memoryview)
+    if isinstance(media, encoded):
+        media = [media]
+    if isinstance(media, (list, tuple)) and all(isinstance(m, encoded) for m in media):
+        waves = [_match_channels(load_audio(m, sample_rate=sample_rate, mono=False)[0], channels, f"clip {i}")
+                 for i, m in enumerate(media)]
+        if len({w.shape[-1] for w in waves}) != 1:
+            raise ValueError(f"clips in one batch must have one length, got {[w.shape[-1] for w in waves]} samples")
+        return torch.stack(waves)
+    x = torch.as_tensor(np.asarray(media) if isinstance(media, (list, tuple)) else media)
+    if not x.is_floating_point():
+        raise ValueError(f"audio arrays must be float samples in [-1, 1], got {x.dtype}")
+    if not 1 <= x.ndim <= 3:
+        raise ValueError(f"expected (samples,), (channels, samples) or (batch, channels, samples): {tuple(x.shape)}")
+    while x.ndim < 3:
+        x = x.unsqueeze(0)
+    return torch.stack([_match_channels(clip, channels, "audio") for clip in x.float()])
 
 
 def normalize_loudness(wave: torch.Tensor, target_db: float = -20.0, *, max_gain_db: float = 30.0) -> torch.Tensor:
@@ -140,14 +181,16 @@ def normalize_loudness(wave: torch.Tensor, target_db: float = -20.0, *, max_gain
 
 
 class AudioDataset(Dataset):
-    """Fixed-length mono segments from the audio files under a folder, as float tensors ``(1, samples)``.
+    """Fixed-length mono segments of the audio in ``source``, as float tensors ``(1, samples)``.
 
-    Files with the extensions of ``AUDIO_EXTENSIONS`` are found recursively and sorted by relative
-    path. Each item decodes one file, resamples it to ``sample_rate``, mixes it to mono, takes a
-    ``segment_seconds`` segment (at a random start drawn from torch's global RNG, or the start of
-    the file when ``random_segment`` is False), scales it to ``loudness_db`` dBFS RMS (see
-    ``normalize_loudness``; ``None`` leaves the level alone) and zero-pads it at the end when the
-    file is shorter. The level is set before padding, so the padding does not make short clips
+    ``source`` is a folder (files with the extensions of ``AUDIO_EXTENSIONS``, found recursively
+    and sorted by relative path), or any other source ``mmtok.data.sources.open_source`` takes:
+    an uncompressed webdataset-style ``.tar``, a ``.parquet`` file whose ``column`` holds encoded
+    audio, or a glob. Each item decodes one file, resamples it to ``sample_rate``, mixes it to
+    mono, takes a ``segment_seconds`` segment (at a random start drawn from torch's global RNG, or
+    the start of the file when ``random_segment`` is False), scales it to ``loudness_db`` dBFS RMS
+    (see ``normalize_loudness``; ``None`` leaves the level alone) and zero-pads it at the end when
+    the file is shorter. The level is set before padding, so the padding does not make short clips
     louder. See the module docstring for how undecodable files are handled.
     """
 
@@ -159,6 +202,7 @@ class AudioDataset(Dataset):
         segment_seconds: float,
         random_segment: bool = True,
         loudness_db: float | None = -20.0,
+        column: str | None = None,
     ):
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -166,19 +210,14 @@ class AudioDataset(Dataset):
         if self.segment_samples <= 0:
             raise ValueError(f"segment_seconds={segment_seconds} gives no samples at {sample_rate} Hz")
         self.source = Path(source)
-        if not self.source.exists():
-            raise FileNotFoundError(f"audio source {self.source} does not exist")
-        if not self.source.is_dir():
-            raise ValueError(f"audio source {self.source} is not a folder")
-        files = (p for p in self.source.rglob("*") if p.is_file() and p.name.lower().endswith(AUDIO_EXTENSIONS))
-        self.paths = sorted(files, key=lambda p: p.relative_to(self.source).as_posix())
-        if not self.paths:
+        self._reader = open_source(self.source, modality="audio", column=column)
+        if len(self._reader) == 0:
             raise ValueError(f"no audio files in {self.source} (looked for {', '.join(AUDIO_EXTENSIONS)})")
         self.sample_rate = sample_rate
         self.segment_seconds = segment_seconds
         self.random_segment = random_segment
         self.loudness_db = loudness_db
-        self._indices = list(range(len(self.paths)))  # files still in use
+        self._indices = list(range(len(self._reader)))  # reader entries still in use
         self._known_bad: set[int] = set()
         self.failed_sources: list[str] = []
 
@@ -191,12 +230,12 @@ class AudioDataset(Dataset):
         return len(self._indices)
 
     def _try_load(self, entry: int) -> torch.Tensor | None:
+        name = self._reader.describe(entry)
         try:
-            wave, _ = load_audio(self.paths[entry], sample_rate=self.sample_rate, mono=True)
+            wave, _ = _to_waveform(self._reader.read(entry), name, self.sample_rate, mono=True)
             return wave
         except Exception as err:  # any decoder error must skip the file, not stop training
             self._known_bad.add(entry)
-            name = str(self.paths[entry])
             self.failed_sources.append(name)
             logger.warning("skipping undecodable audio %s: %s: %s", name, type(err).__name__, err)
             return None
@@ -234,7 +273,7 @@ class AudioDataset(Dataset):
             if entry not in self._known_bad and self._try_load(entry) is not None:
                 good.append(entry)
             else:
-                dropped.append(str(self.paths[entry]))
+                dropped.append(self._reader.describe(entry))
         if not good:
             raise ValueError(f"no decodable audio in {self.source}: all {len(self._indices)} files failed to decode")
         self._indices = good
