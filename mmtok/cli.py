@@ -49,6 +49,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from mmtok.tokenize import TokenizeInterrupted, tokenize
+
+    try:
+        tokenize(args.tokenizer_dir, args.input, args.output_dir, batch_size=args.batch_size,
+                 num_workers=args.num_workers, shard_size=args.shard_size, llm_ids=args.llm_ids, limit=args.limit,
+                 column=args.column, precision=args.precision)
+    except TokenizeInterrupted as stop:
+        print(f"mmtok tokenize: {stop}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmtok",
@@ -84,6 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show an exported tokenizer: config, vocab layout, token counts, bitrate")
     inspect.add_argument("path", help="a directory written by `mmtok export` or save_pretrained")
     inspect.set_defaults(func=_cmd_inspect)
+
+    tokenize = sub.add_parser(
+        "tokenize", help="tokenize a media dataset into parquet shards (`accelerate launch -m mmtok tokenize` for many processes)",
+        description="Run a frozen tokenizer over INPUT into OUTPUT_DIR/shard-*.parquet, manifest.json and errors.jsonl. "
+                    "Running the same command again resumes: completed shards are kept, partial ones redone.",
+    )
+    tokenize.add_argument("tokenizer_dir", help="a directory written by `mmtok export` or save_pretrained")
+    tokenize.add_argument("input", help="a folder of media files, a quoted glob, a webdataset-style .tar or a .parquet")
+    tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go")
+    tokenize.add_argument("--batch-size", type=int, default=32, help="inputs per encode call (default: 32)")
+    tokenize.add_argument("--num-workers", type=int, default=4, help="DataLoader workers decoding per process (default: 4)")
+    tokenize.add_argument("--shard-size", type=int, default=10_000, help="inputs per shard (default: 10000)")
+    tokenize.add_argument("--llm-ids", action="store_true", help="store framed ids at their LLM vocabulary offsets (vocab.json)")
+    tokenize.add_argument("--limit", type=int, default=None, help="tokenize only the first N inputs")
+    tokenize.add_argument("--column", default=None, help="parquet column holding the encoded media (default: by name)")
+    tokenize.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                          help="auto: bf16 on GPU, fp32 on CPU")
+    tokenize.add_argument("--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes")
+    tokenize.set_defaults(func=_cmd_tokenize)
     return parser
 
 

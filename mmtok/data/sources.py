@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")  # what mmtok.data.audio decodes
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".npy")
 MEDIA_EXTENSIONS = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS, "video": VIDEO_EXTENSIONS,
