@@ -153,20 +153,20 @@ def test_separate_offsets_keep_codebooks_apart():
 
 
 def test_a_real_llm_trains_on_interleaved_ids(tmp_path):
+    """An exported image tokenizer and an exported audio codec in one GPT-2 vocabulary."""
     pytest.importorskip("transformers")
     from mmtok.eval.llm_client import run_llm_client
 
     torch.manual_seed(0)
-    directories = []
-    for name, quantizer in (("fsq", {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}),
-                            ("rvq", {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}})):
-        config = {**TINY_IMAGE, "channel_multipliers": [1, 2, 2], "quantizer": quantizer}
-        directories.append(build_tokenizer(config).save_pretrained(tmp_path / name))
-    frozen = [load_tokenizer(d) for d in directories]
-    # Both are image tokenizers: the second gets its own modality name so their special tokens differ.
-    frozen[1].vocab = frozen[1].vocab.__class__(**{**frozen[1].vocab.__dict__, "modality": "image2"})
+    image = {**TINY_IMAGE, "channel_multipliers": [1, 2, 2], "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}}
+    audio = {"family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [4, 5], "dilations": [1],
+             "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
+    frozen = [load_tokenizer(build_tokenizer(config).save_pretrained(tmp_path / name))
+              for name, config in (("image", image), ("audio", audio))]
     pictures = list(images(6, size=16, seed=3))
-    report = run_llm_client(frozen, [pictures, pictures], [f"picture {i}" for i in range(6)], steps=80)
+    rng = np.random.default_rng(4)
+    sounds = [np.sin(2 * np.pi * rng.uniform(100, 900) * np.arange(400) / 8000).astype(np.float32) for _ in range(6)]
+    report = run_llm_client(frozen, [pictures, sounds], [f"item {i}" for i in range(6)], steps=80)
     assert report.last_loss < 0.5 * report.first_loss
     assert report.round_trips == 12
-    assert report.sampled == [(1, 16, 16, 3), (1, 16, 16, 3)]
+    assert report.sampled == [(1, 16, 16, 3), (1, 1, 400)]

@@ -139,7 +139,7 @@ def audio_to_tensor(media, *, sample_rate: int, channels: int = 1) -> torch.Tens
     ``media`` is a path or encoded bytes (or a list of them: decoded, resampled to
     ``sample_rate``, and they must then have one length), or a float array/tensor already at
     ``sample_rate``: ``(samples,)`` and ``(channels, samples)`` are one clip, ``(batch, channels,
-    samples)`` a batch. Mono input is copied to every channel and several channels are averaged
+    samples)`` a batch, a list of arrays one clip each. Mono input is copied to every channel and several channels are averaged
     to mono; other channel counts are an error.
     """
     encoded = (str, Path, bytes, bytearray, memoryview)
@@ -151,7 +151,13 @@ def audio_to_tensor(media, *, sample_rate: int, channels: int = 1) -> torch.Tens
         if len({w.shape[-1] for w in waves}) != 1:
             raise ValueError(f"clips in one batch must have one length, got {[w.shape[-1] for w in waves]} samples")
         return torch.stack(waves)
-    x = torch.as_tensor(np.asarray(media) if isinstance(media, (list, tuple)) else media)
+    if isinstance(media, (list, tuple)):
+        # A list holds one clip per item (a (batch, samples) array would read as channels).
+        clips = [audio_to_tensor(m, sample_rate=sample_rate, channels=channels) for m in media]
+        if len({c.shape for c in clips}) != 1:
+            raise ValueError(f"clips in one batch must have one length, got {[c.shape[-1] for c in clips]} samples")
+        return torch.cat(clips)
+    x = torch.as_tensor(media)
     if not x.is_floating_point():
         raise ValueError(f"audio arrays must be float samples in [-1, 1], got {x.dtype}")
     if not 1 <= x.ndim <= 3:
