@@ -34,7 +34,8 @@ def nearest_code(
     Inputs in bf16/fp16 are searched with fp32 accumulation. `backend` is "auto", "triton" or "torch".
     """
     _check_inputs(x, codebook, metric, backend)
-    with torch.no_grad():
+    # Under autocast the matmul would run in bf16 and flip near-tie ids: the search is always fp32.
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
         if metric == "cosine":
             x = torch.nn.functional.normalize(x.float(), dim=-1)
             codebook = torch.nn.functional.normalize(codebook.float(), dim=-1)

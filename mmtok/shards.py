@@ -1,0 +1,140 @@
+"""Token shards on disk, and a torch dataset that reads them back for LLM training.
+
+`mmtok tokenize` (mmtok.tokenize) writes into its output directory:
+
+    shard-000000.parquet, ...   one row per sample: key, ids, token_shape, source, index, media metadata
+    errors/shard-000000.jsonl   the inputs of that shard that failed (only where some did)
+    errors.jsonl                all of them, in shard order (written at the end)
+    job.json                    the settings that fix which rows exist (checked on every restart)
+    manifest.json               tokenizer checksum, vocab layout, counts, throughput (written at the end)
+
+`ids` is one example's ids flattened in the vocab layout's order (codebook-minor or -major), or,
+for a job run with --llm-ids, that example's framed LLM ids (`VocabLayout.to_llm_ids`).
+`token_shape` is the ids' shape before flattening, codebook axis included.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from mmtok import distributed
+from mmtok.vocab import VocabLayout
+
+MANIFEST_FILE, ERRORS_FILE, JOB_FILE, ERRORS_DIR = "manifest.json", "errors.jsonl", "job.json", "errors"
+SHARD_PATTERN = "shard-*.parquet"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.parquet"
+
+
+def shard_files(output_dir: str | Path) -> list[Path]:
+    """The completed shards of an output directory, in order (for `datasets` or `pyarrow.dataset`)."""
+    return sorted(Path(output_dir).glob(SHARD_PATTERN))
+
+
+def read_manifest(output_dir: str | Path) -> dict:
+    path = Path(output_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the tokenize job writing {output_dir} has not finished")
+    return json.loads(path.read_text())
+
+
+def ids_dtype(id_limit: int) -> str:
+    """The narrowest stored integer type for ids below `id_limit`."""
+    return "uint16" if id_limit <= 2**16 else "int32"
+
+
+def flatten_ids(ids: torch.Tensor, vocab: VocabLayout) -> torch.Tensor:
+    """One example's ids (*token_shape, num_codebooks) -> 1-D, in the layout's flatten order."""
+    return ids.flatten() if vocab.flatten == "codebook_minor" else ids.movedim(-1, 0).flatten()
+
+
+def unflatten_ids(flat: torch.Tensor, token_shape, vocab: VocabLayout) -> torch.Tensor:
+    """The inverse of flatten_ids; `token_shape` includes the codebook axis."""
+    *positions, codebooks = token_shape
+    if vocab.flatten == "codebook_minor":
+        return flat.reshape(*positions, codebooks)
+    return flat.reshape(codebooks, *positions).movedim(0, -1)
+
+
+class ShardDataset(IterableDataset):
+    """The rows of a finished tokenize job, for training a language model.
+
+    Yields {"key", "ids" (1-D LongTensor), "token_shape"} per sample, shards in order; or, with
+    `pack_to`, LongTensor blocks of exactly `pack_to` ids made by concatenating the samples' ids
+    with no padding (the last incomplete block is dropped).
+
+    llm_ids=True gives framed LLM ids (start, codes at their vocabulary offsets, end) whatever the
+    shards store; False gives plain codebook ids. `vocab` places them elsewhere in the LLM
+    vocabulary (e.g. after a text vocabulary: `layout.with_base_offset(len(text_tokenizer))`);
+    by default the tokenizer's own layout from the manifest.
+
+    Shards are split across torch.distributed ranks and then DataLoader workers, so every shard is
+    read exactly once per pass (ranks and workers beyond the number of shards get nothing).
+    """
+
+    def __init__(self, output_dir: str | Path, *, llm_ids: bool = True, pack_to: int | None = None,
+                 vocab: VocabLayout | None = None, rank: int | None = None, world_size: int | None = None):
+        super().__init__()
+        if pack_to is not None and pack_to < 1:
+            raise ValueError(f"pack_to must be positive, got {pack_to}")
+        self.output_dir = Path(output_dir)
+        manifest = read_manifest(self.output_dir)
+        self.shards = [self.output_dir / name for name in manifest["shards"]]
+        self.stored_vocab = VocabLayout.from_json(manifest["vocab"])
+        self.stored_llm_ids = bool(manifest["llm_ids"])
+        self.vocab = vocab or self.stored_vocab
+        self.llm_ids, self.pack_to = llm_ids, pack_to
+        self.num_samples = manifest["counts"]["samples"]
+        self.rank = distributed.rank() if rank is None else rank
+        self.world_size = distributed.world_size() if world_size is None else world_size
+
+    def _my_shards(self) -> list[Path]:
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        return self.shards[self.rank * workers + worker_id :: self.world_size * workers]
+
+    def _convert(self, flat: torch.Tensor, token_shape: list[int]) -> torch.Tensor:
+        if self.llm_ids == self.stored_llm_ids and self.vocab == self.stored_vocab:
+            return flat
+        if self.stored_llm_ids:
+            ids = self.stored_vocab.media_segments(flat)[0]
+        else:
+            ids = unflatten_ids(flat, token_shape, self.stored_vocab)
+        return self.vocab.to_llm_ids(ids) if self.llm_ids else flatten_ids(ids, self.vocab)
+
+    def samples(self) -> Iterator[dict]:
+        import pyarrow.parquet as pq
+
+        for path in self._my_shards():
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024, columns=["key", "ids", "token_shape"]):
+                ids = batch.column("ids")
+                offsets = ids.offsets.to_numpy()
+                values = ids.flatten().to_numpy().astype(np.int64)
+                offsets = offsets - offsets[0]  # a batch may be a slice of the column
+                shapes = batch.column("token_shape").to_pylist()
+                for row, key in enumerate(batch.column("key").to_pylist()):
+                    flat = torch.from_numpy(values[offsets[row] : offsets[row + 1]])
+                    yield {"key": key, "ids": self._convert(flat, shapes[row]), "token_shape": tuple(shapes[row])}
+
+    def __iter__(self) -> Iterator:
+        if self.pack_to is None:
+            yield from self.samples()
+            return
+        pending: list[torch.Tensor] = []
+        held = 0
+        for sample in self.samples():
+            pending.append(sample["ids"])
+            held += len(sample["ids"])
+            if held >= self.pack_to:
+                stream = torch.cat(pending)
+                cut = len(stream) // self.pack_to * self.pack_to
+                yield from stream[:cut].split(self.pack_to)
+                pending, held = [stream[cut:]], len(stream) - cut

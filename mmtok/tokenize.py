@@ -1,0 +1,361 @@
+"""`mmtok tokenize`: run a frozen tokenizer over a media dataset into parquet shards.
+
+The plan is a pure function of the sorted input listing and the shard size: shard i holds items
+[i*S, (i+1)*S) and is written by process i % world_size, in batches that never cross a shard. So
+the rows (ids included: every shard is encoded in the same batches) do not depend on the number of
+processes or on restarts. A shard file appears only when complete (written to a .tmp name, then
+renamed), and a restarted job redoes exactly the shards that have no file yet: nothing lost,
+nothing twice. Layout of the output directory: see mmtok.shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mmtok.data.sources import open_source
+from mmtok.shards import (ERRORS_DIR, ERRORS_FILE, JOB_FILE, MANIFEST_FILE, flatten_ids, ids_dtype, read_manifest,
+                          shard_name)
+
+logger = logging.getLogger("mmtok.tokenize")
+STATS_KEY = b"mmtok"  # parquet schema metadata: the shard's own counts, so the manifest never rereads ids
+
+
+class TokenizeInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM stopped the job after a completed shard; running it again resumes."""
+
+
+def media_metadata(shape: tuple[int, ...], input_spec: dict) -> dict:
+    """What a row records about its media, from the decoded tensor's shape (1, channels, *axes) and
+    the tokenizer's input spec: a family whose spec has a `sample_rate` is a signal in time (audio,
+    EEG), one with `fps` is video, any other an image. A new family only declares its input_spec."""
+    meta = {"channels": int(shape[1])}
+    if input_spec.get("sample_rate"):
+        rate = int(input_spec["sample_rate"])
+        return {**meta, "num_samples": int(shape[-1]), "sample_rate": rate, "duration": shape[-1] / rate}
+    if input_spec.get("fps"):
+        fps = float(input_spec["fps"])
+        meta.update(frames=int(shape[-3]), fps=fps, duration=shape[-3] / fps)
+    return {**meta, "height": int(shape[-2]), "width": int(shape[-1])}
+
+
+# -- decoding, in DataLoader workers --------------------------------------------------------------
+class _Item(NamedTuple):
+    index: int
+    tensor: torch.Tensor | None  # (1, ...) as the tokenizer's encode takes it
+    meta: dict | None
+    error: str | None
+
+
+class _Batch(NamedTuple):
+    indices: list[int]
+    groups: list[tuple[list[int], torch.Tensor, list[dict]]]  # items of one tensor shape, stacked
+    failures: list[tuple[int, str]]
+
+
+class _DecodedItems(Dataset):
+    """Item i of the source through the tokenizer's own media_to_tensor; a failure becomes a record."""
+
+    def __init__(self, source, media_to_tensor, input_spec: dict):
+        self.source, self.media_to_tensor, self.input_spec = source, media_to_tensor, input_spec
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> _Item:
+        try:
+            data = self.source.read(index)
+            x = self.media_to_tensor(data)
+            if x.shape[0] != 1:
+                raise ValueError(f"one input decoded to {x.shape[0]} examples")
+            return _Item(index, x, {**media_metadata(tuple(x.shape), self.input_spec), "num_bytes": len(data)}, None)
+        except Exception as error:  # whatever a decoder raises, the job records it and goes on
+            # Reprs in messages (PIL's "<_io.BytesIO object at 0x...>") would make errors.jsonl differ per run.
+            return _Item(index, None, None, re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(error).__name__}: {error}"))
+
+
+def _collate_by_shape(items: list[_Item]) -> _Batch:
+    """Stacks the items that share a shape (images of one size, clips of one length)."""
+    groups: dict[tuple, list[_Item]] = {}
+    for item in items:
+        if item.error is None:
+            groups.setdefault(tuple(item.tensor.shape), []).append(item)
+    return _Batch([item.index for item in items],
+                  [([i.index for i in g], torch.cat([i.tensor for i in g]), [i.meta for i in g]) for g in groups.values()],
+                  [(item.index, item.error) for item in items if item.error is not None])
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; workers keep decoding so the current shard can finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _shard_batches(shards: list[int], shard_size: int, num_items: int, batch_size: int) -> Iterator[list[int]]:
+    """Input indices batch by batch, shard after shard; a batch never spans two shards."""
+    for shard in shards:
+        items = range(shard * shard_size, min((shard + 1) * shard_size, num_items))
+        for start in range(0, len(items), batch_size):
+            yield list(items[start : start + batch_size])
+
+
+# -- stopping cleanly --------------------------------------------------------------------------------
+class _StopAfterShard:
+    """The first Ctrl-C (or SIGTERM) asks the job to stop once the shard in progress is written; a
+    second Ctrl-C stops at once (that shard is then redone on restart)."""
+
+    def __init__(self):
+        self.requested_at: float | None = None
+        self._previous: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    def _handle(self, signum, frame):
+        # `accelerate launch` forwards the Ctrl-C it got too, and a cluster may follow SIGINT with
+        # SIGTERM: only a Ctrl-C pressed a second later means "now".
+        if self.requested and signum == signal.SIGINT and time.monotonic() - self.requested_at > 1.0:
+            raise KeyboardInterrupt
+        if not self.requested:
+            self.requested_at = time.monotonic()
+            logger.warning("stopping after the shard in progress (press Ctrl-C again to stop at once)")
+
+    def __enter__(self) -> "_StopAfterShard":
+        try:
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# -- writing -------------------------------------------------------------------------------------------
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(file)` into path.tmp, on disk before the rename: readers, and a restarted job, see
+    the whole file or none of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    _write_atomic(path, lambda f: f.write(text.encode()))
+
+
+class _ShardWriter:
+    def __init__(self, output_dir: Path, source, input_spec: dict, dtype: str):
+        import pyarrow as pa
+
+        self.output_dir, self.source, self.dtype = output_dir, source, dtype
+        # The metadata's names and types do not depend on the shape, so any shape gives the schema.
+        media = media_metadata((1, 1, 1, 1, 1), input_spec)
+        self.media_fields = [*media, "num_bytes"]
+        self.schema = pa.schema(
+            [("key", pa.string()), ("ids", pa.list_(getattr(pa, dtype)())), ("token_shape", pa.list_(pa.int32())),
+             ("source", pa.string()), ("index", pa.int64())]
+            + [(name, pa.float64() if isinstance(value, float) else pa.int64()) for name, value in media.items()]
+            + [("num_bytes", pa.int64())])
+
+    def write(self, shard: int, rows: list[dict], errors: list[tuple[int, str]], stats: dict) -> dict:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = sorted(rows, key=lambda r: r["index"])
+        lengths = np.array([len(r["ids"]) for r in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        values = np.concatenate([r["ids"] for r in rows]) if rows else np.zeros(0, self.dtype)
+        columns = {
+            "key": pa.array([self.source.key(r["index"]) for r in rows], pa.string()),
+            "ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(self.dtype))),
+            "token_shape": pa.array([r["token_shape"] for r in rows], pa.list_(pa.int32())),
+            "source": pa.array([self.source.describe(r["index"]) for r in rows], pa.string()),
+            "index": pa.array([r["index"] for r in rows], pa.int64()),
+            **{name: [r["meta"][name] for r in rows] for name in self.media_fields},
+        }
+        stats = {**stats, "samples": len(rows), "tokens": int(lengths.sum()), "errors": len(errors)}
+        table = pa.table(columns, schema=self.schema.with_metadata({STATS_KEY: json.dumps(stats)}))
+        path = self.output_dir / shard_name(shard)
+        # The error file goes first: a shard file on disk means its errors are on disk too.
+        errors_path = self.output_dir / ERRORS_DIR / f"{path.stem}.jsonl"
+        if errors:
+            lines = [{"key": self.source.key(i), "source": self.source.describe(i), "reason": reason}
+                     for i, reason in sorted(errors)]
+            _write_text_atomic(errors_path, "".join(json.dumps(line) + "\n" for line in lines))
+        else:
+            errors_path.unlink(missing_ok=True)
+        _write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+        return stats
+
+
+def _check_job(output_dir: Path, job: dict) -> None:
+    path = output_dir / JOB_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = sorted(k for k in job.keys() | previous.keys() if job.get(k) != previous.get(k))
+        if changed:
+            raise ValueError(f"{output_dir} holds a tokenize job with other settings ({', '.join(changed)} differ: "
+                             f"{ {k: previous.get(k) for k in changed} } there, { {k: job.get(k) for k in changed} } now); "
+                             "resume it with the same command, or write to a new OUTPUT_DIR")
+
+
+def _run_shards(acc, frozen, source, writer: _ShardWriter, shards: list[int], *, num_items: int, shard_size: int,
+                batch_size: int, num_workers: int, llm_ids: bool, dtype: str, precision: str, progress: bool) -> dict:
+    """Encodes and writes `shards` (this process's unfinished ones); returns what it wrote."""
+    from tqdm.auto import tqdm
+
+    vocab, input_spec = frozen.vocab, frozen.config.get("input", {})
+    remaining = {s: min(shard_size, num_items - s * shard_size) for s in shards}  # inputs not yet seen
+    rows: dict[int, list[dict]] = {s: [] for s in shards}
+    errors: dict[int, list[tuple[int, str]]] = {s: [] for s in shards}
+    done = {"samples": 0, "tokens": 0, "errors": 0, "shards": 0}
+    if not shards:
+        return done
+    loader = DataLoader(_DecodedItems(source, frozen.model.media_to_tensor, input_spec),
+                        batch_sampler=_shard_batches(shards, shard_size, num_items, batch_size),
+                        num_workers=num_workers, collate_fn=_collate_by_shape, worker_init_fn=_ignore_interrupts,
+                        pin_memory=acc.device.type == "cuda")
+    autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    bar = tqdm(total=sum(remaining.values()), unit="sample", desc=f"tokenize ({acc.num_processes} processes)",
+               disable=not (progress and acc.is_main_process), dynamic_ncols=True)
+    with _StopAfterShard() as stop, bar:
+        for batch in loader:
+            shard = batch.indices[0] // shard_size
+            errors[shard] += batch.failures
+            for indices, x, metas in batch.groups:
+                try:
+                    with torch.inference_mode(), autocast:
+                        ids = frozen.model.encode(x.to(acc.device, non_blocking=True)).cpu()
+                except ValueError as error:  # these inputs' shape does not fit the tokenizer
+                    errors[shard] += [(i, f"encode: {error}") for i in indices]
+                    continue
+                for index, example, meta in zip(indices, ids, metas):
+                    flat = vocab.to_llm_ids(example) if llm_ids else flatten_ids(example, vocab)
+                    rows[shard].append({"index": index, "ids": flat.numpy().astype(dtype),
+                                        "token_shape": list(example.shape), "meta": meta})
+            bar.update(len(batch.indices))
+            remaining[shard] -= len(batch.indices)
+            if remaining[shard] == 0:
+                del remaining[shard]
+                written = writer.write(shard, rows.pop(shard), errors.pop(shard), {"process": acc.process_index})
+                for key in ("samples", "tokens", "errors"):
+                    done[key] += written[key]
+                done["shards"] += 1
+                bar.set_postfix(errors=done["errors"], refresh=False)
+                if stop.requested and remaining:
+                    break
+    if remaining:
+        raise TokenizeInterrupted(f"process {acc.process_index} stopped after writing {done['shards']} of its "
+                                  f"{len(shards)} shard(s); run the same command again to resume")
+    return done
+
+
+# -- the job ---------------------------------------------------------------------------------------------
+def tokenize(tokenizer_dir: str | Path, input: str | Path, output_dir: str | Path, *, batch_size: int = 32,
+             num_workers: int = 4, shard_size: int = 10_000, llm_ids: bool = False, limit: int | None = None,
+             column: str | None = None, precision: str = "auto", progress: bool = True) -> dict:
+    """Tokenizes every item of `input` (a folder, glob, .tar or .parquet) into shards in
+    `output_dir`, on this process's part of the plan; under `accelerate launch` on all of them.
+    Returns the manifest. Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed shards kept)."""
+    from accelerate import Accelerator
+
+    from mmtok.tokenizer import load_tokenizer
+
+    started = time.perf_counter()
+    if batch_size < 1 or shard_size < 1 or num_workers < 0:
+        raise ValueError("batch_size and shard_size must be positive and num_workers >= 0")
+    # Without a GPU, accelerate forms a real multi-process (gloo) group only when built with cpu=True.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    if precision == "auto":
+        precision = "bf16" if acc.device.type == "cuda" else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    frozen = load_tokenizer(tokenizer_dir, device=acc.device)
+    vocab, input_spec = frozen.vocab, frozen.config.get("input", {})
+    source = open_source(input, modality=frozen.modality, column=column, in_memory=False)
+    num_items = len(source) if limit is None else min(limit, len(source))
+    if num_items == 0:
+        raise ValueError(f"no {frozen.modality} inputs in {input}")
+    num_shards = math.ceil(num_items / shard_size)
+    dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
+    output_dir = Path(output_dir)
+
+    job = {"tokenizer_sha256": frozen.config["weights_sha256"], "num_items": num_items, "first_key": source.key(0),
+           "last_key": source.key(num_items - 1), "column": column, "shard_size": shard_size, "llm_ids": llm_ids,
+           "ids_dtype": dtype, "precision": precision}
+    _check_job(output_dir, job)  # every process, before any barrier, so a mismatch stops them all
+    if acc.is_main_process:
+        (output_dir / ERRORS_DIR).mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(output_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")
+    acc.wait_for_everyone()
+
+    mine = [s for s in range(acc.process_index, num_shards, acc.num_processes)
+            if not (output_dir / shard_name(s)).is_file()]
+    writer = _ShardWriter(output_dir, source, input_spec, dtype)
+    done = _run_shards(acc, frozen, source, writer, mine, num_items=num_items, shard_size=shard_size,
+                       batch_size=batch_size, num_workers=num_workers, llm_ids=llm_ids, dtype=dtype,
+                       precision=precision, progress=progress)
+
+    # This run's counts from every process, for the throughput in the manifest and summary.
+    this_run = acc.reduce(torch.tensor([done[k] for k in done], device=acc.device), "sum").tolist()
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        seconds = time.perf_counter() - started
+        run = {**dict(zip(done, this_run)), "seconds": round(seconds, 3),
+               "samples_per_second": this_run[0] / seconds, "tokens_per_second": this_run[1] / seconds,
+               "world_size": acc.num_processes, "device": acc.device.type, "batch_size": batch_size,
+               "num_workers": num_workers}
+        manifest = _write_manifest(output_dir, frozen, job, os.path.abspath(input), num_shards, run)
+        counts = manifest["counts"]
+        logger.info("tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, processes: %d); %s holds %d rows, "
+                    "%d tokens, %d errors (errors.jsonl)", run["samples"], seconds, run["samples_per_second"],
+                    run["tokens_per_second"], acc.num_processes, output_dir, counts["samples"], counts["tokens"],
+                    counts["errors"])
+    acc.wait_for_everyone()
+    return read_manifest(output_dir)
+
+
+def _write_manifest(output_dir: Path, frozen, job: dict, input: str, num_shards: int, run: dict) -> dict:
+    """After every process is done: errors.jsonl from the per-shard files, then manifest.json."""
+    import pyarrow.parquet as pq
+
+    from mmtok.tokenizer import mmtok_version
+
+    names = [shard_name(i) for i in range(num_shards)]
+    missing = [name for name in names if not (output_dir / name).is_file()]
+    if missing:
+        raise RuntimeError(f"{len(missing)} shard(s) missing after every process finished, e.g. {missing[:3]}")
+    stats = [json.loads(pq.read_schema(output_dir / name).metadata[STATS_KEY]) for name in names]
+    counts = {"inputs": job["num_items"], **{k: sum(s[k] for s in stats) for k in ("samples", "tokens", "errors")}}
+    if counts["samples"] + counts["errors"] != counts["inputs"]:
+        raise RuntimeError(f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs")
+    error_files = [output_dir / ERRORS_DIR / f"{Path(name).stem}.jsonl" for name in names]
+    _write_text_atomic(output_dir / ERRORS_FILE, "".join(f.read_text() for f in error_files if f.is_file()))
+    manifest = {
+        "mmtok_version": mmtok_version(),
+        "tokenizer": {"path": os.path.abspath(frozen.path), "family": frozen.model.family, "modality": frozen.modality,
+                      "weights_sha256": frozen.config["weights_sha256"], "input": frozen.config.get("input", {})},
+        "vocab": frozen.vocab.to_json(),
+        "llm_ids": job["llm_ids"], "ids_dtype": job["ids_dtype"], "precision": job["precision"],
+        "input": input, "column": job["column"], "shard_size": job["shard_size"], "num_shards": num_shards,
+        "shards": names, "counts": counts, "run": run,
+    }
+    _write_text_atomic(output_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    return manifest
