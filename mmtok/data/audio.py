@@ -18,7 +18,6 @@ own counts) and drops the failures from the index.
 from __future__ import annotations
 
 import io
-import logging
 import struct
 from pathlib import Path
 
@@ -26,15 +25,14 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-from torch.utils.data import Dataset
 
-from mmtok.data.sources import AUDIO_EXTENSIONS, open_source
+from mmtok.data.decoded import DecodedSourceDataset
+from mmtok.data.sources import AUDIO_EXTENSIONS
 
 __all__ = [
     "AUDIO_EXTENSIONS", "AudioDecodeError", "load_audio", "audio_to_tensor", "normalize_loudness", "AudioDataset",
 ]
 
-logger = logging.getLogger(__name__)
 
 # Streaming writers (ffmpeg to a pipe, recorders) put these in a WAV size field when the length is
 # unknown; such files are whole, not truncated.
@@ -186,7 +184,7 @@ def normalize_loudness(wave: torch.Tensor, target_db: float = -20.0, *, max_gain
     return wave * gain
 
 
-class AudioDataset(Dataset):
+class AudioDataset(DecodedSourceDataset):
     """Fixed-length mono segments of the audio in ``source``, as float tensors ``(1, samples)``.
 
     ``source`` is a folder (files with the extensions of ``AUDIO_EXTENSIONS``, found recursively
@@ -215,38 +213,17 @@ class AudioDataset(Dataset):
         self.segment_samples = round(segment_seconds * sample_rate)
         if self.segment_samples <= 0:
             raise ValueError(f"segment_seconds={segment_seconds} gives no samples at {sample_rate} Hz")
-        self.source = Path(source)
-        self._reader = open_source(self.source, modality="audio", column=column)
-        if len(self._reader) == 0:
-            raise ValueError(f"no audio files in {self.source} (looked for {', '.join(AUDIO_EXTENSIONS)})")
+        super().__init__(source, modality="audio", column=column)
         self.sample_rate = sample_rate
         self.segment_seconds = segment_seconds
         self.random_segment = random_segment
         self.loudness_db = loudness_db
-        self._indices = list(range(len(self._reader)))  # reader entries still in use
-        self._known_bad: set[int] = set()
-        self.failed_sources: list[str] = []
 
-    @property
-    def num_failed(self) -> int:
-        """Undecodable files met so far by this process (each counted once)."""
-        return len(self.failed_sources)
+    def _decode(self, data: bytes, name: str) -> torch.Tensor:
+        wave, _ = _to_waveform(data, name, self.sample_rate, mono=True)
+        return wave
 
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    def _try_load(self, entry: int) -> torch.Tensor | None:
-        name = self._reader.describe(entry)
-        try:
-            wave, _ = _to_waveform(self._reader.read(entry), name, self.sample_rate, mono=True)
-            return wave
-        except Exception as err:  # any decoder error must skip the file, not stop training
-            self._known_bad.add(entry)
-            self.failed_sources.append(name)
-            logger.warning("skipping undecodable audio %s: %s: %s", name, type(err).__name__, err)
-            return None
-
-    def _segment(self, wave: torch.Tensor) -> torch.Tensor:
+    def _item(self, wave: torch.Tensor) -> torch.Tensor:
         length = wave.shape[-1]
         start = 0
         if self.random_segment and length > self.segment_samples:
@@ -255,32 +232,3 @@ class AudioDataset(Dataset):
         if self.loudness_db is not None:
             segment = normalize_loudness(segment, self.loudness_db)
         return torch.nn.functional.pad(segment, (0, self.segment_samples - segment.shape[-1]))
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        n = len(self._indices)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} audio files")
-        for step in range(n):
-            entry = self._indices[(index + step) % n]
-            if entry in self._known_bad:
-                continue
-            wave = self._try_load(entry)
-            if wave is not None:
-                return self._segment(wave)
-        raise ValueError(f"no decodable audio in {self.source}: all {n} files failed to decode")
-
-    def validate(self) -> list[str]:
-        """Decode every file once in this process; drop the failures from the index and return them.
-
-        Raises ValueError when nothing in the source decodes.
-        """
-        good, dropped = [], []
-        for entry in self._indices:
-            if entry not in self._known_bad and self._try_load(entry) is not None:
-                good.append(entry)
-            else:
-                dropped.append(self._reader.describe(entry))
-        if not good:
-            raise ValueError(f"no decodable audio in {self.source}: all {len(self._indices)} files failed to decode")
-        self._indices = good
-        return dropped

@@ -17,20 +17,18 @@ Instead:
 from __future__ import annotations
 
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from mmtok.data.sources import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS, open_source
+from mmtok.data.decoded import DecodedSourceDataset
+from mmtok.data.sources import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS
 
 __all__ = ["IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "ImageDataset"]
 
-logger = logging.getLogger(__name__)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -61,7 +59,7 @@ def _upscale_to(img: Image.Image, size: int) -> Image.Image:
     return img.resize(new_size, Image.Resampling.BICUBIC)
 
 
-class ImageDataset(Dataset):
+class ImageDataset(DecodedSourceDataset):
     """Images from ``source`` as float tensors (3, size, size) in [-1, 1].
 
     ``source`` is a folder (searched recursively, sorted by relative path), an
@@ -84,63 +82,16 @@ class ImageDataset(Dataset):
     ):
         if size <= 0:
             raise ValueError(f"size must be positive, got {size}")
-        self.source = Path(source)
+        super().__init__(source, modality="image", column=column)
         self.size = size
-        self._reader = open_source(self.source, modality="image", column=column)
-        if len(self._reader) == 0:
-            raise ValueError(f"no image files in {self.source} (looked for {', '.join(IMAGE_EXTENSIONS)})")
-        self._indices = list(range(len(self._reader)))  # reader entries still in use
-        self._known_bad: set[int] = set()
-        self.failed_sources: list[str] = []
         steps = [v2.RandomCrop(size) if random_crop else v2.CenterCrop(size)]
         if random_flip:
             steps.append(v2.RandomHorizontalFlip())
         steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)]
         self._transform = v2.Compose(steps)
 
-    @property
-    def num_failed(self) -> int:
-        """Undecodable files met so far by this process (each counted once)."""
-        return len(self.failed_sources)
+    def _decode(self, data: bytes, name: str) -> Image.Image:
+        return _decode(data)
 
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    def _try_decode(self, entry: int) -> Image.Image | None:
-        try:
-            return _decode(self._reader.read(entry))
-        except Exception as err:  # any decoder error must skip the file, not stop training
-            self._known_bad.add(entry)
-            name = self._reader.describe(entry)
-            self.failed_sources.append(name)
-            logger.warning("skipping undecodable image %s: %s: %s", name, type(err).__name__, err)
-            return None
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        n = len(self._indices)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images")
-        for step in range(n):
-            entry = self._indices[(index + step) % n]
-            if entry in self._known_bad:
-                continue
-            image = self._try_decode(entry)
-            if image is not None:
-                return self._transform(_upscale_to(image, self.size))
-        raise ValueError(f"no decodable images in {self.source}: all {n} files failed to decode")
-
-    def validate(self) -> list[str]:
-        """Decode every image once in this process; drop the failures from the index and return them.
-
-        Raises ValueError when nothing in the source decodes.
-        """
-        good, dropped = [], []
-        for entry in self._indices:
-            if entry not in self._known_bad and self._try_decode(entry) is not None:
-                good.append(entry)
-            else:
-                dropped.append(self._reader.describe(entry))
-        if not good:
-            raise ValueError(f"no decodable images in {self.source}: all {len(self._indices)} files failed to decode")
-        self._indices = good
-        return dropped
+    def _item(self, image: Image.Image) -> torch.Tensor:
+        return self._transform(_upscale_to(image, self.size))
