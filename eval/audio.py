@@ -26,8 +26,11 @@ from typing import Literal
 
 import numpy as np
 import torch
+
 import torchaudio.functional as AF
 from torchaudio.transforms import MelSpectrogram
+
+from mmtok.quantize.base import bits_per_position
 
 __all__ = [
     "AudioMetricError",
@@ -241,15 +244,9 @@ def bitrate_kbps(frame_rate: float, num_codebooks: int, codebook_size: int | Seq
     codebooks emits one id. ``codebook_size`` is one size for all codebooks or one per codebook.
     E.g. 75 Hz with 8 codebooks of 1024 codes: 75 * 8 * 10 / 1000 = 6.0 kbps.
     """
-    if isinstance(codebook_size, int):
-        sizes = [codebook_size] * num_codebooks
-    else:
-        sizes = list(codebook_size)
-        if len(sizes) != num_codebooks:
-            raise ValueError(f"got {len(sizes)} codebook sizes for {num_codebooks} codebooks")
-    if frame_rate <= 0 or num_codebooks <= 0 or any(s < 1 for s in sizes):
-        raise ValueError("frame_rate, num_codebooks and codebook sizes must be positive")
-    return frame_rate * sum(math.log2(s) for s in sizes) / 1000.0
+    if frame_rate <= 0:
+        raise ValueError("frame_rate must be positive")
+    return frame_rate * bits_per_position(num_codebooks, codebook_size) / 1000.0
 
 
 def _wait_for_cuda() -> None:

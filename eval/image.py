@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from mmtok.quantize.base import bits_per_position
+
 __all__ = ["psnr", "ssim", "ms_ssim", "ms_ssim_supported", "bits_per_pixel"]
 
 # Wang et al. 2004 constants and window (as in skimage with gaussian_weights=True).
@@ -138,15 +140,9 @@ def bits_per_pixel(
     """
     shape = (token_shape,) if isinstance(token_shape, int) else tuple(token_shape)
     num_tokens = math.prod(shape)
-    if isinstance(codebook_size, int):
-        sizes = [codebook_size] * num_codebooks
-    else:
-        sizes = list(codebook_size)
-        if len(sizes) != num_codebooks:
-            raise ValueError(f"got {len(sizes)} codebook sizes for {num_codebooks} codebooks")
-    if num_tokens <= 0 or num_codebooks <= 0 or any(s < 1 for s in sizes):
-        raise ValueError("token_shape, num_codebooks and codebook sizes must be positive")
+    if num_tokens <= 0:
+        raise ValueError("token_shape must be positive")
     h, w = image_hw
     if h <= 0 or w <= 0:
         raise ValueError(f"image_hw must be positive, got {image_hw}")
-    return num_tokens * sum(math.log2(s) for s in sizes) / (h * w)
+    return num_tokens * bits_per_position(num_codebooks, codebook_size) / (h * w)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+from mmtok.quantize.base import bits_per_position
 from mmtok.tokenizer import load_tokenizer
 
 
 def describe_artifact(path) -> str:
     frozen = load_tokenizer(path)
     config, vocab, model = frozen.config, frozen.vocab, frozen.model
-    bits_per_position = sum(math.log2(size) for size in vocab.codebook_sizes)
+    bits = bits_per_position(vocab.num_codebooks, vocab.codebook_sizes)
     lines = [
         f"mmtok {config['family']} tokenizer ({config['modality']}), mmtok {config['mmtok_version']}",
         f"path: {frozen.path}",
@@ -22,7 +23,7 @@ def describe_artifact(path) -> str:
         f"input: {json.dumps(config['input'])}",
         "",
         "vocab layout:",
-        f"  codebooks: {vocab.num_codebooks}, sizes {vocab.codebook_sizes} ({bits_per_position:.2f} bits per position)",
+        f"  codebooks: {vocab.num_codebooks}, sizes {vocab.codebook_sizes} ({bits:.2f} bits per position)",
         f"  ids {vocab.base_offset}..{vocab.end_offset - 1} ({vocab.size} ids), offsets {vocab.offsets} ({vocab.codebook_offsets})",
         f"  flatten: {vocab.flatten}, row markers: {vocab.row_markers}, token shape: {vocab.token_shape}",
         f"  special tokens: {vocab.special_tokens}",
@@ -35,9 +36,9 @@ def describe_artifact(path) -> str:
             positions = math.prod(token_shape)
             ids = positions * vocab.num_codebooks
             llm_ids = ids + len(vocab.special_tokens) + (token_shape[0] if vocab.row_markers else 0)
-            bits = positions * bits_per_position
-            lines.append(f"{label:<12} {str(tuple(token_shape)):<14} {ids:>8} {llm_ids:>8} {bits:>10.0f} "
-                         f"{bits / amount:>9.4f} b/{unit}")
+            total_bits = positions * bits
+            lines.append(f"{label:<12} {str(tuple(token_shape)):<14} {ids:>8} {llm_ids:>8} {total_bits:>10.0f} "
+                         f"{total_bits / amount:>9.4f} b/{unit}")
     card = config.get("card", {})
     if card:
         lines += ["", "model card:"] + [f"  {k}: {v}" for k, v in card.items() if k != "eval"]

@@ -7,6 +7,8 @@ kind re-implements it.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +22,17 @@ class QuantizerOutput:
     ids: torch.Tensor  # int64, (..., num_codebooks)
     loss: torch.Tensor  # scalar: weighted sum of the auxiliary losses
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted breakdown, for logging
+
+
+def bits_per_position(num_codebooks: int, codebook_size: int | Sequence[int]) -> float:
+    """Bits one token position carries: the sum over codebooks of log2(codebook size).
+    `codebook_size` is one size for every codebook or a list with one per codebook."""
+    sizes = [codebook_size] * num_codebooks if isinstance(codebook_size, int) else list(codebook_size)
+    if len(sizes) != num_codebooks:
+        raise ValueError(f"got {len(sizes)} codebook sizes for {num_codebooks} codebooks")
+    if num_codebooks <= 0 or any(s < 1 for s in sizes):
+        raise ValueError("num_codebooks and codebook sizes must be positive")
+    return sum(math.log2(s) for s in sizes)
 
 
 def zero_loss(like: torch.Tensor) -> torch.Tensor:
