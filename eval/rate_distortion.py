@@ -9,7 +9,6 @@ codebooks are equal.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from mmtok.eval.image import psnr, ssim
 from mmtok.eval.reconstruct import center_crop_to_multiple, to_tensor
 from mmtok.health import CodebookMonitor
 from mmtok.models.image1d import powers_of_two_up_to
+from mmtok.quantize.base import bits_per_position
 
 
 def square_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -29,10 +29,6 @@ def square_crop(image: np.ndarray, size: int) -> np.ndarray:
     if min(image.shape[:2]) < size:
         image = np.array(_upscale_to(Image.fromarray(image), size))  # a writable copy, for torch
     return center_crop_to_multiple(image, size, size)
-
-
-def bits_per_token(tokenizer) -> float:
-    return sum(math.log2(size) for size in tokenizer.codebook_sizes)
 
 
 @torch.no_grad()
@@ -70,7 +66,7 @@ def sweep_num_tokens(tokenizer, images: list[tuple[str, np.ndarray]], ks: list[i
             per_k[k]["psnr"] += psnr(recon, batch).tolist()
             per_k[k]["ssim"] += ssim(recon, batch).tolist()
 
-    bits = bits_per_token(tokenizer)
+    bits = bits_per_position(tokenizer.num_codebooks, tokenizer.codebook_sizes)
     rows = [{"k": k, "bits": k * bits, "bpp": k * bits / size**2,
              "psnr": float(np.mean(per_k[k]["psnr"])), "ssim": float(np.mean(per_k[k]["ssim"]))} for k in ks]
     return {

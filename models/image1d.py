@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtok.quantize import QuantizerOutput, build_quantizer
+from mmtok.data.image_io import images_to_tensor, tensor_to_images
+from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
+from mmtok.vocab import VocabLayout
 
 TOKEN_DROPOUTS = ("uniform", "pow2", "none")
 
@@ -135,8 +137,7 @@ class Image1DTokenizer(Tokenizer):
     def __init__(self, config: Image1DTokenizerConfig):
         super().__init__(config)
         self.encoder = Image1DEncoder(config)
-        q = config.quantizer
-        self.quantizer = build_quantizer(q.kind, dim=config.latent_dim, groups=q.groups, **q.options)
+        self.quantizer = config.quantizer.build(config.latent_dim)
         self.decoder = Image1DDecoder(config)
 
     @property
@@ -209,3 +210,22 @@ class Image1DTokenizer(Tokenizer):
 
     def last_layer_weight(self) -> torch.Tensor:
         return self.decoder.to_pixels.weight
+
+    def media_to_tensor(self, media) -> torch.Tensor:
+        s = self.config.image_size
+        return images_to_tensor(media, size=s, multiple=s)  # centre crops of exactly s x s
+
+    def tensor_to_media(self, x: torch.Tensor):
+        return tensor_to_images(x)
+
+    def vocab_layout(self, **options) -> VocabLayout:
+        # None: a segment holds any k <= K tokens, and its length says which k.
+        return VocabLayout("image", [None], self.codebook_sizes, **options)
+
+    def rate_examples(self):
+        s = self.config.image_size
+        return [(f"{s}x{s}", (self.config.in_channels, s, s), float(s * s), "pixel")]
+
+    def input_spec(self) -> dict:
+        return {"image_size": self.config.image_size, "channels": self.config.in_channels, "range": [-1.0, 1.0],
+                "num_latent_tokens": self.num_latent_tokens}

@@ -106,6 +106,23 @@ def test_invalid_k_and_image_size_are_clear_errors():
         build_tokenizer(tiny_model(patch_size=5))
 
 
+def test_export_round_trip_with_variable_length_llm_segments(tmp_path):
+    from mmtok.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_tokenizer(tiny_model({"kind": "fsq", "groups": 3, "options": {"levels": [5]}})).eval()
+    frozen = load_tokenizer(tok.save_pretrained(tmp_path / "tok"))
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)  # centre-cropped to 16x16
+    ids = frozen.encode(pixels, num_tokens=2)
+    assert ids.shape == (1, 2, 3)
+    torch.testing.assert_close(frozen.decode(ids), tok.decode(ids))
+    llm_ids = frozen.vocab.to_llm_ids(ids[0])
+    assert len(llm_ids) == 2 + 2 * 3  # start, k x codebooks, end
+    [segment] = frozen.vocab.media_segments(llm_ids)
+    assert torch.equal(segment, ids[0])
+    assert frozen.decode_media(segment[None]).shape == (1, 16, 16, 3)
+
+
 def test_trains_through_the_shared_trainer_with_the_gan_phase(tmp_path):
     data = tmp_path / "data"
     write_images(data, 4)
