@@ -33,7 +33,7 @@ CROPS_PER_TRAINING_IMAGE = 8  # random crops for the per-position usage count
 def train(config_path, overrides: list[str]):
     trainer = Trainer(load_run_config(str(config_path), overrides))
     trainer.fit()
-    return trainer, (trainer.ema.model if trainer.ema is not None else trainer.unwrapped)
+    return trainer, trainer.inference_model
 
 
 def main() -> None:

@@ -93,7 +93,7 @@ def main() -> None:
     print(f"training the quickstart recipe on {count} images for {config.train.max_steps} steps")
     trainer = Trainer(config)
     trainer.fit()
-    tokenizer = trainer.ema.model if trainer.ema is not None else trainer.unwrapped
+    tokenizer = trainer.inference_model
 
     _, held = sample_image_split(held_out)
     report = evaluate_image_tokenizer(tokenizer, held, size=256)

@@ -26,7 +26,7 @@ def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, e
     trainer.fit()
 
     _, held = sample_image_split(trainer.recipe.data.held_out)
-    report = evaluate_image_tokenizer(trainer.ema.model if trainer.ema else trainer.unwrapped, held)
+    report = evaluate_image_tokenizer(trainer.inference_model, held)
     report["training_codebooks"] = trainer.last_health  # usage over the last health window of training
     report["steps"] = trainer.step
     report["tokenizer_dir"] = str(Path(out) / "tokenizer")

@@ -120,6 +120,11 @@ class Trainer:
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.tokenizer)
 
+    @property
+    def inference_model(self):
+        """The weights to evaluate and export: the EMA copy when one is kept, else the raw model."""
+        return self.ema.model if self.ema is not None else self.unwrapped
+
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> dict:
         acc, train = self.accelerator, self.config.train
