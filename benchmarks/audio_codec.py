@@ -74,7 +74,7 @@ def main() -> None:
     config = load_run_config(args.config, overrides)
     trainer = Trainer(config, resume=True)
     trainer.fit()
-    model = (trainer.ema.model if trainer.ema is not None else trainer.unwrapped).eval()
+    model = trainer.inference_model.eval()
     rate, q = model.config.sample_rate, model.quantizer
     depths = [n for n in (2, 4, 8) if n <= q.num_codebooks]
 
