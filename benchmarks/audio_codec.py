@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--clip-seconds", type=float, default=4.0, help="held-out clips are cut to this length")
+    parser.add_argument("--weights", choices=("ema", "raw"), default="ema", help="which weights to evaluate")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
@@ -74,7 +75,7 @@ def main() -> None:
     config = load_run_config(args.config, overrides)
     trainer = Trainer(config, resume=True)
     trainer.fit()
-    model = trainer.inference_model.eval()
+    model = (trainer.inference_model if args.weights == "ema" else trainer.unwrapped).eval()
     rate, q = model.config.sample_rate, model.quantizer
     depths = [n for n in (2, 4, 8) if n <= q.num_codebooks]
 
@@ -99,7 +100,8 @@ def main() -> None:
             results[f"Opus {k} kbps"].append(scores(wave, decoded, rate))
             kbps.setdefault(f"Opus {k} kbps", actual)
 
-    print(f"\naudio codec after {trainer.step} steps, {len(held)} held-out clips ({args.clip_seconds:.0f} s each)")
+    print(f"\naudio codec after {trainer.step} steps ({args.weights} weights), {len(held)} held-out clips "
+          f"({args.clip_seconds:.0f} s each)")
     print("| codec | kbps | mel distance | STOI | PESQ-WB | SI-SDR dB |\n|---|---|---|---|---|---|")
     summary = {}
     for name, rows in results.items():
