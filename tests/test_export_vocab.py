@@ -170,3 +170,22 @@ def test_a_real_llm_trains_on_interleaved_ids(tmp_path):
     assert report.last_loss < 0.5 * report.first_loss
     assert report.round_trips == 12
     assert report.sampled == [(1, 16, 16, 3), (1, 1, 400)]
+
+
+def test_audio_codec_round_trips_through_export(tmp_path):
+    torch.manual_seed(0)
+    config = {"family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [4, 5], "dilations": [1],
+              "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 3}}}
+    model = build_tokenizer(config).eval()
+    frozen = load_tokenizer(model.save_pretrained(tmp_path / "codec"))
+    clip = np.sin(2 * np.pi * 440 * np.arange(1000) / 8000).astype(np.float32)
+    ids = frozen.encode(clip)
+    assert ids.shape == (1, 50, 3)
+    assert torch.equal(ids, model.encode(torch.from_numpy(clip)[None, None]))
+    assert frozen.decode_media(ids).shape == (1, 1, 1000)
+    [back] = frozen.vocab.media_segments(frozen.to_llm_ids(clip)[0])
+    assert torch.equal(back, ids[0])
+    import soundfile
+
+    soundfile.write(tmp_path / "clip.wav", clip, 8000, subtype="FLOAT")  # exact samples
+    assert torch.equal(frozen.encode(str(tmp_path / "clip.wav")), ids)
