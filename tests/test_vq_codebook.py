@@ -45,7 +45,7 @@ def test_two_processes_keep_identical_codebooks(update):
 
 def test_revival_recovers_a_collapsed_codebook():
     torch.manual_seed(0)
-    q = VectorQuantizer(4, 1024, kmeans_init=False, dead_code_threshold=1.0, decay=0.9)
+    q = VectorQuantizer(4, 1024, kmeans_init=False, decay=0.9)  # the default revival threshold
     # Collapse: every code but 10 sits far from the data, so only those 10 are ever chosen.
     with torch.no_grad():
         q.codebook.copy_(torch.randn(1024, 4) * 0.01 + 100.0)

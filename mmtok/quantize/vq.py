@@ -36,7 +36,7 @@ class VectorQuantizer(Quantizer):
         codebook_weight: float = 1.0,
         kmeans_init: bool = True,
         kmeans_iters: int = 10,
-        dead_code_threshold: float = 1.0,
+        dead_code_threshold: float = 0.1,
         rotation_trick: bool = True,
         eps: float = 1e-5,
     ):
@@ -119,7 +119,11 @@ class VectorQuantizer(Quantizer):
 
     @torch.no_grad()
     def _revive_dead_codes(self, z: torch.Tensor) -> None:
-        dead = self.cluster_size < self.dead_code_threshold  # identical on every process
+        """Codes whose EMA usage fell under `dead_code_threshold` x the uniform share (tokens per
+        step / codebook size) take a recent encoder output. Relative to the share, so one default
+        suits 1k and 256k codes, small and large batches."""
+        share = self.cluster_size.sum() / self.codebook_size
+        dead = self.cluster_size < self.dead_code_threshold * share  # identical on every process
         num_dead = int(dead.sum())
         if num_dead == 0:
             return
@@ -130,9 +134,9 @@ class VectorQuantizer(Quantizer):
         # One process chooses the replacements; the others take them, so codebooks stay identical.
         distributed.broadcast(codebook)
         self.codebook.data.copy_(codebook)
-        self.cluster_size[dead] = self.dead_code_threshold
+        self.cluster_size[dead] = share  # a fresh code starts at the average use, not dead again at once
         if self.update == "ema":
-            self.embed_sum[dead] = codebook[dead] * self.dead_code_threshold
+            self.embed_sum[dead] = codebook[dead] * share
 
     @torch.no_grad()
     def _kmeans_init(self, z: torch.Tensor) -> None:
