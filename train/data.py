@@ -35,7 +35,9 @@ class ResumableSampler(Sampler):
 
     def __iter__(self):
         per_epoch = len(range(self.rank, self.size, self.world_size))
-        epoch, offset = divmod(self.start, per_epoch) if per_epoch else (0, 0)
+        if per_epoch == 0:
+            raise ValueError(f"process {self.rank} of {self.world_size} gets no items from a dataset of {self.size}")
+        epoch, offset = divmod(self.start, per_epoch)
         position = self.start
         while True:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
