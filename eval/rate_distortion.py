@@ -17,7 +17,7 @@ from PIL import Image
 
 from mmtok.data.images import _upscale_to
 from mmtok.eval.image import psnr, ssim
-from mmtok.eval.reconstruct import center_crop_to_multiple, to_tensor
+from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
 from mmtok.health import CodebookMonitor
 from mmtok.models.image1d import powers_of_two_up_to
 from mmtok.quantize.base import bits_per_position
@@ -56,7 +56,7 @@ def sweep_num_tokens(tokenizer, images: list[tuple[str, np.ndarray]], ks: list[i
         raise ValueError(f"every k must be in [1, {K}], got {ks}")
     size = tokenizer.config.image_size
     device = next(tokenizer.parameters()).device
-    x = torch.cat([to_tensor(square_crop(image, size)) for _, image in images]).to(device)
+    x = torch.cat([images_to_tensor(square_crop(image, size)) for _, image in images]).to(device)
 
     per_k = {k: {"psnr": [], "ssim": []} for k in ks}
     for batch in x.split(batch_size):
