@@ -18,13 +18,13 @@ import statistics
 from pathlib import Path
 
 import torch
+from opus import opus_roundtrip
 
 from mmtok.data.audio import load_audio
 from mmtok.data.sources import AUDIO_EXTENSIONS
 from mmtok.eval.audio import bitrate_kbps, mel_distance, pesq_wb, real_time_factor, si_sdr, stoi
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
-from opus import opus_roundtrip
 
 CONFIG = Path(__file__).parents[1] / "configs" / "audio_rvq.yaml"
 HELD_OUT_MUSIC = 3
@@ -53,8 +53,10 @@ def scores(reference: torch.Tensor, decoded: torch.Tensor, rate: int) -> dict:
 
 def mean_rows(rows: list[dict]) -> dict:
     keys = rows[0].keys()
-    return {k: statistics.fmean(r[k] for r in rows if r[k] == r[k]) if any(r[k] == r[k] for r in rows) else float("nan")
-            for k in keys}
+    return {
+        k: statistics.fmean(r[k] for r in rows if r[k] == r[k]) if any(r[k] == r[k] for r in rows) else float("nan")
+        for k in keys
+    }
 
 
 def main() -> None:
@@ -93,28 +95,33 @@ def main() -> None:
                 decoded = model.decode(ids[..., :n])[0].clamp(-1, 1)
                 results[f"mmtok {n} codebooks"].append(scores(wave[:, : decoded.shape[-1]], decoded, rate))
         seconds = x.shape[-1] / rate
-        encode_rtf.append(real_time_factor(lambda: model.encode(x), seconds))
-        decode_rtf.append(real_time_factor(lambda: model.decode(ids), seconds))
+        encode_rtf.append(real_time_factor(lambda x=x: model.encode(x), seconds))
+        decode_rtf.append(real_time_factor(lambda ids=ids: model.decode(ids), seconds))
         for k in (6, 12):
             decoded, actual = opus_roundtrip(wave, rate, k, application="audio" if "music" in path.parts else "voip")
             results[f"Opus {k} kbps"].append(scores(wave, decoded, rate))
             kbps.setdefault(f"Opus {k} kbps", actual)
 
-    print(f"\naudio codec after {trainer.step} steps ({args.weights} weights), {len(held)} held-out clips "
-          f"({args.clip_seconds:.0f} s each)")
+    print(
+        f"\naudio codec after {trainer.step} steps ({args.weights} weights), {len(held)} held-out clips "
+        f"({args.clip_seconds:.0f} s each)"
+    )
     print("| codec | kbps | mel distance | STOI | PESQ-WB | SI-SDR dB |\n|---|---|---|---|---|---|")
     summary = {}
     for name, rows in results.items():
         m = mean_rows(rows)
         summary[name] = {"kbps": kbps[name], **m}
         print(f"| {name} | {kbps[name]:.2f} | {m['mel']:.3f} | {m['stoi']:.3f} | {m['pesq']:.2f} | {m['si_sdr']:.2f} |")
-    print(f"\nencode real-time factor {statistics.median(encode_rtf):.4f}, decode {statistics.median(decode_rtf):.4f} "
-          f"({torch.get_num_threads()} CPU threads)")
+    print(
+        f"\nencode real-time factor {statistics.median(encode_rtf):.4f}, decode {statistics.median(decode_rtf):.4f} "
+        f"({torch.get_num_threads()} CPU threads)"
+    )
     for index, stats in enumerate(trainer.last_health):
         print(f"codebook {index}: utilization {stats['utilization']:.3f}, perplexity {stats['perplexity']:.1f}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "audio_codec.json").write_text(json.dumps({"steps": trainer.step, "summary": summary,
-                                                      "health": trainer.last_health}, indent=2))
+    (out / "audio_codec.json").write_text(
+        json.dumps({"steps": trainer.step, "summary": summary, "health": trainer.last_health}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,16 @@ def main() -> None:
     config_1d = trainer_1d.config
     size, steps, batch = config_1d.data["size"], config_1d.train.max_steps, config_1d.train.batch_size
     print(f"\n1-D tokenizer: {steps} steps, batch {batch}, {size}x{size} crops; training the 2-D one alike")
-    _, tok_2d = train(QUICKSTART_CONFIG, [f"output_dir={out / 'image2d'}", *shared, f"data.size={size}",
-                                          f"train.max_steps={steps}", f"train.batch_size={batch}"])
+    _, tok_2d = train(
+        QUICKSTART_CONFIG,
+        [
+            f"output_dir={out / 'image2d'}",
+            *shared,
+            f"data.size={size}",
+            f"train.max_steps={steps}",
+            f"train.batch_size={batch}",
+        ],
+    )
 
     _, held = sample_image_split(trainer_1d.recipe.data.held_out)
     result = sweep_num_tokens(tok_1d, held)
@@ -63,8 +71,12 @@ def main() -> None:
 
     report_2d = evaluate_image_tokenizer(tok_2d, held, size=size)
     mean = report_2d["mean"]
-    reference = {"label": f"2-D quickstart tokenizer ({size // tok_2d.config.downsampling_factor}² tokens)",
-                 "bits": mean["bpp"] * size * size, "psnr": mean["psnr"], "ssim": mean["ssim"]}
+    reference = {
+        "label": f"2-D quickstart tokenizer ({size // tok_2d.config.downsampling_factor}² tokens)",
+        "bits": mean["bpp"] * size * size,
+        "psnr": mean["psnr"],
+        "ssim": mean["ssim"],
+    }
 
     print_report(result, reference)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,9 +87,11 @@ def main() -> None:
 
 def print_report(result: dict, reference: dict) -> None:
     rows = result["rows"]
-    print(f"\n1-D tokenizer after {result['steps']} steps on {len(result['images'])} held-out "
-          f"{result['image_size']}x{result['image_size']} crops ({result['num_codebooks']} codebook(s) of "
-          f"{result['codebook_sizes']} codes: {result['bits_per_token']:.1f} bits per token)\n")
+    print(
+        f"\n1-D tokenizer after {result['steps']} steps on {len(result['images'])} held-out "
+        f"{result['image_size']}x{result['image_size']} crops ({result['num_codebooks']} codebook(s) of "
+        f"{result['codebook_sizes']} codes: {result['bits_per_token']:.1f} bits per token)\n"
+    )
     print("| k | bits per image | PSNR (dB) | SSIM |")
     print("|---:|---:|---:|---:|")
     for row in rows:
@@ -94,9 +108,11 @@ def print_report(result: dict, reference: dict) -> None:
         row = at_bits[-1]
         gap = row["psnr"] - reference["psnr"]
         equal = abs(row["bits"] - reference["bits"]) < 1e-6 * reference["bits"]
-        print(f"- at k={row['k']} ({row['bits']:.0f} bits, {'equal to' if equal else 'below'} the 2-D tokenizer's "
-              f"{reference['bits']:.0f}): {gap:+.2f} dB vs the 2-D tokenizer -> "
-              f"{'met' if gap >= -1.0 else 'not met'} (within 1 dB or better)")
+        print(
+            f"- at k={row['k']} ({row['bits']:.0f} bits, {'equal to' if equal else 'below'} the 2-D tokenizer's "
+            f"{reference['bits']:.0f}): {gap:+.2f} dB vs the 2-D tokenizer -> "
+            f"{'met' if gap >= -1.0 else 'not met'} (within 1 dB or better)"
+        )
     else:
         print("- no k reaches the 2-D tokenizer's bits")
 
@@ -106,12 +122,16 @@ def print_report(result: dict, reference: dict) -> None:
         used = [size - s["dead_codes"] for s, size in zip(entry["codebooks"], result["codebook_sizes"])]
         if min(used) <= 1:
             collapsed.append(entry["position"])
-        cells.append(f"{entry['position']}: " + " ".join(f"{u}/{s['perplexity']:.0f}" for u, s in zip(used, entry["codebooks"])))
+        cells.append(
+            f"{entry['position']}: " + " ".join(f"{u}/{s['perplexity']:.0f}" for u, s in zip(used, entry["codebooks"]))
+        )
     for start in range(0, len(cells), 4):
-        print("  " + " | ".join(cells[start:start + 4]))
+        print("  " + " | ".join(cells[start : start + 4]))
     total = result["training_positions"][0]["codebooks"][0]["total"]
-    print(f"- no position collapsed to a single code ({total} crops): "
-          f"{'yes' if not collapsed else 'no, positions ' + str(collapsed)}")
+    print(
+        f"- no position collapsed to a single code ({total} crops): "
+        f"{'yes' if not collapsed else 'no, positions ' + str(collapsed)}"
+    )
 
 
 if __name__ == "__main__":

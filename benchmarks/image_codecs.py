@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from mmtok.data import write_sample_images
-from mmtok.eval.image import psnr, ssim
 from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
+from mmtok.eval.image import psnr, ssim
 from mmtok.eval.reconstruct import evaluate_image_tokenizer
 from mmtok.train.config import load_run_config
 from mmtok.train.image_recipe import sample_image_split
@@ -102,8 +102,11 @@ def main() -> None:
     rows = []
     for (name, image), tok in zip(held, report["images"]):
         crop = center_crop_to_multiple(image, 256, factor)
-        row = {"name": name, "size": f"{crop.shape[0]}x{crop.shape[1]}",
-               "mmtok": (tok["bpp"], tok["psnr"], tok["ssim"])}
+        row = {
+            "name": name,
+            "size": f"{crop.shape[0]}x{crop.shape[1]}",
+            "mmtok": (tok["bpp"], tok["psnr"], tok["ssim"]),
+        }
         for codec in CODECS:
             row[codec] = codec_rows(codec, crop, tok["bpp"])
         rows.append(row)
@@ -111,8 +114,9 @@ def main() -> None:
     print_table(rows, config.train.max_steps)
     print("training codebook health (last window):", json.dumps(trainer.last_health))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "image_codecs.json").write_text(json.dumps({"rows": rows, "health": trainer.last_health,
-                                                       "steps": config.train.max_steps}, indent=2))
+    (out / "image_codecs.json").write_text(
+        json.dumps({"rows": rows, "health": trainer.last_health, "steps": config.train.max_steps}, indent=2)
+    )
 
 
 def print_table(rows: list[dict], steps: int) -> None:
@@ -123,13 +127,17 @@ def print_table(rows: list[dict], steps: int) -> None:
         return f"q{quality} {bpp:.3f} | {p:.2f} | {s:.3f}"
 
     print(f"\n2-D FSQ tokenizer after {steps} steps vs JPEG/WebP on held-out 256x256 crops")
-    print("| image | size | mmtok bpp | mmtok PSNR | mmtok SSIM | JPEG@≥bpp (q, bpp) | PSNR | SSIM "
-          "| WebP@≥bpp (q, bpp) | PSNR | SSIM | JPEG lowest (q, bpp) | PSNR | SSIM | WebP lowest (q, bpp) | PSNR | SSIM |")
+    print(
+        "| image | size | mmtok bpp | mmtok PSNR | mmtok SSIM | JPEG@≥bpp (q, bpp) | PSNR | SSIM "
+        "| WebP@≥bpp (q, bpp) | PSNR | SSIM | JPEG lowest (q, bpp) | PSNR | SSIM | WebP lowest (q, bpp) | PSNR | SSIM |"
+    )
     print("|" + "---|" * 18)
     for row in rows:
         bpp, p, s = row["mmtok"]
-        print(f"| {row['name']} | {row['size']} | {bpp:.3f} | {p:.2f} | {s:.3f} | {cell(row['JPEG']['matched'])} | "
-              f"{cell(row['WebP']['matched'])} | {cell(row['JPEG']['lowest'])} | {cell(row['WebP']['lowest'])} |")
+        print(
+            f"| {row['name']} | {row['size']} | {bpp:.3f} | {p:.2f} | {s:.3f} | {cell(row['JPEG']['matched'])} | "
+            f"{cell(row['WebP']['matched'])} | {cell(row['JPEG']['lowest'])} | {cell(row['WebP']['lowest'])} |"
+        )
     means = {key: np.mean([r["mmtok"][i] for r in rows]) for i, key in enumerate(("bpp", "psnr", "ssim"))}
     print(f"| mean | | {means['bpp']:.3f} | {means['psnr']:.2f} | {means['ssim']:.3f} |" + " |" * 12)
 

@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import vector_quantize_pytorch
@@ -184,7 +184,11 @@ def measure(spec: dict, budget_bytes: int) -> dict:
         return result
     if spec["impl"] == "peer" and peer_bytes_estimate(spec) > budget_bytes:
         need = peer_bytes_estimate(spec) / GIB
-        return {"status": "skipped", "note": f"skipped (would need {need:.1f} GiB)", "need_bytes": peer_bytes_estimate(spec)}
+        return {
+            "status": "skipped",
+            "note": f"skipped (would need {need:.1f} GiB)",
+            "need_bytes": peer_bytes_estimate(spec),
+        }
     # A fresh process per CPU case, so ru_maxrss measures this op alone (see peak_memory).
     child = subprocess.run(
         [sys.executable, __file__, "--measure-one", json.dumps(spec)], capture_output=True, text=True
@@ -276,11 +280,22 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-COMPARE = ["mmtok ms", "peer ms", "speed ratio (peer/mmtok)", "mmtok peak MiB", "peer peak MiB", "memory ratio (peer/mmtok)"]
+COMPARE = [
+    "mmtok ms",
+    "peer ms",
+    "speed ratio (peer/mmtok)",
+    "mmtok peak MiB",
+    "peer peak MiB",
+    "memory ratio (peer/mmtok)",
+]
 
 
 def render(results: dict, header: dict) -> str:
-    memory = "CUDA max_memory_allocated above the inputs" if header["device_type"] == "cuda" else "peak RSS increase, one fresh process per case"
+    memory = (
+        "CUDA max_memory_allocated above the inputs"
+        if header["device_type"] == "cuda"
+        else "peak RSS increase, one fresh process per case"
+    )
     out = [
         "## mmtok vs vector-quantize-pytorch",
         "",
@@ -292,20 +307,37 @@ def render(results: dict, header: dict) -> str:
     ]
     if "search" in results:
         rows = [
-            [str(r["dim"]), f"{r['codes']:,}", *comparison_cells(r), f"{r['arithmetic_ms']:.2f}",
-             ratio(r["mmtok"]["ms"], r["arithmetic_ms"]) if ok(r["mmtok"]) else "—"]
+            [
+                str(r["dim"]),
+                f"{r['codes']:,}",
+                *comparison_cells(r),
+                f"{r['arithmetic_ms']:.2f}",
+                ratio(r["mmtok"]["ms"], r["arithmetic_ms"]) if ok(r["mmtok"]) else "—",
+            ]
             for r in results["search"]
         ]
-        out += ["", f"### Nearest-code search, N = {header['n']:,} (peer: `VectorQuantize` eval forward)", "",
-                table(["dim", "K", *COMPARE, "arithmetic-only ms", "mmtok / arithmetic"], rows)]
+        out += [
+            "",
+            f"### Nearest-code search, N = {header['n']:,} (peer: `VectorQuantize` eval forward)",
+            "",
+            table(["dim", "K", *COMPARE, "arithmetic-only ms", "mmtok / arithmetic"], rows),
+        ]
     if "vq" in results:
         rows = [[str(r["dim"]), f"{r['codes']:,}", *comparison_cells(r)] for r in results["vq"]]
-        out += ["", f"### VQ training step (forward + backward + EMA), N = {header['n_train']:,}", "",
-                table(["dim", "K", *COMPARE], rows)]
+        out += [
+            "",
+            f"### VQ training step (forward + backward + EMA), N = {header['n_train']:,}",
+            "",
+            table(["dim", "K", *COMPARE], rows),
+        ]
     if "lfq" in results:
         rows = [[r["kind"], str(r["dim"]), f"{r['codes']:,}", *comparison_cells(r)] for r in results["lfq"]]
-        out += ["", f"### LFQ/BSQ training forward, N = {header['n_train']:,} (peer: `LFQ`)", "",
-                table(["kind", "dim", "codes", *COMPARE], rows)]
+        out += [
+            "",
+            f"### LFQ/BSQ training forward, N = {header['n_train']:,} (peer: `LFQ`)",
+            "",
+            table(["kind", "dim", "codes", *COMPARE], rows),
+        ]
     return "\n".join(out)
 
 
@@ -340,7 +372,10 @@ def evaluate_targets(results: dict, header: dict) -> list[tuple[str, str, str]]:
             if not ok(row["peer"]):
                 return f"mmtok {row['mmtok']['ms']:.1f} ms", peer_missing(row)
             got = row["peer"]["ms"] / row["mmtok"]["ms"]
-            return f"{got:.1f}× (mmtok {row['mmtok']['ms']:.1f} ms, peer {row['peer']['ms']:.1f} ms)", verdict(got >= threshold)
+            return f"{got:.1f}× (mmtok {row['mmtok']['ms']:.1f} ms, peer {row['peer']['ms']:.1f} ms)", verdict(
+                got >= threshold
+            )
+
         return judge
 
     def memory_ratio(row):
@@ -348,21 +383,29 @@ def evaluate_targets(results: dict, header: dict) -> list[tuple[str, str, str]]:
         if row["peer"].get("status") == "oom" and on_cuda:
             # The peer needed more than the whole GPU: its ratio is at least capacity / mmtok peak.
             bound = header["device_memory_bytes"] / max(mmtok_bytes, 1)
-            return f"≥ {bound:.0f}× (peer out of memory on {header['device_memory_bytes'] / GIB:.0f} GiB)", verdict(bound >= 50)
+            return f"≥ {bound:.0f}× (peer out of memory on {header['device_memory_bytes'] / GIB:.0f} GiB)", verdict(
+                bound >= 50
+            )
         if not ok(row["peer"]):
             return f"mmtok {mmtok_bytes / MIB:.1f} MiB", peer_missing(row)
         got = row["peer"]["peak_bytes"] / max(mmtok_bytes, 1)
-        return f"{got:.0f}× (mmtok {mmtok_bytes / MIB:.1f} MiB, peer {row['peer']['peak_bytes'] / MIB:.1f} MiB)", verdict(got >= 50)
+        return (
+            f"{got:.0f}× (mmtok {mmtok_bytes / MIB:.1f} MiB, peer {row['peer']['peak_bytes'] / MIB:.1f} MiB)",
+            verdict(got >= 50),
+        )
 
     def arithmetic(row):
         got = row["mmtok"]["ms"] / row["arithmetic_ms"]
-        return f"{got:.1f}× (mmtok {row['mmtok']['ms']:.1f} ms, arithmetic {row['arithmetic_ms']:.1f} ms)", verdict(got <= 5)
+        return f"{got:.1f}× (mmtok {row['mmtok']['ms']:.1f} ms, arithmetic {row['arithmetic_ms']:.1f} ms)", verdict(
+            got <= 5
+        )
 
     def below(limit_gb: float, strict: bool):
         def judge(row):
             got = row["mmtok"]["peak_bytes"] / GB
             met = got < limit_gb if strict else got <= limit_gb
             return f"{got:.3f} GB", verdict(met)
+
         return judge
 
     search, vq, lfq = results.get("search", []), results.get("vq", []), results.get("lfq", [])
@@ -370,9 +413,21 @@ def evaluate_targets(results: dict, header: dict) -> list[tuple[str, str, str]]:
     add("CUDA search N=K=65,536, dim 8: ≥ 20× faster than the peer", "cuda", search_cuda, 65536, speed(20))
     add("CUDA search N=K=65,536, dim 8: ≤ 1/50 of the peer's peak memory", "cuda", search_cuda, 65536, memory_ratio)
     add("CUDA search N=K=65,536, dim 8: within 5× of arithmetic-only time", "cuda", search_cuda, 65536, arithmetic)
-    add("CUDA VQ training step K=2^18, dim 8, N=65,536: ≤ 8 GB", "cuda", find(vq, dim=8, codes=2**18), 65536, below(8, False))
+    add(
+        "CUDA VQ training step K=2^18, dim 8, N=65,536: ≤ 8 GB",
+        "cuda",
+        find(vq, dim=8, codes=2**18),
+        65536,
+        below(8, False),
+    )
     for kind in LFQ_KINDS:
-        add(f"CUDA {kind.upper()} training forward, 2^16 codes, N=65,536: < 2 GB", "cuda", find(lfq, kind=kind), 65536, below(2, True))
+        add(
+            f"CUDA {kind.upper()} training forward, 2^16 codes, N=65,536: < 2 GB",
+            "cuda",
+            find(lfq, kind=kind),
+            65536,
+            below(2, True),
+        )
     search_cpu = find(search, dim=8, codes=2**16)
     add("CPU search N=16,384, K=65,536, dim 8: peak RSS < 1 GB", "cpu", search_cpu, 16384, below(1, True))
     add("CPU search N=16,384, K=65,536, dim 8: faster than the peer", "cpu", search_cpu, 16384, speed(1))
@@ -388,10 +443,16 @@ def device_header(device: torch.device, args, rate: float) -> dict:
         name = f"CPU: {platform.processor() or platform.machine()} ({cpu_model()}), {torch.get_num_threads()} threads"
         memory = None
     return {
-        "device_type": device.type, "device_name": name, "device_memory_bytes": memory,
-        "torch": torch.__version__, "peer": vector_quantize_pytorch_version(),
-        "n": args.n, "n_train": args.n_train, "repeats": args.repeats,
-        "matmul_tflops": rate / 1e12, "memory_budget_gib": args.memory_budget_gib,
+        "device_type": device.type,
+        "device_name": name,
+        "device_memory_bytes": memory,
+        "torch": torch.__version__,
+        "peer": vector_quantize_pytorch_version(),
+        "n": args.n,
+        "n_train": args.n_train,
+        "repeats": args.repeats,
+        "matmul_tflops": rate / 1e12,
+        "memory_budget_gib": args.memory_budget_gib,
     }
 
 
@@ -413,11 +474,17 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--n", type=int, help="tokens for the search (default 65,536 on CUDA, 16,384 on CPU)")
-    parser.add_argument("--n-train", type=int, help="tokens for the VQ step and LFQ/BSQ (default 65,536 on CUDA, 1,024 on CPU)")
+    parser.add_argument(
+        "--n-train", type=int, help="tokens for the VQ step and LFQ/BSQ (default 65,536 on CUDA, 1,024 on CPU)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=("search", "vq", "lfq"))
-    parser.add_argument("--memory-budget-gib", type=float, default=8.0,
-                        help="on CPU, skip the peer where its N x K fp32 buffers (4 to 6 of them) would exceed this")
+    parser.add_argument(
+        "--memory-budget-gib",
+        type=float,
+        default=8.0,
+        help="on CPU, skip the peer where its N x K fp32 buffers (4 to 6 of them) would exceed this",
+    )
     parser.add_argument("--json", metavar="PATH", help="also save the results here")
     parser.add_argument("--measure-one", help=argparse.SUPPRESS)  # child process: one CPU case
     args = parser.parse_args()

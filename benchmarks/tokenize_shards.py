@@ -18,14 +18,14 @@ Output is Markdown, ending with the targets: overhead <= 10 %, 2 processes >= 1.
 
 from __future__ import annotations
 
-import os
-import sys
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -42,8 +42,16 @@ from mmtok.tokenize import tokenize
 
 # Sizes per device: the model must be big enough that encoding, not Python, is the work measured.
 SETUPS = {
-    "cpu": {"size": 128, "batch": 16, "model": {"base_channels": 32, "channel_multipliers": [1, 2, 2, 4], "num_res_blocks": 2}},
-    "cuda": {"size": 256, "batch": 64, "model": {"base_channels": 128, "channel_multipliers": [1, 2, 2, 4], "num_res_blocks": 2}},
+    "cpu": {
+        "size": 128,
+        "batch": 16,
+        "model": {"base_channels": 32, "channel_multipliers": [1, 2, 2, 4], "num_res_blocks": 2},
+    },
+    "cuda": {
+        "size": 256,
+        "batch": 64,
+        "model": {"base_channels": 128, "channel_multipliers": [1, 2, 2, 4], "num_res_blocks": 2},
+    },
 }
 
 
@@ -53,7 +61,9 @@ def write_images(folder: Path, count: int, size: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:size, 0:size] / size
     for i in range(count):
-        waves = [np.sin(2 * np.pi * (rng.uniform(0.5, 3) * xx + rng.uniform(0.5, 3) * yy + rng.uniform())) for _ in range(3)]
+        waves = [
+            np.sin(2 * np.pi * (rng.uniform(0.5, 3) * xx + rng.uniform(0.5, 3) * yy + rng.uniform())) for _ in range(3)
+        ]
         noise = rng.normal(0, 0.05, (size, size, 3))
         pixels = ((np.stack(waves, -1) + noise).clip(-1, 1) + 1) * 127.5
         Image.fromarray(pixels.astype(np.uint8)).save(folder / f"img_{i:05d}.png")
@@ -65,7 +75,9 @@ def bare_encode_seconds(tok_dir: Path, paths: list[Path], batch: int, shard: int
     batches = []
     for start in range(0, len(paths), shard):
         items = paths[start : start + shard]
-        batches += [frozen.model.media_to_tensor([str(p) for p in items[i : i + batch]]) for i in range(0, len(items), batch)]
+        batches += [
+            frozen.model.media_to_tensor([str(p) for p in items[i : i + batch]]) for i in range(0, len(items), batch)
+        ]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
     with torch.inference_mode(), autocast:
         frozen.model.encode(batches[0].to(device))  # warm-up: allocator, kernels
@@ -86,11 +98,35 @@ def job_seconds(tok_dir: Path, data: Path, out: Path, batch: int, shard: int, wo
 
 def launch(tok_dir: Path, data: Path, out: Path, batch: int, shard: int, processes: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    job = ["-m", "mmtok", "tokenize", str(tok_dir), str(data), str(out), "--batch-size", str(batch),
-           "--shard-size", str(shard), "--num-workers", "0"]
+    job = [
+        "-m",
+        "mmtok",
+        "tokenize",
+        str(tok_dir),
+        str(data),
+        str(out),
+        "--batch-size",
+        str(batch),
+        "--shard-size",
+        str(shard),
+        "--num-workers",
+        "0",
+    ]
     if processes > 1:
-        job = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", *job]
+        job = [
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            *job,
+        ]
     cpu_before, wall_before = _children_cpu_seconds(), time.perf_counter()
     result = subprocess.run([sys.executable, *job], capture_output=True, text=True, env=env)
     if result.returncode:
@@ -149,31 +185,59 @@ def main() -> None:
         one_rate = statistics.median(m["run"]["samples_per_second"] for m in one)
         two_rate = statistics.median(m["run"]["samples_per_second"] for m in two)
         reference = sorted_rows(root / "one0")
-        identical = all(sorted_rows(root / f"{kind}{r}") == reference for kind in ("one", "two") for r in range(args.repeats))
+        identical = all(
+            sorted_rows(root / f"{kind}{r}") == reference for kind in ("one", "two") for r in range(args.repeats)
+        )
         world_sizes = sorted({m["run"]["world_size"] for m in two})
 
-    print(f"# mmtok tokenize: {args.images} PNGs of {setup['size']} px, {device}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}; median of {args.repeats}; "
-          f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    print(
+        f"# mmtok tokenize: {args.images} PNGs of {setup['size']} px, {device}, "
+        f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}; median of {args.repeats}; "
+        f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n"
+    )
     print("| measurement | seconds | images/s |")
     print("|---|---|---|")
-    print(f"| bare `model.encode` on pre-decoded batches ({args.threads} thread) | {bare_s:.2f} | {args.images / bare_s:.1f} |")
+    print(
+        f"| bare `model.encode` on pre-decoded batches ({args.threads} thread) | {bare_s:.2f} "
+        f"| {args.images / bare_s:.1f} |"
+    )
     print(f"| whole job, 1 process, {args.workers} decoding worker(s) | {whole_s:.2f} | {args.images / whole_s:.1f} |")
     cores = {name: statistics.median(m["cores_used"] for m in runs) for name, runs in (("one", one), ("two", two))}
     print(f"| job, 1 process (1 thread, decoding in-process; got {cores['one']:.2f} cores) | | {one_rate:.1f} |")
-    print(f"| job, 2 processes (accelerate launch, world size {world_sizes}; got {cores['two']:.2f} cores) | | {two_rate:.1f} |")
+    print(
+        f"| job, 2 processes (accelerate launch, world size {world_sizes}; got {cores['two']:.2f} cores) "
+        f"| | {two_rate:.1f} |"
+    )
     print("\n## targets\n")
-    print(f"- pipeline overhead over bare encode: {overhead * 100:+.1f} % (target <= 10 %): {'met' if overhead <= 0.10 else 'NOT met'}")
+    print(
+        f"- pipeline overhead over bare encode: {overhead * 100:+.1f} % (target <= 10 %): "
+        f"{'met' if overhead <= 0.10 else 'NOT met'}"
+    )
     ratio = two_rate / one_rate
     print(f"- 2 processes / 1 process: {ratio:.2f}x (target >= 1.8x on CPU): {'met' if ratio >= 1.8 else 'NOT met'}")
     print(f"- rows of every 1- and 2-process run identical: {'yes' if identical else 'NO'}")
-    print(f"\nruns (s): bare {[round(s, 2) for s in bare]}, job {[round(s, 2) for s in whole]}; "
-          f"1-process {[round(m['run']['samples_per_second'], 1) for m in one]} images/s, "
-          f"2-process {[round(m['run']['samples_per_second'], 1) for m in two]} images/s")
+    print(
+        f"\nruns (s): bare {[round(s, 2) for s in bare]}, job {[round(s, 2) for s in whole]}; "
+        f"1-process {[round(m['run']['samples_per_second'], 1) for m in one]} images/s, "
+        f"2-process {[round(m['run']['samples_per_second'], 1) for m in two]} images/s"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"bare_s": bare, "job_s": whole, "overhead": overhead, "one_process": one_rate,
-                                         "two_processes": two_rate, "ratio": ratio, "cores_used": cores,
-                                         "identical": identical}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "bare_s": bare,
+                    "job_s": whole,
+                    "overhead": overhead,
+                    "one_process": one_rate,
+                    "two_processes": two_rate,
+                    "ratio": ratio,
+                    "cores_used": cores,
+                    "identical": identical,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

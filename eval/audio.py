@@ -26,7 +26,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-
 import torchaudio.functional as AF
 from torchaudio.transforms import MelSpectrogram
 

@@ -24,7 +24,11 @@ from mmtok.vocab import VocabLayout, extend_tokenizer, init_media_embeddings, in
 
 def local_text() -> list[str]:
     """Training text that ships with Python itself: docstrings of a few standard modules."""
-    import argparse as a, collections, json as j, pathlib, textwrap  # noqa: E401
+    import argparse as a  # noqa: E401
+    import collections
+    import json as j
+    import pathlib
+    import textwrap
 
     lines = []
     for module in (a, collections, j, pathlib, textwrap):
@@ -42,8 +46,12 @@ def build_text_tokenizer(vocab_size: int = 400):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(local_text(), trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
@@ -71,14 +79,33 @@ def build_examples(frozen, media: list, captions: list[str], text_tokenizer, lay
     return sequences, round_trips
 
 
-def train_lm(sequences: list[list[int]], vocab_size: int, layouts, frozen, *, steps: int, seed: int = 0,
-             width: int = 64, layers: int = 2, lr: float = 3e-3, batch_size: int = 8):
+def train_lm(
+    sequences: list[list[int]],
+    vocab_size: int,
+    layouts,
+    frozen,
+    *,
+    steps: int,
+    seed: int = 0,
+    width: int = 64,
+    layers: int = 2,
+    lr: float = 3e-3,
+    batch_size: int = 8,
+):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     length = max(len(s) for s in sequences)
-    config = GPT2Config(vocab_size=vocab_size, n_positions=length, n_embd=width, n_layer=layers, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=length,
+        n_embd=width,
+        n_layer=layers,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(config)
     model.resize_token_embeddings(vocab_size)
     init_media_embeddings(model.get_input_embeddings().weight, layouts, method="codebook", frozen_tokenizers=frozen)
@@ -126,8 +153,13 @@ def run_llm_client(frozen: list, media: list, captions: list[str], *, steps: int
     layouts = extend_tokenizer(text_tokenizer, *frozen)
     sequences, round_trips = build_examples(frozen, media, captions, text_tokenizer, layouts)
     model, losses = train_lm(sequences, len(text_tokenizer), layouts, frozen, steps=steps, seed=seed)
-    report = ClientReport(first_loss=losses[0], last_loss=sum(losses[-10:]) / len(losses[-10:]), steps=steps,
-                          vocab_size=len(text_tokenizer), round_trips=round_trips)
+    report = ClientReport(
+        first_loss=losses[0],
+        last_loss=sum(losses[-10:]) / len(losses[-10:]),
+        steps=steps,
+        vocab_size=len(text_tokenizer),
+        round_trips=round_trips,
+    )
     for tokenizer, layout, items in zip(frozen, layouts, media):
         token_shape = tuple(tokenizer.encode(items[:1]).shape[1:-1])
         prompt = text_tokenizer.encode(f"{captions[0]} ", add_special_tokens=False)

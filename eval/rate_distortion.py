@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
 from mmtok.data.images import _upscale_to
 from mmtok.eval.image import psnr, ssim
-from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
 from mmtok.health import CodebookMonitor
 from mmtok.models.image1d import powers_of_two_up_to
 from mmtok.quantize.base import bits_per_position
@@ -35,16 +35,18 @@ def square_crop(image: np.ndarray, size: int) -> np.ndarray:
 def position_usage(tokenizer, x: torch.Tensor) -> list[dict]:
     """Codebook usage of every latent position over the images x (B, C, S, S): one entry per
     position with CodebookMonitor's stats per codebook."""
-    monitors = [CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks)
-                for _ in range(tokenizer.num_latent_tokens)]
+    monitors = [
+        CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks) for _ in range(tokenizer.num_latent_tokens)
+    ]
     for monitor, ids in zip(monitors, tokenizer.ids_by_position(x)):
         monitor.update(ids)
     return [{"position": j, "codebooks": monitor.compute()} for j, monitor in enumerate(monitors)]
 
 
 @torch.no_grad()
-def sweep_num_tokens(tokenizer, images: list[tuple[str, np.ndarray]], ks: list[int] | None = None,
-                     batch_size: int = 16) -> dict:
+def sweep_num_tokens(
+    tokenizer, images: list[tuple[str, np.ndarray]], ks: list[int] | None = None, batch_size: int = 16
+) -> dict:
     """PSNR / SSIM averaged over `images` (name, uint8 HxWx3) for each k in `ks` (default 1, 2, 4,
     ..., K), the bits per image at each k, and every latent position's codebook usage."""
     if not images:
@@ -67,12 +69,25 @@ def sweep_num_tokens(tokenizer, images: list[tuple[str, np.ndarray]], ks: list[i
             per_k[k]["ssim"] += ssim(recon, batch).tolist()
 
     bits = bits_per_position(tokenizer.num_codebooks, tokenizer.codebook_sizes)
-    rows = [{"k": k, "bits": k * bits, "bpp": k * bits / size**2,
-             "psnr": float(np.mean(per_k[k]["psnr"])), "ssim": float(np.mean(per_k[k]["ssim"]))} for k in ks]
+    rows = [
+        {
+            "k": k,
+            "bits": k * bits,
+            "bpp": k * bits / size**2,
+            "psnr": float(np.mean(per_k[k]["psnr"])),
+            "ssim": float(np.mean(per_k[k]["ssim"])),
+        }
+        for k in ks
+    ]
     return {
-        "images": [name for name, _ in images], "image_size": size, "num_latent_tokens": K,
-        "num_codebooks": tokenizer.num_codebooks, "codebook_sizes": tokenizer.codebook_sizes,
-        "bits_per_token": bits, "rows": rows, "positions": position_usage(tokenizer, x),
+        "images": [name for name, _ in images],
+        "image_size": size,
+        "num_latent_tokens": K,
+        "num_codebooks": tokenizer.num_codebooks,
+        "codebook_sizes": tokenizer.codebook_sizes,
+        "bits_per_token": bits,
+        "rows": rows,
+        "positions": position_usage(tokenizer, x),
     }
 
 
@@ -88,12 +103,25 @@ def save_sweep(result: dict, json_path: str | Path, png_path: str | Path, refere
     bits = [row["bits"] for row in rows]
     figure = Figure(figsize=(10, 4), layout="constrained")
     for axis, metric, label in zip(figure.subplots(1, 2), ("psnr", "ssim"), ("PSNR (dB)", "SSIM")):
-        axis.plot(bits, [row[metric] for row in rows], marker="o", label=f"1-D tokenizer, k = 1..{result['num_latent_tokens']}")
+        axis.plot(
+            bits,
+            [row[metric] for row in rows],
+            marker="o",
+            label=f"1-D tokenizer, k = 1..{result['num_latent_tokens']}",
+        )
         for row in rows:
-            axis.annotate(f"k={row['k']}", (row["bits"], row[metric]), textcoords="offset points", xytext=(4, -10), fontsize=8)
+            axis.annotate(
+                f"k={row['k']}", (row["bits"], row[metric]), textcoords="offset points", xytext=(4, -10), fontsize=8
+            )
         if reference is not None:
-            axis.plot([reference["bits"]], [reference[metric]], marker="s", linestyle="none", color="C3",
-                      label=reference["label"])
+            axis.plot(
+                [reference["bits"]],
+                [reference[metric]],
+                marker="s",
+                linestyle="none",
+                color="C3",
+                label=reference["label"],
+            )
         axis.set_xscale("log", base=2)
         axis.set_xlabel("bits per image")
         axis.set_ylabel(label)

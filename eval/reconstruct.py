@@ -26,8 +26,11 @@ def evaluate_image_tokenizer(tokenizer, images: list[tuple[str, np.ndarray]], *,
         recon = tokenizer.decode(ids).clamp(-1, 1)
         h, w = x.shape[-2:]
         row = {
-            "name": name, "height": h, "width": w,
-            "psnr": float(psnr(recon, x)[0]), "ssim": float(ssim(recon, x)[0]),
+            "name": name,
+            "height": h,
+            "width": w,
+            "psnr": float(psnr(recon, x)[0]),
+            "ssim": float(ssim(recon, x)[0]),
             "bpp": bits_per_pixel(tuple(ids.shape[1:-1]), tokenizer.num_codebooks, tokenizer.codebook_sizes, (h, w)),
         }
         if ms_ssim_supported(h, w):

@@ -53,9 +53,18 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     from mmtok.tokenize import TokenizeInterrupted, tokenize
 
     try:
-        tokenize(args.tokenizer_dir, args.input, args.output_dir, batch_size=args.batch_size,
-                 num_workers=args.num_workers, shard_size=args.shard_size, llm_ids=args.llm_ids, limit=args.limit,
-                 column=args.column, precision=args.precision)
+        tokenize(
+            args.tokenizer_dir,
+            args.input,
+            args.output_dir,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            shard_size=args.shard_size,
+            llm_ids=args.llm_ids,
+            limit=args.limit,
+            column=args.column,
+            precision=args.precision,
+        )
     except TokenizeInterrupted as stop:
         print(f"mmtok tokenize: {stop}", file=sys.stderr)
         return 130
@@ -72,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     quantizers.set_defaults(func=_cmd_quantizers)
 
     train = sub.add_parser(
-        "train", help="train a tokenizer from a YAML recipe (use `accelerate launch -m mmtok train` for many processes)",
+        "train",
+        help="train a tokenizer from a YAML recipe (use `accelerate launch -m mmtok train` for many processes)",
         description="Train a tokenizer. Overrides are dotted keys, e.g. train.max_steps=20 output_dir=runs/x.",
     )
     train.add_argument("config", help="YAML recipe, e.g. configs/quickstart.yaml")
@@ -81,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     quickstart = sub.add_parser(
-        "quickstart", help="train the default image tokenizer on scikit-image's photos (CPU, ~5 min) and report",
+        "quickstart",
+        help="train the default image tokenizer on scikit-image's photos (CPU, ~5 min) and report",
     )
     quickstart.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     quickstart.add_argument("--max-steps", type=int, default=None, help="shorten the training budget")
@@ -99,22 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(func=_cmd_inspect)
 
     tokenize = sub.add_parser(
-        "tokenize", help="tokenize a media dataset into parquet shards (`accelerate launch -m mmtok tokenize` for many processes)",
-        description="Run a frozen tokenizer over INPUT into OUTPUT_DIR/shard-*.parquet, manifest.json and errors.jsonl. "
-                    "Running the same command again resumes: completed shards are kept, partial ones redone.",
+        "tokenize",
+        help="tokenize a media dataset into parquet shards (`accelerate launch -m mmtok tokenize` for many processes)",
+        description="Run a frozen tokenizer over INPUT into OUTPUT_DIR/shard-*.parquet, manifest.json and "
+        "errors.jsonl. "
+        "Running the same command again resumes: completed shards are kept, partial ones redone.",
     )
     tokenize.add_argument("tokenizer_dir", help="a directory written by `mmtok export` or save_pretrained")
     tokenize.add_argument("input", help="a folder of media files, a quoted glob, a webdataset-style .tar or a .parquet")
     tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go")
     tokenize.add_argument("--batch-size", type=int, default=32, help="inputs per encode call (default: 32)")
-    tokenize.add_argument("--num-workers", type=int, default=4, help="DataLoader workers decoding per process (default: 4)")
+    tokenize.add_argument(
+        "--num-workers", type=int, default=4, help="DataLoader workers decoding per process (default: 4)"
+    )
     tokenize.add_argument("--shard-size", type=int, default=10_000, help="inputs per shard (default: 10000)")
-    tokenize.add_argument("--llm-ids", action="store_true", help="store framed ids at their LLM vocabulary offsets (vocab.json)")
+    tokenize.add_argument(
+        "--llm-ids", action="store_true", help="store framed ids at their LLM vocabulary offsets (vocab.json)"
+    )
     tokenize.add_argument("--limit", type=int, default=None, help="tokenize only the first N inputs")
     tokenize.add_argument("--column", default=None, help="parquet column holding the encoded media (default: by name)")
-    tokenize.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                          help="auto: bf16 on GPU, fp32 on CPU")
-    tokenize.add_argument("--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes")
+    tokenize.add_argument(
+        "--precision", choices=("auto", "bf16", "fp32"), default="auto", help="auto: bf16 on GPU, fp32 on CPU"
+    )
+    tokenize.add_argument(
+        "--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes"
+    )
     tokenize.set_defaults(func=_cmd_tokenize)
     return parser
 

@@ -119,8 +119,12 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     return value
 
 
-_SCALARS = {bool: ((bool,), "true or false"), int: ((int,), "an integer"),
-            float: ((int, float), "a number"), str: ((str,), "a string")}
+_SCALARS = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+}
 
 
 def _join(path: str, key: str) -> str:

@@ -73,20 +73,30 @@ class CodebookMonitor:
             total = int(counts.sum())
             used = int((counts > 0).sum())
             if total == 0:
-                stats.append(dict(utilization=0.0, perplexity=0.0, entropy_bits=0.0, dead_codes=counts.numel(),
-                                  top_share=0.0, total=0))
+                stats.append(
+                    dict(
+                        utilization=0.0,
+                        perplexity=0.0,
+                        entropy_bits=0.0,
+                        dead_codes=counts.numel(),
+                        top_share=0.0,
+                        total=0,
+                    )
+                )
                 continue
             p = counts.double() / total
             nonzero = p[p > 0]
             entropy_nats = float(-(nonzero * nonzero.log()).sum())
-            stats.append(dict(
-                utilization=used / counts.numel(),
-                perplexity=math.exp(entropy_nats),
-                entropy_bits=entropy_nats / math.log(2),
-                dead_codes=counts.numel() - used,
-                top_share=float(p.max()),
-                total=total,
-            ))
+            stats.append(
+                dict(
+                    utilization=used / counts.numel(),
+                    perplexity=math.exp(entropy_nats),
+                    entropy_bits=entropy_nats / math.log(2),
+                    dead_codes=counts.numel() - used,
+                    top_share=float(p.max()),
+                    total=total,
+                )
+            )
         return stats
 
     def alarms(self, stats: list[dict[str, float]] | None = None) -> list[CollapseAlarm]:

@@ -24,7 +24,8 @@ def describe_artifact(path) -> str:
         "",
         "vocab layout:",
         f"  codebooks: {vocab.num_codebooks}, sizes {vocab.codebook_sizes} ({bits:.2f} bits per position)",
-        f"  ids {vocab.base_offset}..{vocab.end_offset - 1} ({vocab.size} ids), offsets {vocab.offsets} ({vocab.codebook_offsets})",
+        f"  ids {vocab.base_offset}..{vocab.end_offset - 1} ({vocab.size} ids), "
+        f"offsets {vocab.offsets} ({vocab.codebook_offsets})",
         f"  flatten: {vocab.flatten}, row markers: {vocab.row_markers}, token shape: {vocab.token_shape}",
         f"  special tokens: {vocab.special_tokens}",
     ]
@@ -37,8 +38,10 @@ def describe_artifact(path) -> str:
             ids = positions * vocab.num_codebooks
             llm_ids = ids + len(vocab.special_tokens) + (token_shape[0] if vocab.row_markers else 0)
             total_bits = positions * bits
-            lines.append(f"{label:<12} {str(tuple(token_shape)):<14} {ids:>8} {llm_ids:>8} {total_bits:>10.0f} "
-                         f"{total_bits / amount:>9.4f} b/{unit}")
+            lines.append(
+                f"{label:<12} {str(tuple(token_shape)):<14} {ids:>8} {llm_ids:>8} {total_bits:>10.0f} "
+                f"{total_bits / amount:>9.4f} b/{unit}"
+            )
     card = config.get("card", {})
     if card:
         lines += ["", "model card:"] + [f"  {k}: {v}" for k, v in card.items() if k != "eval"]

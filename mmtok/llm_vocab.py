@@ -5,7 +5,8 @@ Exposed as mmtok.vocab.extend_tokenizer / interleave / init_media_embeddings.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -18,9 +19,7 @@ def extend_tokenizer(text_tokenizer: Any, *frozen_tokenizers: Any, **layout_opti
     `layout_options` (codebook_offsets, flatten, row_markers) override each tokenizer's defaults."""
     from tokenizers import AddedToken
 
-    layouts = [
-        t.model.vocab_layout(**layout_options) if layout_options else t.vocab for t in frozen_tokenizers
-    ]
+    layouts = [t.model.vocab_layout(**layout_options) if layout_options else t.vocab for t in frozen_tokenizers]
     if len({layout.modality for layout in layouts}) != len(layouts):
         raise ValueError("two tokenizers of the same modality would share special token names")
     placed = stack_layouts(layouts, start=len(text_tokenizer))
@@ -31,8 +30,10 @@ def extend_tokenizer(text_tokenizer: Any, *frozen_tokenizers: Any, **layout_opti
         text_tokenizer.add_tokens(tokens)
         got = text_tokenizer.convert_tokens_to_ids([names[0], names[-1]])
         if got != [layout.base_offset, layout.end_offset - 1]:
-            raise RuntimeError(f"text tokenizer placed {layout.modality} tokens at {got}, "
-                               f"expected {[layout.base_offset, layout.end_offset - 1]} (are some names taken?)")
+            raise RuntimeError(
+                f"text tokenizer placed {layout.modality} tokens at {got}, "
+                f"expected {[layout.base_offset, layout.end_offset - 1]} (are some names taken?)"
+            )
     return placed
 
 
@@ -84,7 +85,7 @@ def init_media_embeddings(
         rows = mean + noise
         if method == "codebook":
             codes = code_vectors(frozen_tokenizers[index].model.quantizer, layout)
-            rows[len(layout.special_tokens):] = fit_to_embedding_space(codes, text)
+            rows[len(layout.special_tokens) :] = fit_to_embedding_space(codes, text)
         embeddings[layout.base_offset : layout.end_offset] = rows.to(embeddings.dtype)
 
 

@@ -16,8 +16,8 @@ for a job run with --llm-ids, that example's framed LLM ids (`VocabLayout.to_llm
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -80,8 +80,16 @@ class ShardDataset(IterableDataset):
     read exactly once per pass (ranks and workers beyond the number of shards get nothing).
     """
 
-    def __init__(self, output_dir: str | Path, *, llm_ids: bool = True, pack_to: int | None = None,
-                 vocab: VocabLayout | None = None, rank: int | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        *,
+        llm_ids: bool = True,
+        pack_to: int | None = None,
+        vocab: VocabLayout | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         super().__init__()
         if pack_to is not None and pack_to < 1:
             raise ValueError(f"pack_to must be positive, got {pack_to}")

@@ -17,17 +17,26 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mmtok.data.sources import open_source
-from mmtok.shards import (ERRORS_DIR, ERRORS_FILE, JOB_FILE, MANIFEST_FILE, flatten_ids, ids_dtype, read_manifest,
-                          shard_name)
+from mmtok.shards import (
+    ERRORS_DIR,
+    ERRORS_FILE,
+    JOB_FILE,
+    MANIFEST_FILE,
+    flatten_ids,
+    ids_dtype,
+    read_manifest,
+    shard_name,
+)
 
 logger = logging.getLogger("mmtok.tokenize")
 STATS_KEY = b"mmtok"  # parquet schema metadata: the shard's own counts, so the manifest never rereads ids
@@ -92,9 +101,11 @@ def _collate_by_shape(items: list[_Item]) -> _Batch:
     for item in items:
         if item.error is None:
             groups.setdefault(tuple(item.tensor.shape), []).append(item)
-    return _Batch([item.index for item in items],
-                  [([i.index for i in g], torch.cat([i.tensor for i in g]), [i.meta for i in g]) for g in groups.values()],
-                  [(item.index, item.error) for item in items if item.error is not None])
+    return _Batch(
+        [item.index for item in items],
+        [([i.index for i in g], torch.cat([i.tensor for i in g]), [i.meta for i in g]) for g in groups.values()],
+        [(item.index, item.error) for item in items if item.error is not None],
+    )
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -132,7 +143,7 @@ class _StopAfterShard:
             self.requested_at = time.monotonic()
             logger.warning("stopping after the shard in progress (press Ctrl-C again to stop at once)")
 
-    def __enter__(self) -> "_StopAfterShard":
+    def __enter__(self) -> _StopAfterShard:
         try:
             self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread: signals stay as they are
@@ -169,10 +180,16 @@ class _ShardWriter:
         media = media_metadata((1, 1, 1, 1, 1), input_spec)
         self.media_fields = [*media, "num_bytes"]
         self.schema = pa.schema(
-            [("key", pa.string()), ("ids", pa.list_(getattr(pa, dtype)())), ("token_shape", pa.list_(pa.int32())),
-             ("source", pa.string()), ("index", pa.int64())]
+            [
+                ("key", pa.string()),
+                ("ids", pa.list_(getattr(pa, dtype)())),
+                ("token_shape", pa.list_(pa.int32())),
+                ("source", pa.string()),
+                ("index", pa.int64()),
+            ]
             + [(name, pa.float64() if isinstance(value, float) else pa.int64()) for name, value in media.items()]
-            + [("num_bytes", pa.int64())])
+            + [("num_bytes", pa.int64())]
+        )
 
     def write(self, shard: int, rows: list[dict], errors: list[tuple[int, str]], stats: dict) -> dict:
         import pyarrow as pa
@@ -196,8 +213,10 @@ class _ShardWriter:
         # The error file goes first: a shard file on disk means its errors are on disk too.
         errors_path = self.output_dir / ERRORS_DIR / f"{path.stem}.jsonl"
         if errors:
-            lines = [{"key": self.source.key(i), "source": self.source.describe(i), "reason": reason}
-                     for i, reason in sorted(errors)]
+            lines = [
+                {"key": self.source.key(i), "source": self.source.describe(i), "reason": reason}
+                for i, reason in sorted(errors)
+            ]
             _write_text_atomic(errors_path, "".join(json.dumps(line) + "\n" for line in lines))
         else:
             errors_path.unlink(missing_ok=True)
@@ -211,13 +230,29 @@ def _check_job(output_dir: Path, job: dict) -> None:
         previous = json.loads(path.read_text())
         changed = sorted(k for k in job.keys() | previous.keys() if job.get(k) != previous.get(k))
         if changed:
-            raise ValueError(f"{output_dir} holds a tokenize job with other settings ({', '.join(changed)} differ: "
-                             f"{ {k: previous.get(k) for k in changed} } there, { {k: job.get(k) for k in changed} } now); "
-                             "resume it with the same command, or write to a new OUTPUT_DIR")
+            raise ValueError(
+                f"{output_dir} holds a tokenize job with other settings ({', '.join(changed)} differ: "
+                f"{ {k: previous.get(k) for k in changed} } there, { {k: job.get(k) for k in changed} } now); "
+                "resume it with the same command, or write to a new OUTPUT_DIR"
+            )
 
 
-def _run_shards(acc, frozen, source, writer: _ShardWriter, shards: list[int], *, num_items: int, shard_size: int,
-                batch_size: int, num_workers: int, llm_ids: bool, dtype: str, precision: str, progress: bool) -> dict:
+def _run_shards(
+    acc,
+    frozen,
+    source,
+    writer: _ShardWriter,
+    shards: list[int],
+    *,
+    num_items: int,
+    shard_size: int,
+    batch_size: int,
+    num_workers: int,
+    llm_ids: bool,
+    dtype: str,
+    precision: str,
+    progress: bool,
+) -> dict:
     """Encodes and writes `shards` (this process's unfinished ones); returns what it wrote."""
     from tqdm.auto import tqdm
 
@@ -228,13 +263,22 @@ def _run_shards(acc, frozen, source, writer: _ShardWriter, shards: list[int], *,
     done = {"samples": 0, "tokens": 0, "errors": 0, "shards": 0}
     if not shards:
         return done
-    loader = DataLoader(_DecodedItems(source, frozen.model.media_to_tensor, input_spec),
-                        batch_sampler=_shard_batches(shards, shard_size, num_items, batch_size),
-                        num_workers=num_workers, collate_fn=_collate_by_shape, worker_init_fn=_ignore_interrupts,
-                        pin_memory=acc.device.type == "cuda")
+    loader = DataLoader(
+        _DecodedItems(source, frozen.model.media_to_tensor, input_spec),
+        batch_sampler=_shard_batches(shards, shard_size, num_items, batch_size),
+        num_workers=num_workers,
+        collate_fn=_collate_by_shape,
+        worker_init_fn=_ignore_interrupts,
+        pin_memory=acc.device.type == "cuda",
+    )
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    bar = tqdm(total=sum(remaining.values()), unit="sample", desc=f"tokenize ({acc.num_processes} processes)",
-               disable=not (progress and acc.is_main_process), dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(remaining.values()),
+        unit="sample",
+        desc=f"tokenize ({acc.num_processes} processes)",
+        disable=not (progress and acc.is_main_process),
+        dynamic_ncols=True,
+    )
     with _StopAfterShard() as stop, bar:
         for batch in loader:
             shard = batch.indices[0] // shard_size
@@ -248,8 +292,14 @@ def _run_shards(acc, frozen, source, writer: _ShardWriter, shards: list[int], *,
                     continue
                 for index, example, meta in zip(indices, ids, metas):
                     flat = vocab.to_llm_ids(example) if llm_ids else flatten_ids(example, vocab)
-                    rows[shard].append({"index": index, "ids": flat.numpy().astype(dtype),
-                                        "token_shape": list(example.shape), "meta": meta})
+                    rows[shard].append(
+                        {
+                            "index": index,
+                            "ids": flat.numpy().astype(dtype),
+                            "token_shape": list(example.shape),
+                            "meta": meta,
+                        }
+                    )
             bar.update(len(batch.indices))
             remaining[shard] -= len(batch.indices)
             if remaining[shard] == 0:
@@ -262,15 +312,28 @@ def _run_shards(acc, frozen, source, writer: _ShardWriter, shards: list[int], *,
                 if stop.requested and remaining:
                     break
     if remaining:
-        raise TokenizeInterrupted(f"process {acc.process_index} stopped after writing {done['shards']} of its "
-                                  f"{len(shards)} shard(s); run the same command again to resume")
+        raise TokenizeInterrupted(
+            f"process {acc.process_index} stopped after writing {done['shards']} of its "
+            f"{len(shards)} shard(s); run the same command again to resume"
+        )
     return done
 
 
 # -- the job ---------------------------------------------------------------------------------------------
-def tokenize(tokenizer_dir: str | Path, input: str | Path, output_dir: str | Path, *, batch_size: int = 32,
-             num_workers: int = 4, shard_size: int = 10_000, llm_ids: bool = False, limit: int | None = None,
-             column: str | None = None, precision: str = "auto", progress: bool = True) -> dict:
+def tokenize(
+    tokenizer_dir: str | Path,
+    input: str | Path,
+    output_dir: str | Path,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 4,
+    shard_size: int = 10_000,
+    llm_ids: bool = False,
+    limit: int | None = None,
+    column: str | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Tokenizes every item of `input` (a folder, glob, .tar or .parquet) into shards in
     `output_dir`, on this process's part of the plan; under `accelerate launch` on all of them.
     Returns the manifest. Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed shards kept)."""
@@ -297,37 +360,73 @@ def tokenize(tokenizer_dir: str | Path, input: str | Path, output_dir: str | Pat
     dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
     output_dir = Path(output_dir)
 
-    job = {"tokenizer_sha256": frozen.config["weights_sha256"], "num_items": num_items, "first_key": source.key(0),
-           "last_key": source.key(num_items - 1), "column": column, "shard_size": shard_size, "llm_ids": llm_ids,
-           "ids_dtype": dtype, "precision": precision}
+    job = {
+        "tokenizer_sha256": frozen.config["weights_sha256"],
+        "num_items": num_items,
+        "first_key": source.key(0),
+        "last_key": source.key(num_items - 1),
+        "column": column,
+        "shard_size": shard_size,
+        "llm_ids": llm_ids,
+        "ids_dtype": dtype,
+        "precision": precision,
+    }
     _check_job(output_dir, job)  # every process, before any barrier, so a mismatch stops them all
     if acc.is_main_process:
         (output_dir / ERRORS_DIR).mkdir(parents=True, exist_ok=True)
         _write_text_atomic(output_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")
     acc.wait_for_everyone()
 
-    mine = [s for s in range(acc.process_index, num_shards, acc.num_processes)
-            if not (output_dir / shard_name(s)).is_file()]
+    mine = [
+        s for s in range(acc.process_index, num_shards, acc.num_processes) if not (output_dir / shard_name(s)).is_file()
+    ]
     writer = _ShardWriter(output_dir, source, input_spec, dtype)
-    done = _run_shards(acc, frozen, source, writer, mine, num_items=num_items, shard_size=shard_size,
-                       batch_size=batch_size, num_workers=num_workers, llm_ids=llm_ids, dtype=dtype,
-                       precision=precision, progress=progress)
+    done = _run_shards(
+        acc,
+        frozen,
+        source,
+        writer,
+        mine,
+        num_items=num_items,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        llm_ids=llm_ids,
+        dtype=dtype,
+        precision=precision,
+        progress=progress,
+    )
 
     # This run's counts from every process, for the throughput in the manifest and summary.
     this_run = acc.reduce(torch.tensor([done[k] for k in done], device=acc.device), "sum").tolist()
     acc.wait_for_everyone()
     if acc.is_main_process:
         seconds = time.perf_counter() - started
-        run = {**dict(zip(done, this_run)), "seconds": round(seconds, 3),
-               "samples_per_second": this_run[0] / seconds, "tokens_per_second": this_run[1] / seconds,
-               "world_size": acc.num_processes, "device": acc.device.type, "batch_size": batch_size,
-               "num_workers": num_workers}
+        run = {
+            **dict(zip(done, this_run)),
+            "seconds": round(seconds, 3),
+            "samples_per_second": this_run[0] / seconds,
+            "tokens_per_second": this_run[1] / seconds,
+            "world_size": acc.num_processes,
+            "device": acc.device.type,
+            "batch_size": batch_size,
+            "num_workers": num_workers,
+        }
         manifest = _write_manifest(output_dir, frozen, job, os.path.abspath(input), num_shards, run)
         counts = manifest["counts"]
-        logger.info("tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, processes: %d); %s holds %d rows, "
-                    "%d tokens, %d errors (errors.jsonl)", run["samples"], seconds, run["samples_per_second"],
-                    run["tokens_per_second"], acc.num_processes, output_dir, counts["samples"], counts["tokens"],
-                    counts["errors"])
+        logger.info(
+            "tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, processes: %d); %s holds %d rows, "
+            "%d tokens, %d errors (errors.jsonl)",
+            run["samples"],
+            seconds,
+            run["samples_per_second"],
+            run["tokens_per_second"],
+            acc.num_processes,
+            output_dir,
+            counts["samples"],
+            counts["tokens"],
+            counts["errors"],
+        )
     acc.wait_for_everyone()
     return read_manifest(output_dir)
 
@@ -345,17 +444,31 @@ def _write_manifest(output_dir: Path, frozen, job: dict, input: str, num_shards:
     stats = [json.loads(pq.read_schema(output_dir / name).metadata[STATS_KEY]) for name in names]
     counts = {"inputs": job["num_items"], **{k: sum(s[k] for s in stats) for k in ("samples", "tokens", "errors")}}
     if counts["samples"] + counts["errors"] != counts["inputs"]:
-        raise RuntimeError(f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs")
+        raise RuntimeError(
+            f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs"
+        )
     error_files = [output_dir / ERRORS_DIR / f"{Path(name).stem}.jsonl" for name in names]
     _write_text_atomic(output_dir / ERRORS_FILE, "".join(f.read_text() for f in error_files if f.is_file()))
     manifest = {
         "mmtok_version": mmtok_version(),
-        "tokenizer": {"path": os.path.abspath(frozen.path), "family": frozen.model.family, "modality": frozen.modality,
-                      "weights_sha256": frozen.config["weights_sha256"], "input": frozen.config.get("input", {})},
+        "tokenizer": {
+            "path": os.path.abspath(frozen.path),
+            "family": frozen.model.family,
+            "modality": frozen.modality,
+            "weights_sha256": frozen.config["weights_sha256"],
+            "input": frozen.config.get("input", {}),
+        },
         "vocab": frozen.vocab.to_json(),
-        "llm_ids": job["llm_ids"], "ids_dtype": job["ids_dtype"], "precision": job["precision"],
-        "input": input, "column": job["column"], "shard_size": job["shard_size"], "num_shards": num_shards,
-        "shards": names, "counts": counts, "run": run,
+        "llm_ids": job["llm_ids"],
+        "ids_dtype": job["ids_dtype"],
+        "precision": job["precision"],
+        "input": input,
+        "column": job["column"],
+        "shard_size": job["shard_size"],
+        "num_shards": num_shards,
+        "shards": names,
+        "counts": counts,
+        "run": run,
     }
     _write_text_atomic(output_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest

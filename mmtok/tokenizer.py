@@ -158,21 +158,31 @@ def file_sha256(path: Path) -> str:
 
 
 def model_card(config: dict, layout: VocabLayout, card: dict) -> str:
-    lines = ["---", "library_name: mmtok", f"tags: [mmtok, tokenizer, {config['modality']}]", "---", "",
-             f"# mmtok {config['family']} tokenizer", "",
-             f"- modality: {config['modality']}",
-             f"- quantizer: {config['model'].get('quantizer', {})}",
-             f"- codebooks: {layout.num_codebooks} x {layout.codebook_sizes}",
-             f"- vocabulary ids: {layout.size} from base offset {layout.base_offset}",
-             f"- input: {config['input']}",
-             f"- weights sha256: {config['weights_sha256']}", ""]
+    lines = [
+        "---",
+        "library_name: mmtok",
+        f"tags: [mmtok, tokenizer, {config['modality']}]",
+        "---",
+        "",
+        f"# mmtok {config['family']} tokenizer",
+        "",
+        f"- modality: {config['modality']}",
+        f"- quantizer: {config['model'].get('quantizer', {})}",
+        f"- codebooks: {layout.num_codebooks} x {layout.codebook_sizes}",
+        f"- vocabulary ids: {layout.size} from base offset {layout.base_offset}",
+        f"- input: {config['input']}",
+        f"- weights sha256: {config['weights_sha256']}",
+        "",
+    ]
     for key in ("training_data", "steps", "weights"):
         if key in card:
             lines.append(f"- {key.replace('_', ' ')}: {card[key]}")
     if card.get("eval"):
         lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
-                  for name, value in card["eval"].items()]
+        lines += [
+            f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
+            for name, value in card["eval"].items()
+        ]
     lines += ["", "Load with `mmtok.load_tokenizer(path)`; ids sit in an LLM vocabulary as vocab.json says.", ""]
     return "\n".join(lines)
 
@@ -191,7 +201,7 @@ class FrozenTokenizer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device) -> "FrozenTokenizer":
+    def to(self, device) -> FrozenTokenizer:
         self.model.to(device)
         return self
 
@@ -233,7 +243,9 @@ def load_tokenizer(path: str | Path, *, device: str | torch.device = "cpu", veri
             raise ArtifactError(f"{directory} is not an mmtok tokenizer: {name} is missing")
     config = json.loads((directory / CONFIG_FILE).read_text())
     if verify and file_sha256(directory / WEIGHTS_FILE) != config.get("weights_sha256"):
-        raise ArtifactError(f"{directory / WEIGHTS_FILE} does not match the checksum recorded at export (tampered or corrupt)")
+        raise ArtifactError(
+            f"{directory / WEIGHTS_FILE} does not match the checksum recorded at export (tampered or corrupt)"
+        )
 
     from mmtok.models import build_tokenizer  # the registry: the one place core names model families
 
@@ -249,4 +261,6 @@ def _download(repo_id: str) -> Path:
 
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
     except Exception as error:  # no such local folder and no reachable hub: say both
-        raise ArtifactError(f"{repo_id!r} is not a local directory and could not be fetched from a hub: {error}") from None
+        raise ArtifactError(
+            f"{repo_id!r} is not a local directory and could not be fetched from a hub: {error}"
+        ) from None

@@ -19,8 +19,8 @@ import dataclasses
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -96,7 +96,7 @@ class VocabLayout:
             names += [f"<|{m}_c{c}_{code}|>" for c, size in enumerate(self.codebook_sizes) for code in range(size)]
         return names
 
-    def with_base_offset(self, base_offset: int) -> "VocabLayout":
+    def with_base_offset(self, base_offset: int) -> VocabLayout:
         return dataclasses.replace(self, base_offset=base_offset)
 
     # -- ids <-> LLM ids ----------------------------------------------------------------------------
@@ -131,7 +131,11 @@ class VocabLayout:
         if self.row_markers:
             row_id = self.special_tokens[f"<|{self.modality}_row|>"]
             per_row = token_shape[1] * c
-            body = [r for row in range(token_shape[0]) for r in body[row * per_row:(row + 1) * per_row] + [(row_id, row_id + 1)]]
+            body = [
+                r
+                for row in range(token_shape[0])
+                for r in body[row * per_row : (row + 1) * per_row] + [(row_id, row_id + 1)]
+            ]
         return [(start, start + 1), *body, (end, end + 1)]
 
     def from_llm_ids(self, llm_ids: Sequence[int] | torch.Tensor) -> list:
@@ -182,7 +186,9 @@ class VocabLayout:
                 raise ValueError(f"segment of {len(body)} tokens is not a multiple of {c} codebooks")
             flat = torch.tensor(body, dtype=torch.long)
             shape = self._resolve_shape(len(body) // c)
-            flat = flat.reshape(*shape, c) if self.flatten == "codebook_minor" else flat.reshape(c, *shape).movedim(0, -1)
+            flat = (
+                flat.reshape(*shape, c) if self.flatten == "codebook_minor" else flat.reshape(c, *shape).movedim(0, -1)
+            )
         ids = flat - torch.tensor(self.offsets, dtype=torch.long)
         sizes = torch.tensor(self.codebook_sizes, dtype=torch.long)
         if (ids < 0).any() or (ids >= sizes).any():
@@ -203,7 +209,10 @@ class VocabLayout:
         if ids.is_floating_point():
             raise TypeError("ids must be integers")
         if ids.ndim != len(self.token_shape) + 1 or ids.shape[-1] != self.num_codebooks:
-            raise ValueError(f"expected ids of one example shaped (*{self.token_shape}, {self.num_codebooks}), got {tuple(ids.shape)}")
+            raise ValueError(
+                f"expected ids of one example shaped (*{self.token_shape}, {self.num_codebooks}), "
+                f"got {tuple(ids.shape)}"
+            )
         for axis, size in enumerate(self.token_shape):
             # With row markers the grid's shape travels in the sequence: token_shape is nominal.
             if size is not None and not self.row_markers and ids.shape[axis] != size:
@@ -214,19 +223,24 @@ class VocabLayout:
 
     # -- vocab.json --------------------------------------------------------------------------------
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "num_codebooks": self.num_codebooks, "special_tokens": self.special_tokens,
-                "offsets": self.offsets, "size": self.size}
+        return {
+            **dataclasses.asdict(self),
+            "num_codebooks": self.num_codebooks,
+            "special_tokens": self.special_tokens,
+            "offsets": self.offsets,
+            "size": self.size,
+        }
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def from_json(cls, data: dict) -> "VocabLayout":
+    def from_json(cls, data: dict) -> VocabLayout:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
-    def load(cls, path: str | Path) -> "VocabLayout":
+    def load(cls, path: str | Path) -> VocabLayout:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 

@@ -40,5 +40,14 @@ def build_tokenizer(config: Any) -> Tokenizer:
     return cls(typed)
 
 
-__all__ = ["AudioTokenizer", "AudioTokenizerConfig", "FAMILIES", "Image1DTokenizer", "Image1DTokenizerConfig", "ImageTokenizer", "ImageTokenizerConfig",
-           "build_tokenizer", "tokenizer_config"]
+__all__ = [
+    "AudioTokenizer",
+    "AudioTokenizerConfig",
+    "FAMILIES",
+    "Image1DTokenizer",
+    "Image1DTokenizerConfig",
+    "ImageTokenizer",
+    "ImageTokenizerConfig",
+    "build_tokenizer",
+    "tokenizer_config",
+]

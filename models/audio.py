@@ -24,8 +24,13 @@ from mmtok.vocab import VocabLayout
 
 def _default_quantizer() -> QuantizerConfig:
     # DAC's recipe: 8 residual codebooks of 1024 codes, factorised 8-d l2-normalised codes.
-    options = {"codebook_size": 1024, "num_codebooks": 8, "codebook_dim": 8, "metric": "cosine",
-               "quantizer_dropout": 0.5}
+    options = {
+        "codebook_size": 1024,
+        "num_codebooks": 8,
+        "codebook_dim": 8,
+        "metric": "cosine",
+        "quantizer_dropout": 0.5,
+    }
     return QuantizerConfig("rvq", options=options)
 
 
@@ -80,8 +85,16 @@ class StreamableConv1d(nn.Module):
     frames, and that, while streaming, keeps the input tail the next chunk's first frame needs.
     All padding lives here, so no other layer deals with it."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 dilation: int = 1, causal: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        causal: bool = True,
+    ):
         super().__init__()
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
         self.stride, self.causal = stride, causal
@@ -137,10 +150,15 @@ class AudioEncoder(nn.Module):
         layers: list[nn.Module] = [StreamableConv1d(config.channels, width, config.kernel_size, causal=config.causal)]
         for stride in config.strides:
             layers += [ResidualUnit(width, d, config) for d in config.dilations]
-            layers += [activation(config.activation, width),
-                       StreamableConv1d(width, width * 2, 2 * stride, stride=stride, causal=config.causal)]
+            layers += [
+                activation(config.activation, width),
+                StreamableConv1d(width, width * 2, 2 * stride, stride=stride, causal=config.causal),
+            ]
             width *= 2
-        layers += [activation(config.activation, width), StreamableConv1d(width, config.latent_dim, 3, causal=config.causal)]
+        layers += [
+            activation(config.activation, width),
+            StreamableConv1d(width, config.latent_dim, 3, causal=config.causal),
+        ]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,7 +262,9 @@ class AudioTokenizer(Tokenizer):
         return self.encode(chunk, num_codebooks=num_codebooks)
 
     @torch.no_grad()
-    def encode_long(self, x: torch.Tensor, chunk_seconds: float = 10.0, num_codebooks: int | None = None) -> torch.Tensor:
+    def encode_long(
+        self, x: torch.Tensor, chunk_seconds: float = 10.0, num_codebooks: int | None = None
+    ) -> torch.Tensor:
         """Encodes a signal of any length in chunks with bounded memory. Causal models stream
         (ids identical to whole-signal encoding); non-causal ones encode each chunk with a margin
         of the encoder's receptive field on both sides and keep the chunk's own frames."""
@@ -285,8 +305,14 @@ class AudioTokenizer(Tokenizer):
 
     def input_spec(self) -> dict:
         c = self.config
-        return {"sample_rate": c.sample_rate, "channels": c.channels, "hop_length": c.hop_length,
-                "frame_rate": c.frame_rate, "causal": c.causal, "range": [-1.0, 1.0]}
+        return {
+            "sample_rate": c.sample_rate,
+            "channels": c.channels,
+            "hop_length": c.hop_length,
+            "frame_rate": c.frame_rate,
+            "causal": c.causal,
+            "range": [-1.0, 1.0],
+        }
 
     def rate_examples(self):
         return [(f"{s} s", (self.config.channels, s * self.config.sample_rate), float(s), "second") for s in (1, 10)]

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from mmtok.data.image_io import images_to_tensor, tensor_to_images
+from mmtok.models.blocks import Downsample, ResidualBlock, SelfAttention2d, Upsample, group_norm
 from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
-from mmtok.models.blocks import Downsample, ResidualBlock, SelfAttention2d, Upsample, group_norm
 
 
 @dataclasses.dataclass
@@ -151,9 +151,16 @@ class ImageTokenizer(Tokenizer):
 
     def rate_examples(self):
         sizes = sorted({self.config.image_size, 256, 512})
-        return [(f"{s}x{s}", (self.config.in_channels, s, s), float(s * s), "pixel") for s in sizes
-                if s % self.config.downsampling_factor == 0]
+        return [
+            (f"{s}x{s}", (self.config.in_channels, s, s), float(s * s), "pixel")
+            for s in sizes
+            if s % self.config.downsampling_factor == 0
+        ]
 
     def input_spec(self) -> dict:
-        return {"image_size": self.config.image_size, "channels": self.config.in_channels, "range": [-1.0, 1.0],
-                "multiple_of": self.config.downsampling_factor}
+        return {
+            "image_size": self.config.image_size,
+            "channels": self.config.in_channels,
+            "range": [-1.0, 1.0],
+            "multiple_of": self.config.downsampling_factor,
+        }

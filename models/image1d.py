@@ -42,7 +42,16 @@ class Image1DTokenizerConfig:
     token_dropout: str = "uniform"
 
     def __post_init__(self):
-        for name in ("image_size", "in_channels", "patch_size", "width", "depth", "heads", "num_latent_tokens", "latent_dim"):
+        for name in (
+            "image_size",
+            "in_channels",
+            "patch_size",
+            "width",
+            "depth",
+            "heads",
+            "num_latent_tokens",
+            "latent_dim",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.image_size % self.patch_size:
@@ -71,8 +80,13 @@ def powers_of_two_up_to(limit: int) -> list[int]:
 
 def transformer(config: Image1DTokenizerConfig) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(
-        config.width, config.heads, dim_feedforward=int(config.mlp_ratio * config.width), dropout=0.0,
-        activation="gelu", batch_first=True, norm_first=True,
+        config.width,
+        config.heads,
+        dim_feedforward=int(config.mlp_ratio * config.width),
+        dropout=0.0,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
     )
     # Pre-norm layers leave the residual stream unnormalised, hence the final norm.
     return nn.TransformerEncoder(layer, config.depth, norm=nn.LayerNorm(config.width), enable_nested_tensor=False)
@@ -99,7 +113,7 @@ class Image1DEncoder(nn.Module):
         patches = self.patchify(x).flatten(2).transpose(1, 2) + self.patch_positions  # (B, P, width)
         latents = self.latent_tokens.expand(x.shape[0], -1, -1)
         hidden = self.transformer(torch.cat([patches, latents], dim=1))
-        return self.to_latent(hidden[:, patches.shape[1]:])
+        return self.to_latent(hidden[:, patches.shape[1] :])
 
 
 class Image1DDecoder(nn.Module):
@@ -227,5 +241,9 @@ class Image1DTokenizer(Tokenizer):
         return [(f"{s}x{s}", (self.config.in_channels, s, s), float(s * s), "pixel")]
 
     def input_spec(self) -> dict:
-        return {"image_size": self.config.image_size, "channels": self.config.in_channels, "range": [-1.0, 1.0],
-                "num_latent_tokens": self.num_latent_tokens}
+        return {
+            "image_size": self.config.image_size,
+            "channels": self.config.in_channels,
+            "range": [-1.0, 1.0],
+            "num_latent_tokens": self.num_latent_tokens,
+        }

@@ -9,10 +9,22 @@ import torch
 from mmtok.models import build_tokenizer
 
 TINY_AUDIO = {
-    "family": "audio", "sample_rate": 8000, "base_channels": 8, "strides": [2, 4, 5], "dilations": [1, 3],
+    "family": "audio",
+    "sample_rate": 8000,
+    "base_channels": 8,
+    "strides": [2, 4, 5],
+    "dilations": [1, 3],
     "latent_dim": 16,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 32, "num_codebooks": 4, "codebook_dim": 4,
-                                             "metric": "cosine", "quantizer_dropout": 0.5}},
+    "quantizer": {
+        "kind": "rvq",
+        "options": {
+            "codebook_size": 32,
+            "num_codebooks": 4,
+            "codebook_dim": 4,
+            "metric": "cosine",
+            "quantizer_dropout": 0.5,
+        },
+    },
 }
 
 
@@ -108,7 +120,6 @@ def test_the_shared_trainer_trains_the_codec_with_its_gan(tmp_path):
 
     from mmtok.train.config import load_run_config
     from mmtok.train.trainer import Trainer
-    from train_helpers import write_config
 
     rng = np.random.default_rng(0)
     data = tmp_path / "clips"
@@ -117,9 +128,17 @@ def test_the_shared_trainer_trains_the_codec_with_its_gan(tmp_path):
         t = np.arange(int(16000 * rng.uniform(0.3, 0.8))) / 16000
         soundfile.write(data / f"clip{i}.wav", 0.3 * np.sin(2 * np.pi * rng.uniform(200, 800) * t), 16000)
     (data / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
-    config = load_run_config(Path(__file__).parents[1] / "configs" / "audio_small.yaml", [
-        f"output_dir={tmp_path / 'run'}", f"data.source={data}", "train.max_steps=3", "train.batch_size=2",
-        "loss.gan_start_step=1", "train.checkpoint_every=3"])
+    config = load_run_config(
+        Path(__file__).parents[1] / "configs" / "audio_small.yaml",
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.source={data}",
+            "train.max_steps=3",
+            "train.batch_size=2",
+            "loss.gan_start_step=1",
+            "train.checkpoint_every=3",
+        ],
+    )
     trainer = Trainer(config)
     last = trainer.fit()
     assert trainer.step == 3

@@ -80,8 +80,12 @@ def write_bad_files(folder) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("kind", "reason"),
-    [("empty", "empty file"), ("truncated", "truncated WAV"), ("text", "Format not recognised"),
-     ("no samples", "no samples")],
+    [
+        ("empty", "empty file"),
+        ("truncated", "truncated WAV"),
+        ("text", "Format not recognised"),
+        ("no samples", "no samples"),
+    ],
 )
 def test_load_audio_raises_naming_the_file_and_reason(tmp_path, kind, reason):
     path = write_bad_files(tmp_path)[kind]

@@ -11,7 +11,10 @@ from mmtok.eval.image import bits_per_pixel, ms_ssim, ms_ssim_supported, psnr, s
 
 def _photo_batch(size: int) -> torch.Tensor:
     """Two natural crops in [-1, 1], shape (2, 3, size, size)."""
-    crops = [skimage.data.astronaut()[100 : 100 + size, 150 : 150 + size], skimage.data.coffee()[:size, 200 : 200 + size]]
+    crops = [
+        skimage.data.astronaut()[100 : 100 + size, 150 : 150 + size],
+        skimage.data.coffee()[:size, 200 : 200 + size],
+    ]
     batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
     return batch * 2 - 1
 

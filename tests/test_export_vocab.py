@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from train_helpers import tiny_config, write_config, write_images
 
 from mmtok import load_tokenizer
 from mmtok.models import build_tokenizer
@@ -17,11 +18,17 @@ from mmtok.train.config import load_run_config
 from mmtok.train.export import export_run
 from mmtok.train.trainer import Trainer
 from mmtok.vocab import VocabLayout
-from train_helpers import tiny_config, write_config, write_images
 
-TINY_IMAGE = {"family": "image", "base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1,
-              "attention": False, "latent_dim": 4, "image_size": 16,
-              "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
+TINY_IMAGE = {
+    "family": "image",
+    "base_channels": 8,
+    "channel_multipliers": [1, 2],
+    "num_res_blocks": 1,
+    "attention": False,
+    "latent_dim": 4,
+    "image_size": 16,
+    "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
+}
 
 
 def images(count=3, size=20, seed=0):
@@ -123,15 +130,24 @@ layouts = st.builds(
 def test_to_llm_ids_and_from_llm_ids_are_inverses(spec, data):
     rows = spec["shape"][-1] == "rows"
     shape = spec["shape"][:2] if rows else spec["shape"]
-    layout = VocabLayout("image", shape, spec["sizes"], base_offset=spec["base"], codebook_offsets=spec["offsets"],
-                         flatten="codebook_minor" if rows else spec["flatten"], row_markers=rows)
+    layout = VocabLayout(
+        "image",
+        shape,
+        spec["sizes"],
+        base_offset=spec["base"],
+        codebook_offsets=spec["offsets"],
+        flatten="codebook_minor" if rows else spec["flatten"],
+        row_markers=rows,
+    )
     concrete = [data.draw(st.integers(1, 6)) if s is None else s for s in shape]
     ids = torch.stack([torch.randint(0, size, tuple(concrete)) for size in spec["sizes"]], dim=-1)
     llm = layout.to_llm_ids(ids)
     assert llm.min() >= layout.base_offset and llm.max() < layout.end_offset
     assert len(llm) == len(layout.segment_template(concrete))
     assert all(low <= int(v) < high for v, (low, high) in zip(llm, layout.segment_template(concrete)))
-    text_before = data.draw(st.lists(st.integers(0, max(0, layout.base_offset - 1)), max_size=5)) if layout.base_offset else []
+    text_before = (
+        data.draw(st.lists(st.integers(0, max(0, layout.base_offset - 1)), max_size=5)) if layout.base_offset else []
+    )
     text_after = [layout.end_offset + 7, layout.end_offset]
     parts = layout.from_llm_ids(text_before + llm.tolist() + text_after + llm.tolist())
     expected_len = (1 if text_before else 0) + 3
@@ -158,11 +174,24 @@ def test_a_real_llm_trains_on_interleaved_ids(tmp_path):
     from mmtok.eval.llm_client import run_llm_client
 
     torch.manual_seed(0)
-    image = {**TINY_IMAGE, "channel_multipliers": [1, 2, 2], "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}}
-    audio = {"family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [4, 5], "dilations": [1],
-             "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
-    frozen = [load_tokenizer(build_tokenizer(config).save_pretrained(tmp_path / name))
-              for name, config in (("image", image), ("audio", audio))]
+    image = {
+        **TINY_IMAGE,
+        "channel_multipliers": [1, 2, 2],
+        "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
+    }
+    audio = {
+        "family": "audio",
+        "sample_rate": 8000,
+        "base_channels": 4,
+        "strides": [4, 5],
+        "dilations": [1],
+        "latent_dim": 8,
+        "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
+    }
+    frozen = [
+        load_tokenizer(build_tokenizer(config).save_pretrained(tmp_path / name))
+        for name, config in (("image", image), ("audio", audio))
+    ]
     pictures = list(images(6, size=16, seed=3))
     rng = np.random.default_rng(4)
     sounds = [np.sin(2 * np.pi * rng.uniform(100, 900) * np.arange(400) / 8000).astype(np.float32) for _ in range(6)]
@@ -174,8 +203,15 @@ def test_a_real_llm_trains_on_interleaved_ids(tmp_path):
 
 def test_audio_codec_round_trips_through_export(tmp_path):
     torch.manual_seed(0)
-    config = {"family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [4, 5], "dilations": [1],
-              "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 3}}}
+    config = {
+        "family": "audio",
+        "sample_rate": 8000,
+        "base_channels": 4,
+        "strides": [4, 5],
+        "dilations": [1],
+        "latent_dim": 8,
+        "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 3}},
+    }
     model = build_tokenizer(config).eval()
     frozen = load_tokenizer(model.save_pretrained(tmp_path / "codec"))
     clip = np.sin(2 * np.pi * 440 * np.arange(1000) / 8000).astype(np.float32)

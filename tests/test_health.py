@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from two_process import WORLD_SIZE, run_two_processes
 
 from mmtok.health import CodebookMonitor
-from two_process import WORLD_SIZE, run_two_processes
 
 
 def test_uniform_over_a_quarter_of_the_codebook():
@@ -63,7 +63,10 @@ def _monitor_worker(rank, all_ids):
 
 def test_compute_reduces_counts_across_two_processes():
     generator = torch.Generator().manual_seed(0)
-    all_ids = [torch.randint(0, 40, (300, 2), generator=generator), torch.randint(20, 64, (200, 2), generator=generator)]
+    all_ids = [
+        torch.randint(0, 40, (300, 2), generator=generator),
+        torch.randint(20, 64, (200, 2), generator=generator),
+    ]
     results = run_two_processes(_monitor_worker, all_ids)
     single = CodebookMonitor(64, num_codebooks=2)
     for ids in all_ids:

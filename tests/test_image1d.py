@@ -7,19 +7,28 @@ import math
 import numpy as np
 import pytest
 import torch
+from train_helpers import read_metrics, tiny_config, write_config, write_images
 
 from mmtok.config import ConfigError
 from mmtok.models import build_tokenizer
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
-from train_helpers import read_metrics, tiny_config, write_config, write_images
 
 K = 4
 
 
 def tiny_model(quantizer=None, **fields) -> dict:
-    config = {"family": "image1d", "image_size": 16, "patch_size": 8, "width": 32, "depth": 1, "heads": 2,
-              "num_latent_tokens": K, "latent_dim": 3, "quantizer": quantizer or {"kind": "fsq", "options": {"levels": [8, 8, 8]}}}
+    config = {
+        "family": "image1d",
+        "image_size": 16,
+        "patch_size": 8,
+        "width": 32,
+        "depth": 1,
+        "heads": 2,
+        "num_latent_tokens": K,
+        "latent_dim": 3,
+        "quantizer": quantizer or {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
+    }
     return {**config, **fields}
 
 
@@ -127,8 +136,13 @@ def test_trains_through_the_shared_trainer_with_the_gan_phase(tmp_path):
     data = tmp_path / "data"
     write_images(data, 4)
     # 32 px: the PatchGAN discriminator needs at least that.
-    config = tiny_config(tmp_path / "run", data, data={"size": 32}, train={"max_steps": 2, "checkpoint_every": 100},
-                         loss={"gan_start_step": 1})
+    config = tiny_config(
+        tmp_path / "run",
+        data,
+        data={"size": 32},
+        train={"max_steps": 2, "checkpoint_every": 100},
+        loss={"gan_start_step": 1},
+    )
     config["model"] = tiny_model(image_size=32, token_dropout="pow2")
     trainer = Trainer(load_run_config(write_config(tmp_path / "c.yaml", config), []))
     trainer.fit()
@@ -145,8 +159,10 @@ def test_sweep_has_one_row_per_k_with_bits_and_per_position_usage(tmp_path):
     torch.manual_seed(0)
     tok = build_tokenizer(tiny_model({"kind": "fsq", "groups": 3, "options": {"levels": [5]}}))
     rng = np.random.default_rng(0)
-    images = [("small", rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)),  # upscaled, then cropped
-              ("large", rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))]
+    images = [
+        ("small", rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)),  # upscaled, then cropped
+        ("large", rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)),
+    ]
     result = sweep_num_tokens(tok, images)
     assert [row["k"] for row in result["rows"]] == [1, 2, 4]
     for row in result["rows"]:
@@ -158,7 +174,11 @@ def test_sweep_has_one_row_per_k_with_bits_and_per_position_usage(tmp_path):
     with pytest.raises(ValueError, match=r"every k must be in \[1, 4\]"):
         sweep_num_tokens(tok, images, ks=[0, 2])
 
-    save_sweep(result, tmp_path / "sweep.json", tmp_path / "sweep.png",
-               reference={"label": "2-D", "bits": 20.0, "psnr": 10.0, "ssim": 0.1})
+    save_sweep(
+        result,
+        tmp_path / "sweep.json",
+        tmp_path / "sweep.png",
+        reference={"label": "2-D", "bits": 20.0, "psnr": 10.0, "ssim": 0.1},
+    )
     assert json.loads((tmp_path / "sweep.json").read_text())["rows"] == result["rows"]
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,15 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmtok.quantize import nearest_code
-from mmtok.quantize import search
+from mmtok.quantize import nearest_code, search
 
 
 def brute_force(x, codebook, metric):
     x, codebook = x.double(), codebook.double()
     if metric == "cosine":
         x, codebook = F.normalize(x, dim=-1), F.normalize(codebook, dim=-1)
-        dist = (1 - x @ codebook.T)
+        dist = 1 - x @ codebook.T
     else:
         dist = torch.cdist(x, codebook).square()
     return dist

@@ -17,18 +17,25 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from train_helpers import write_images
 
 from mmtok import load_tokenizer
 from mmtok.models import build_tokenizer
 from mmtok.shards import ERRORS_FILE, ShardDataset, read_manifest, shard_files, unflatten_ids
 from mmtok.tokenize import tokenize
-from train_helpers import write_images
 
 # Every compared run encodes with one thread, so the arithmetic (and the ids) are the same.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-TINY_IMAGE = {"family": "image", "base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1,
-              "attention": False, "latent_dim": 4, "image_size": 16,
-              "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}}
+TINY_IMAGE = {
+    "family": "image",
+    "base_channels": 8,
+    "channel_multipliers": [1, 2],
+    "num_res_blocks": 1,
+    "attention": False,
+    "latent_dim": 4,
+    "image_size": 16,
+    "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
+}
 BAD_FILES = {  # name -> bytes; the names sort between the good images
     "img_010_truncated.png": None,  # half of a real PNG, filled in below
     "img_020_text.jpg": b"this is text, not a jpeg\n" * 4,
@@ -61,8 +68,14 @@ def images(tmp_path_factory):
 
 
 def run_tokenize(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmtok", "tokenize", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "mmtok", "tokenize", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def rows(output_dir) -> list[dict]:
@@ -107,8 +120,21 @@ def test_bad_files_become_error_records_and_the_rest_rows(reference, tok_dir, im
 
 def test_killed_job_restarted_gives_the_uninterrupted_rows(reference, tok_dir, images, tmp_path):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "mmtok", "tokenize", tok_dir, images, out, "--shard-size", SHARD,
-            "--batch-size", BATCH, "--num-workers", 1]
+    args = [
+        sys.executable,
+        "-m",
+        "mmtok",
+        "tokenize",
+        tok_dir,
+        images,
+        out,
+        "--shard-size",
+        SHARD,
+        "--batch-size",
+        BATCH,
+        "--num-workers",
+        1,
+    ]
     job = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 120
     while not shard_files(out) and time.time() < deadline and job.poll() is None:
@@ -137,8 +163,21 @@ def test_killed_job_restarted_gives_the_uninterrupted_rows(reference, tok_dir, i
 
 def test_ctrl_c_finishes_the_shard_in_progress(tok_dir, images, tmp_path):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "mmtok", "tokenize", tok_dir, images, out, "--shard-size", SHARD,
-            "--batch-size", BATCH, "--num-workers", 1]
+    args = [
+        sys.executable,
+        "-m",
+        "mmtok",
+        "tokenize",
+        tok_dir,
+        images,
+        out,
+        "--shard-size",
+        SHARD,
+        "--batch-size",
+        BATCH,
+        "--num-workers",
+        1,
+    ]
     job = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.time() + 120
     while not shard_files(out) and time.time() < deadline and job.poll() is None:
@@ -154,10 +193,37 @@ def test_ctrl_c_finishes_the_shard_in_progress(tok_dir, images, tmp_path):
 def test_two_processes_write_the_same_rows_as_one(reference, tok_dir, images, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mmtok", "tokenize", str(tok_dir), str(images),
-         str(out), "--shard-size", str(SHARD), "--batch-size", str(BATCH), "--num-workers", "0"],
-        capture_output=True, text=True, env=ENV, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "mmtok",
+            "tokenize",
+            str(tok_dir),
+            str(images),
+            str(out),
+            "--shard-size",
+            str(SHARD),
+            "--batch-size",
+            str(BATCH),
+            "--num-workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = read_manifest(out)
     assert manifest["run"]["world_size"] == 2
@@ -175,8 +241,17 @@ def in_process_run(tok_dir, images, tmp_path_factory):
 
 
 def test_llm_ids_decode_back_to_the_codebook_ids(in_process_run, tok_dir, images, tmp_path):
-    tokenize(tok_dir, images, tmp_path / "llm", shard_size=16, batch_size=8, num_workers=0, limit=32, llm_ids=True,
-             progress=False)
+    tokenize(
+        tok_dir,
+        images,
+        tmp_path / "llm",
+        shard_size=16,
+        batch_size=8,
+        num_workers=0,
+        limit=32,
+        llm_ids=True,
+        progress=False,
+    )
     vocab = load_tokenizer(tok_dir).vocab
     llm, raw = rows(tmp_path / "llm"), rows(in_process_run)
     assert [r["key"] for r in llm] == [r["key"] for r in raw] and len(raw) == 30  # 32 inputs, two of them bad
@@ -189,8 +264,12 @@ def test_llm_ids_decode_back_to_the_codebook_ids(in_process_run, tok_dir, images
 
 def test_datasets_reads_the_shards(in_process_run, tmp_path):
     datasets = pytest.importorskip("datasets")
-    loaded = datasets.load_dataset("parquet", data_files=[str(f) for f in shard_files(in_process_run)],
-                                   split="train", cache_dir=str(tmp_path / "hf"))
+    loaded = datasets.load_dataset(
+        "parquet",
+        data_files=[str(f) for f in shard_files(in_process_run)],
+        split="train",
+        cache_dir=str(tmp_path / "hf"),
+    )
     assert loaded.num_rows == 30
     assert loaded.features["ids"].feature.dtype == "uint16"
     assert sorted(loaded["key"]) == [r["key"] for r in rows(in_process_run)]
@@ -228,8 +307,11 @@ def test_tar_parquet_and_glob_inputs_give_the_folder_rows(tok_dir, images, tmp_p
             info.size = 2
             tar.addfile(info, io.BytesIO(b"{}"))
     blobs = [(images / n).read_bytes() for n in names]
-    pq.write_table(pa.table({"image": [{"bytes": b, "path": n} for b, n in zip(blobs, names)]}), tmp_path / "hf.parquet",
-                   row_group_size=3)
+    pq.write_table(
+        pa.table({"image": [{"bytes": b, "path": n} for b, n in zip(blobs, names)]}),
+        tmp_path / "hf.parquet",
+        row_group_size=3,
+    )
     pq.write_table(pa.table({"pixels": blobs, "caption": names}), tmp_path / "plain.parquet", row_group_size=2)
 
     def ids(source, **options):
@@ -246,8 +328,14 @@ def test_tar_parquet_and_glob_inputs_give_the_folder_rows(tok_dir, images, tmp_p
     assert ids(str(images / "img_00[0-3].png")) == (names, expected)
 
 
-TINY_AUDIO = {"family": "audio", "sample_rate": 16000, "base_channels": 8, "strides": [2, 4], "latent_dim": 8,
-              "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}}}
+TINY_AUDIO = {
+    "family": "audio",
+    "sample_rate": 16000,
+    "base_channels": 8,
+    "strides": [2, 4],
+    "latent_dim": 8,
+    "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}},
+}
 
 
 def test_audio_files_of_different_lengths(tmp_path):
@@ -256,8 +344,14 @@ def test_audio_files_of_different_lengths(tmp_path):
     tok = build_tokenizer(TINY_AUDIO).save_pretrained(tmp_path / "tok")
     clips = tmp_path / "clips"
     clips.mkdir()
-    rates = {"a.wav": (16000, 16000), "b.wav": (24000, 16000), "c.wav": (16000, 16000), "d.wav": (8000, 22050),
-             "e.flac": (24000, 16000), "f.wav": (4000, 16000)}  # name -> (samples, sample rate)
+    rates = {
+        "a.wav": (16000, 16000),
+        "b.wav": (24000, 16000),
+        "c.wav": (16000, 16000),
+        "d.wav": (8000, 22050),
+        "e.flac": (24000, 16000),
+        "f.wav": (4000, 16000),
+    }  # name -> (samples, sample rate)
     for i, (name, (samples, rate)) in enumerate(rates.items()):
         sf.write(clips / name, np.sin(np.arange(samples) / (5 + i)).astype(np.float32) * 0.5, rate)
     whole = (clips / "a.wav").read_bytes()

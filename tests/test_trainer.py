@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import read_metrics, tiny_config, write_config, write_images
 
 from mmtok.config import ConfigError
 from mmtok.train.checkpoint import latest_checkpoint
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
-from train_helpers import read_metrics, tiny_config, write_config, write_images
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -29,8 +29,9 @@ def test_unknown_config_key_is_an_error_naming_it(tmp_path):
         load_run_config(config, ["model.base_chanels=3"])
     with pytest.raises(ConfigError, match=r"train\.batch_size: expected an integer"):
         load_run_config(config, ["train.batch_size=two"])
-    result = subprocess.run([sys.executable, "-m", "mmtok", "train", str(config), "train.bogus=1"],
-                            capture_output=True, text=True, env=ENV)
+    result = subprocess.run(
+        [sys.executable, "-m", "mmtok", "train", str(config), "train.bogus=1"], capture_output=True, text=True, env=ENV
+    )
     assert result.returncode != 0 and "train.bogus: unknown key" in result.stderr
 
 
@@ -40,8 +41,13 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (data / "notes.jpg").write_text("this is text, not an image")
     config = load_run_config(None, [])
-    config = load_run_config(write_config(tmp_path / "c.yaml", tiny_config(
-        tmp_path / "run", data, train={"max_steps": 6, "batch_size": 4, "checkpoint_every": 100})), [])
+    config = load_run_config(
+        write_config(
+            tmp_path / "c.yaml",
+            tiny_config(tmp_path / "run", data, train={"max_steps": 6, "batch_size": 4, "checkpoint_every": 100}),
+        ),
+        [],
+    )
     trainer = Trainer(config)
     trainer.fit()
     assert trainer.step == 6
@@ -52,8 +58,12 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
 
 
 def _launch_train(config: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mmtok", "train", str(config), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmtok", "train", str(config), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
 
 
 def test_resume_after_kill_continues_with_the_same_losses(tmp_path):
@@ -74,16 +84,19 @@ def test_resume_after_kill_continues_with_the_same_losses(tmp_path):
     saved_step = json.loads((resumed_from / "trainer_state.json").read_text())["step"]
     assert saved_step < 30, "the job finished before it could be killed"
 
-    resumed = subprocess.run([sys.executable, "-m", "mmtok", "train", str(killed_cfg), "--resume"],
-                             capture_output=True, text=True, env=ENV)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mmtok", "train", str(killed_cfg), "--resume"], capture_output=True, text=True, env=ENV
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    whole = subprocess.run([sys.executable, "-m", "mmtok", "train", str(whole_cfg)], capture_output=True, text=True, env=ENV)
+    whole = subprocess.run(
+        [sys.executable, "-m", "mmtok", "train", str(whole_cfg)], capture_output=True, text=True, env=ENV
+    )
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     # metrics.jsonl of the killed job holds its first life, then the resumed life from saved_step + 1.
     killed = read_metrics(tmp_path / "killed")
     restarts = [i for i in range(1, len(killed)) if killed[i]["step"] <= killed[i - 1]["step"]]
-    after_resume = killed[restarts[-1]:] if restarts else [m for m in killed if m["step"] > saved_step]
+    after_resume = killed[restarts[-1] :] if restarts else [m for m in killed if m["step"] > saved_step]
     assert after_resume[0]["step"] == saved_step + 1
     reference = {m["step"]: m for m in read_metrics(tmp_path / "whole")}
     for metrics in after_resume:
@@ -91,7 +104,7 @@ def test_resume_after_kill_continues_with_the_same_losses(tmp_path):
     assert after_resume[-1]["step"] == 30
 
 
-TWO_PROCESS_SCRIPT = '''
+TWO_PROCESS_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from safetensors.torch import save_file
 from mmtok.train.config import load_run_config
@@ -103,22 +116,45 @@ state = {f"tokenizer.{k}": v for k, v in trainer.unwrapped.state_dict().items()}
 state.update({f"disc.{k}": v for k, v in acc.unwrap_model(trainer.disc).state_dict().items()})
 state["world_size"] = torch.tensor(trainer.world_size_seen)
 save_file({k: v.contiguous() for k, v in state.items()}, f"{sys.argv[2]}/rank{acc.process_index}.safetensors")
-'''
+"""
 
 
 def test_two_processes_keep_identical_weights_and_codebooks(tmp_path):
     data = tmp_path / "data"
     write_images(data, 10)
-    config = tiny_config(tmp_path / "run", data, data={"size": 32}, train={"max_steps": 4, "checkpoint_every": 100},
-                         loss={"gan_start_step": 1, "lecam_weight": 0.1})
+    config = tiny_config(
+        tmp_path / "run",
+        data,
+        data={"size": 32},
+        train={"max_steps": 4, "checkpoint_every": 100},
+        loss={"gan_start_step": 1, "lecam_weight": 0.1},
+    )
     config["model"]["quantizer"] = {"kind": "vq", "options": {"codebook_size": 32, "dead_code_threshold": 0.5}}
     cfg = write_config(tmp_path / "c.yaml", config)
     script = tmp_path / "two.py"
     script.write_text(TWO_PROCESS_SCRIPT)
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(cfg), str(tmp_path)],
-        capture_output=True, text=True, env=ENV, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+            str(cfg),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")

@@ -4,12 +4,12 @@ import math
 
 import pytest
 import torch
+from two_process import WORLD_SIZE, run_two_processes
 
 from mmtok.health import CodebookMonitor
 from mmtok.quantize import build_quantizer
 from mmtok.quantize.lfq import factorised_entropy
 from mmtok.quantize.vq import VectorQuantizer, kmeans
-from two_process import WORLD_SIZE, run_two_processes
 
 
 def toy_mixture(n, dim=4, centres=2048, seed=0):

@@ -16,7 +16,9 @@ def write_images(folder: Path, count: int, size: int = 40, seed: int = 0) -> lis
     yy, xx = np.mgrid[0:size, 0:size] / size
     paths = []
     for i in range(count):
-        channels = [np.sin(2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform(0.5, 2) * yy + rng.uniform())) for _ in range(3)]
+        channels = [
+            np.sin(2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform(0.5, 2) * yy + rng.uniform())) for _ in range(3)
+        ]
         image = ((np.stack(channels, -1) + 1) * 127.5).astype(np.uint8)
         path = folder / f"img_{i:03d}.png"
         Image.fromarray(image).save(path)
@@ -28,13 +30,24 @@ def tiny_config(output_dir: Path, data_dir: Path, **sections) -> dict:
     config = {
         "output_dir": str(output_dir),
         "model": {
-            "family": "image", "base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1,
-            "attention": False, "latent_dim": 4,
+            "family": "image",
+            "base_channels": 8,
+            "channel_multipliers": [1, 2],
+            "num_res_blocks": 1,
+            "attention": False,
+            "latent_dim": 4,
             "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
         },
         "data": {"source": str(data_dir), "size": 16},
-        "train": {"max_steps": 4, "batch_size": 2, "log_every": 1, "health_every": 2, "image_every": 2,
-                  "checkpoint_every": 2, "generator": {"lr": 1e-3}},
+        "train": {
+            "max_steps": 4,
+            "batch_size": 2,
+            "log_every": 1,
+            "health_every": 2,
+            "image_every": 2,
+            "checkpoint_every": 2,
+            "generator": {"lr": 1e-3},
+        },
         "loss": {"reconstruction": "l1"},
     }
     for name, values in sections.items():

@@ -49,15 +49,22 @@ class STFTDiscriminator(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         widths = [2, channels, channels, channels, channels]
         self.convs = nn.ModuleList(
-            nn.Conv2d(a, b, (3, 9) if i else (3, 8), stride=(1, 2) if i else (1, 1), dilation=(2**i if i else 1, 1),
-                      padding=(2**i if i else 1, 4 if i else 3))
+            nn.Conv2d(
+                a,
+                b,
+                (3, 9) if i else (3, 8),
+                stride=(1, 2) if i else (1, 1),
+                dilation=(2**i if i else 1, 1),
+                padding=(2**i if i else 1, 4 if i else 3),
+            )
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
         )
         self.out = nn.Conv2d(widths[-1], 1, (3, 3), padding=(1, 1))
 
     def forward(self, x: torch.Tensor):
-        spec = torch.stft(x.float().flatten(0, 1), self.n_fft, hop_length=self.n_fft // 4, window=self.window,
-                          return_complex=True)
+        spec = torch.stft(
+            x.float().flatten(0, 1), self.n_fft, hop_length=self.n_fft // 4, window=self.window, return_complex=True
+        )
         x = torch.view_as_real(spec).permute(0, 3, 2, 1)  # (B, 2, frames, bins)
         features = []
         for conv in self.convs:

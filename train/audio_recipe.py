@@ -42,8 +42,12 @@ class AudioRecipe(Recipe):
     def build_dataset(self) -> Dataset:
         from mmtok.data.audio import AudioDataset
 
-        return AudioDataset(self.data.source, sample_rate=self.model_config.sample_rate,
-                            segment_seconds=self.data.segment_seconds, loudness_db=self.data.loudness_db)
+        return AudioDataset(
+            self.data.source,
+            sample_rate=self.model_config.sample_rate,
+            segment_seconds=self.data.segment_seconds,
+            loudness_db=self.data.loudness_db,
+        )
 
     def build_discriminator(self):
         return AudioDiscriminator(channels=self.terms.discriminator_channels)
@@ -53,8 +57,10 @@ class AudioRecipe(Recipe):
         self.mel.to(x.device)
         self.stft.to(x.device)
         return {
-            f"waveform_{self.loss.reconstruction}": (self.loss.reconstruction_weight,
-                                                     reconstruction_loss(recon, x, self.loss.reconstruction)),
+            f"waveform_{self.loss.reconstruction}": (
+                self.loss.reconstruction_weight,
+                reconstruction_loss(recon, x, self.loss.reconstruction),
+            ),
             "mel": (self.terms.mel_weight, self.mel(recon, x)),
             "stft": (self.terms.stft_weight, self.stft(recon, x)),
         }
@@ -66,13 +72,14 @@ class AudioRecipe(Recipe):
             real = disc(x)
         matching = feature_matching_loss([f for _, f in real], [f for _, f in fake])
         return generator_loss([logits for logits, _ in fake], kind), {
-            "feature_matching": (self.terms.feature_matching_weight, matching)}
+            "feature_matching": (self.terms.feature_matching_weight, matching)
+        }
 
     def discriminator_logits(self, disc, x, fake):
         x = x[..., : fake.shape[-1]]
         outputs = disc(torch.cat([x, fake]))
         real = [logits[: x.shape[0]] for logits, _ in outputs]
-        fake_logits = [logits[x.shape[0]:] for logits, _ in outputs]
+        fake_logits = [logits[x.shape[0] :] for logits, _ in outputs]
         return real, fake_logits
 
     def log_media(self, writer, x, recon, step):

@@ -30,12 +30,17 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     root = checkpoint_dir(output_dir)
     if not root.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / STATE_FILE).is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / STATE_FILE).is_file()
+    ]
     return max(found)[1] if found else None
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict, keep: int,
-                    ema_state: dict | None = None) -> Path:
+def save_checkpoint(
+    accelerator, output_dir: str | Path, step: int, trainer_state: dict, keep: int, ema_state: dict | None = None
+) -> Path:
     """Every process calls this (accelerate saves per-process RNG states). The EMA weights go to
     their own safetensors file, which resume and `mmtok export --ema` read without unpickling."""
     root = checkpoint_dir(output_dir)

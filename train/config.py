@@ -45,8 +45,16 @@ class TrainConfig:
     def __post_init__(self):
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
-        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "health_every", "image_every",
-                     "checkpoint_every", "keep_checkpoints"):
+        for name in (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "log_every",
+            "health_every",
+            "image_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 

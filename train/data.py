@@ -76,10 +76,16 @@ def collate_with_failures(items):
     return batch, failed
 
 
-def build_loader(dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, rank: int,
-                 world_size: int, position: int = 0) -> DataLoader:
+def build_loader(
+    dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, rank: int, world_size: int, position: int = 0
+) -> DataLoader:
     sampler = ResumableSampler(len(dataset), seed=seed, rank=rank, world_size=world_size, position=position)
     return DataLoader(
-        SeededItems(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-        collate_fn=collate_with_failures, persistent_workers=num_workers > 0, drop_last=True,
+        SeededItems(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_with_failures,
+        persistent_workers=num_workers > 0,
+        drop_last=True,
     )

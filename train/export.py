@@ -27,14 +27,18 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, use_ema: bool = Fals
         if not (checkpoint / EMA_FILE).is_file():
             raise FileNotFoundError(f"{checkpoint} holds no EMA weights (train.ema_decay was 0); export without --ema")
         ema = load_file(str(checkpoint / EMA_FILE))
-        state = {k[len(EMA_PREFIX):]: v for k, v in ema.items() if k.startswith(EMA_PREFIX)}
+        state = {k[len(EMA_PREFIX) :]: v for k, v in ema.items() if k.startswith(EMA_PREFIX)}
     else:
         state = load_file(str(checkpoint / MODEL_FILE))
     tokenizer.load_state_dict(state, strict=True)
 
     trainer_state = json.loads((checkpoint / STATE_FILE).read_text())
-    card = {"training_data": config.data.get("source", "?"), "steps": trainer_state["step"],
-            "weights": "EMA" if use_ema else "raw", "eval": _eval_numbers(run_dir)}
+    card = {
+        "training_data": config.data.get("source", "?"),
+        "steps": trainer_state["step"],
+        "weights": "EMA" if use_ema else "raw",
+        "eval": _eval_numbers(run_dir),
+    }
     return tokenizer.save_pretrained(out_dir, card=card)
 
 

@@ -49,7 +49,9 @@ class ImageRecipe(Recipe):
         super().__init__(data, loss, model)
         self._perceptual = None
         if self.terms.perceptual_weight > 0:
-            self._perceptual = build_perceptual_loss(self.terms.perceptual_weights)  # None (and a log line) without weights
+            self._perceptual = build_perceptual_loss(
+                self.terms.perceptual_weights
+            )  # None (and a log line) without weights
 
     def training_source(self) -> Path:
         if self.data.source != SAMPLE_IMAGES:
@@ -66,8 +68,12 @@ class ImageRecipe(Recipe):
         return PatchGANDiscriminator(in_channels=3)
 
     def reconstruction_losses(self, x, recon):
-        losses = {self.loss.reconstruction: (self.loss.reconstruction_weight,
-                                             reconstruction_loss(recon, x, self.loss.reconstruction))}
+        losses = {
+            self.loss.reconstruction: (
+                self.loss.reconstruction_weight,
+                reconstruction_loss(recon, x, self.loss.reconstruction),
+            )
+        }
         if self._perceptual is not None:
             self._perceptual.to(x.device)
             losses["perceptual"] = (self.terms.perceptual_weight, self._perceptual(recon, x))

@@ -9,7 +9,6 @@ multi-scale discriminator); list losses are the mean of the per-scale losses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn as nn
@@ -28,7 +27,7 @@ __all__ = [
 RECONSTRUCTION_KINDS = ("l1", "l2")
 GAN_KINDS = ("hinge", "non_saturating")
 
-Logits = Union[torch.Tensor, Sequence[torch.Tensor]]
+Logits = torch.Tensor | Sequence[torch.Tensor]
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "l1") -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""LPIPS-style perceptual loss on a frozen VGG16 (after Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features").
+"""LPIPS-style perceptual loss on a frozen VGG16 (after Zhang et al. 2018, "The Unreasonable
+Effectiveness of Deep Features").
 
 The distance between two images is computed from VGG16 activations at relu1_2,
 relu2_2, relu3_3, relu4_3 and relu5_3: each activation is scaled to unit length
@@ -82,8 +83,11 @@ class KeyMismatch:
 
     def describe(self, limit: int = 10) -> str:
         parts = []
-        for label, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("wrong shape", self.wrong_shape)):
+        for label, items in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("wrong shape", self.wrong_shape),
+        ):
             if items:
                 shown = ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
                 parts.append(f"{label} keys: {shown}")
@@ -119,8 +123,10 @@ class PerceptualLoss(nn.Module):
     def __init__(self, weights_path: str | os.PathLike | None = None, *, random_init: bool = False) -> None:
         super().__init__()
         if (weights_path is None) == (not random_init):
-            raise ValueError("give exactly one of weights_path or random_init=True "
-                             "(use build_perceptual_loss to turn the loss off without weights)")
+            raise ValueError(
+                "give exactly one of weights_path or random_init=True "
+                "(use build_perceptual_loss to turn the loss off without weights)"
+            )
         self.features = _vgg16_features()
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in VGG16_TAP_CHANNELS)
         # Not persistent: constants, not learned weights, so they stay out of weight files.
@@ -134,7 +140,7 @@ class PerceptualLoss(nn.Module):
         self.eval()
 
     @classmethod
-    def from_random_init(cls, seed: int | None = None) -> "PerceptualLoss":
+    def from_random_init(cls, seed: int | None = None) -> PerceptualLoss:
         """Same architecture with random weights (for tests); ``seed`` makes them reproducible."""
         if seed is None:
             return cls(random_init=True)
@@ -150,7 +156,7 @@ class PerceptualLoss(nn.Module):
         for lin in self.lins:
             nn.init.uniform_(lin.weight, 0.0, 1.0)  # the channel weights must be non-negative
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         # Frozen: a parent's .train() must not switch this network out of eval mode.
         return super().train(False)
 

@@ -14,8 +14,8 @@ QUICKSTART_CONFIG = files("mmtok.configs").joinpath("quickstart.yaml")
 
 def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, extra: list[str] = ()) -> dict:
     from mmtok.eval.reconstruct import evaluate_image_tokenizer
-    from mmtok.train.image_recipe import sample_image_split
     from mmtok.train.export import export_run
+    from mmtok.train.image_recipe import sample_image_split
     from mmtok.train.trainer import Trainer
 
     overrides = [f"output_dir={out}", f"data.cache_dir={Path(out) / 'sample-images'}", *extra]
@@ -40,10 +40,16 @@ def print_report(report: dict) -> None:
     print(f"\nmmtok quickstart: {report['steps']} steps, tokenizer saved to {report['tokenizer_dir']}")
     print(f"{'held-out image':<22} {'size':>9} {'bpp':>6} {'PSNR dB':>8} {'SSIM':>6}")
     for row in report["images"]:
-        print(f"{row['name']:<22} {row['height']:>4}x{row['width']:<4} {row['bpp']:>6.3f} {row['psnr']:>8.2f} {row['ssim']:>6.3f}")
+        print(
+            f"{row['name']:<22} {row['height']:>4}x{row['width']:<4} {row['bpp']:>6.3f} "
+            f"{row['psnr']:>8.2f} {row['ssim']:>6.3f}"
+        )
     mean = report["mean"]
     print(f"{'mean':<22} {'':>9} {mean['bpp']:>6.3f} {mean['psnr']:>8.2f} {mean['ssim']:>6.3f}")
     for label, key in (("last training window", "training_codebooks"), ("held-out images", "codebooks")):
         for index, stats in enumerate(report[key]):
-            print(f"codebook {index} ({label}, {stats['total']} tokens): utilization {stats['utilization']:.3f}, "
-                  f"perplexity {stats['perplexity']:.1f}, dead codes {stats['dead_codes']}, top share {stats['top_share']:.3f}")
+            print(
+                f"codebook {index} ({label}, {stats['total']} tokens): utilization {stats['utilization']:.3f}, "
+                f"perplexity {stats['perplexity']:.1f}, dead codes {stats['dead_codes']}, "
+                f"top share {stats['top_share']:.3f}"
+            )

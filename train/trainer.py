@@ -102,7 +102,9 @@ class Trainer:
             self.disc, self.opt_d = self.accelerator.prepare(disc, opt_d)
             if loss.lecam_weight > 0:
                 self.lecam = LeCamRegularizer().to(self.accelerator.device)
-        self.ema = WeightEMA(self.unwrapped, train.ema_decay).to(self.accelerator.device) if train.ema_decay > 0 else None
+        self.ema = (
+            WeightEMA(self.unwrapped, train.ema_decay).to(self.accelerator.device) if train.ema_decay > 0 else None
+        )
         # Schedulers are registered, not prepared: a prepared scheduler steps once per process.
         # The EMA is saved as safetensors by save_checkpoint instead.
         for extra in (self.sched_g, self.sched_d, self.lecam):
@@ -135,12 +137,19 @@ class Trainer:
         # What torch.distributed reports (end_training tears the group down, so keep it for callers).
         self.world_size_seen = distributed.world_size()
         per_step = train.batch_size * train.grad_accum
-        loader = build_loader(self.dataset, batch_size=train.batch_size, num_workers=train.num_workers,
-                              seed=train.seed, rank=acc.process_index, world_size=acc.num_processes,
-                              position=self.step * per_step)
+        loader = build_loader(
+            self.dataset,
+            batch_size=train.batch_size,
+            num_workers=train.num_workers,
+            seed=train.seed,
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+            position=self.step * per_step,
+        )
         batches = iter(loader)
-        progress = tqdm(total=train.max_steps, initial=self.step, disable=not acc.is_main_process,
-                        desc="train", dynamic_ncols=True)
+        progress = tqdm(
+            total=train.max_steps, initial=self.step, disable=not acc.is_main_process, desc="train", dynamic_ncols=True
+        )
         last = {}
         while self.step < train.max_steps:
             started = time.perf_counter()
@@ -175,8 +184,11 @@ class Trainer:
                 if gan_active:
                     with frozen(acc.unwrap_model(self.disc)) as disc:
                         g_loss, extra = self.recipe.generator_adversarial(disc, x, recon, loss_cfg.gan_loss)
-                    weight = (adaptive_gan_weight(reconstruction, g_loss, self.unwrapped.last_layer_weight())
-                              if loss_cfg.adaptive_gan_weight else torch.ones((), device=x.device))
+                    weight = (
+                        adaptive_gan_weight(reconstruction, g_loss, self.unwrapped.last_layer_weight())
+                        if loss_cfg.adaptive_gan_weight
+                        else torch.ones((), device=x.device)
+                    )
                     total = total + loss_cfg.gan_weight * weight * g_loss
                     total = total + sum(w * value for w, value in extra.values())
                     logged.update({"loss/generator": g_loss, "loss/adaptive_weight": weight})
@@ -271,13 +283,23 @@ class Trainer:
         self.recipe.log_media(writer, x, recon, self.step)
 
     def trainer_state(self) -> dict:
-        return {"step": self.step, "nan_skips": self.nan_skips, "failed_sources": sorted(self.failed_sources),
-                "samples_per_process": self.step * self.config.train.batch_size * self.config.train.grad_accum}
+        return {
+            "step": self.step,
+            "nan_skips": self.nan_skips,
+            "failed_sources": sorted(self.failed_sources),
+            "samples_per_process": self.step * self.config.train.batch_size * self.config.train.grad_accum,
+        }
 
     def save(self) -> Path:
         ema_state = self.ema.state_dict() if self.ema is not None else None
-        return save_checkpoint(self.accelerator, self.output_dir, self.step, self.trainer_state(),
-                               self.config.train.keep_checkpoints, ema_state)
+        return save_checkpoint(
+            self.accelerator,
+            self.output_dir,
+            self.step,
+            self.trainer_state(),
+            self.config.train.keep_checkpoints,
+            ema_state,
+        )
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.output_dir)

@@ -30,7 +30,12 @@ from mmtok.data.decoded import DecodedSourceDataset
 from mmtok.data.sources import AUDIO_EXTENSIONS
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "AudioDecodeError", "load_audio", "audio_to_tensor", "normalize_loudness", "AudioDataset",
+    "AUDIO_EXTENSIONS",
+    "AudioDecodeError",
+    "load_audio",
+    "audio_to_tensor",
+    "normalize_loudness",
+    "AudioDataset",
 ]
 
 
@@ -137,15 +142,17 @@ def audio_to_tensor(media, *, sample_rate: int, channels: int = 1) -> torch.Tens
     ``media`` is a path or encoded bytes (or a list of them: decoded, resampled to
     ``sample_rate``, and they must then have one length), or a float array/tensor already at
     ``sample_rate``: ``(samples,)`` and ``(channels, samples)`` are one clip, ``(batch, channels,
-    samples)`` a batch, a list of arrays one clip each. Mono input is copied to every channel and several channels are averaged
-    to mono; other channel counts are an error.
+    samples)`` a batch, a list of arrays one clip each. Mono input is copied to every channel and
+    several channels are averaged to mono; other channel counts are an error.
     """
     encoded = (str, Path, bytes, bytearray, memoryview)
     if isinstance(media, encoded):
         media = [media]
     if isinstance(media, (list, tuple)) and all(isinstance(m, encoded) for m in media):
-        waves = [_match_channels(load_audio(m, sample_rate=sample_rate, mono=False)[0], channels, f"clip {i}")
-                 for i, m in enumerate(media)]
+        waves = [
+            _match_channels(load_audio(m, sample_rate=sample_rate, mono=False)[0], channels, f"clip {i}")
+            for i, m in enumerate(media)
+        ]
         if len({w.shape[-1] for w in waves}) != 1:
             raise ValueError(f"clips in one batch must have one length, got {[w.shape[-1] for w in waves]} samples")
         return torch.stack(waves)

@@ -82,6 +82,8 @@ class DecodedSourceDataset(Dataset):
             else:
                 dropped.append(self._reader.describe(entry))
         if not good:
-            raise ValueError(f"no decodable {self.modality} in {self.source}: all {len(self._indices)} files failed to decode")
+            raise ValueError(
+                f"no decodable {self.modality} in {self.source}: all {len(self._indices)} files failed to decode"
+            )
         self._indices = good
         return dropped

@@ -32,12 +32,14 @@ def center_crop_to_multiple(image: np.ndarray, size: int | None, multiple: int) 
 
 
 def images_to_tensor(media, *, multiple: int = 1, size: int | None = None) -> torch.Tensor:
-    """A path or encoded bytes (or a list of them), a PIL image, uint8 (H, W, 3) / (B, H, W, 3) arrays, or a float tensor
-    (B, 3, H, W) in [-1, 1] (returned as is) -> float (B, 3, H, W) in [-1, 1]. Arrays are centre-cropped
+    """A path or encoded bytes (or a list of them), a PIL image, uint8 (H, W, 3) / (B, H, W, 3) arrays, or a
+    float tensor (B, 3, H, W) in [-1, 1] (returned as is) -> float (B, 3, H, W) in [-1, 1]. Arrays are centre-cropped
     to a multiple of `multiple` (at most `size` per side)."""
     if torch.is_tensor(media):
         if not media.is_floating_point() or media.ndim != 4:
-            raise ValueError(f"image tensors must be float (B, 3, H, W) in [-1, 1], got {media.dtype} {tuple(media.shape)}")
+            raise ValueError(
+                f"image tensors must be float (B, 3, H, W) in [-1, 1], got {media.dtype} {tuple(media.shape)}"
+            )
         return media
     if isinstance(media, (str, Path, bytes, bytearray)):
         media = [media]

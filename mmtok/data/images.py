@@ -30,7 +30,6 @@ from mmtok.data.sources import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS
 __all__ = ["IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "ImageDataset"]
 
 
-
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I", "I;16", "I;16B", "I;16L"):
         # 16-bit grayscale: convert("RGB") would clip to 255 instead of rescaling.

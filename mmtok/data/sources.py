@@ -19,13 +19,21 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", "
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")  # what mmtok.data.audio decodes
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".npy")
-MEDIA_EXTENSIONS = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS, "video": VIDEO_EXTENSIONS,
-                    "eeg": EEG_EXTENSIONS}
+MEDIA_EXTENSIONS = {
+    "image": IMAGE_EXTENSIONS,
+    "audio": AUDIO_EXTENSIONS,
+    "video": VIDEO_EXTENSIONS,
+    "eeg": EEG_EXTENSIONS,
+}
 # Tried in order when no column is given; "image"/"audio" are the Hugging Face conventions, the
 # others come from webdataset shards converted to parquet.
 PARQUET_IMAGE_COLUMNS = ("image", "jpg", "png", "jpeg", "webp")
-PARQUET_MEDIA_COLUMNS = {"image": PARQUET_IMAGE_COLUMNS, "audio": ("audio", "wav", "flac", "mp3"),
-                         "video": ("video", "mp4", "webm"), "eeg": ("eeg", "signal")}
+PARQUET_MEDIA_COLUMNS = {
+    "image": PARQUET_IMAGE_COLUMNS,
+    "audio": ("audio", "wav", "flac", "mp3"),
+    "video": ("video", "mp4", "webm"),
+    "eeg": ("eeg", "signal"),
+}
 
 
 def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
@@ -72,7 +80,9 @@ class TarSource:
         self.path, self.prefix = path, prefix
         try:
             with tarfile.open(path, mode="r:") as tar:
-                members = [(m.name, m.offset_data, m.size) for m in tar if m.isreg() and _has_extension(m.name, extensions)]
+                members = [
+                    (m.name, m.offset_data, m.size) for m in tar if m.isreg() and _has_extension(m.name, extensions)
+                ]
         except tarfile.ReadError as err:
             raise ValueError(f"{path} is not an uncompressed tar archive (webdataset shard): {err}") from err
         self.members = sorted(members)
@@ -105,8 +115,15 @@ class ParquetSource:
     keeps the last one, for sequential passes over files larger than memory.
     """
 
-    def __init__(self, path: Path, column: str | None, *, candidates: tuple[str, ...] = PARQUET_IMAGE_COLUMNS,
-                 in_memory: bool = True, prefix: str = ""):
+    def __init__(
+        self,
+        path: Path,
+        column: str | None,
+        *,
+        candidates: tuple[str, ...] = PARQUET_IMAGE_COLUMNS,
+        in_memory: bool = True,
+        prefix: str = "",
+    ):
         import pyarrow.parquet as pq
 
         self.path, self.prefix = path, prefix
@@ -234,5 +251,7 @@ def _open_one(path: Path, root: Path, extensions, modality: str, column: str | N
     if path.suffix.lower() == ".tar":
         return TarSource(path, extensions, prefix)
     if path.suffix.lower() == ".parquet":
-        return ParquetSource(path, column, candidates=PARQUET_MEDIA_COLUMNS[modality], in_memory=in_memory, prefix=prefix)
+        return ParquetSource(
+            path, column, candidates=PARQUET_MEDIA_COLUMNS[modality], in_memory=in_memory, prefix=prefix
+        )
     raise ValueError(f"unsupported media source {path}: expected a folder, a .tar or a .parquet file")

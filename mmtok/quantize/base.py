@@ -67,7 +67,9 @@ class Quantizer(nn.Module):
     def _apply_flat(self, z: torch.Tensor, quantize_flat) -> QuantizerOutput:
         """Validates z, runs `quantize_flat` on its (N, dim) view and restores the leading shape."""
         if not torch.is_tensor(z) or not z.is_floating_point():
-            raise TypeError(f"{type(self).__name__} expects a floating-point tensor, got {getattr(z, 'dtype', type(z))}")
+            raise TypeError(
+                f"{type(self).__name__} expects a floating-point tensor, got {getattr(z, 'dtype', type(z))}"
+            )
         if z.ndim < 1 or z.shape[-1] != self.dim:
             raise ValueError(
                 f"{type(self).__name__} expects channel-last input (..., {self.dim}), got shape {tuple(z.shape)}"
@@ -103,4 +105,7 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, dim={self.dim}, num_codebooks={self.num_codebooks}, codebook_size={self.codebook_size}"
+        return (
+            f"kind={self.kind!r}, dim={self.dim}, num_codebooks={self.num_codebooks}, "
+            f"codebook_size={self.codebook_size}"
+        )

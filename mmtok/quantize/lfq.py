@@ -70,16 +70,14 @@ class BinaryQuantizer(Quantizer):
     def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
         z = self.project_in(x).float()
         if self.spherical:
-            z = F.normalize(z, dim=-1) 
+            z = F.normalize(z, dim=-1)
         positive = z > 0
         codes = self._bits_to_codes(positive)
         ids = (positive.long() * self.bit_weights).sum(dim=-1, keepdim=True)
         if not self.training:
             return QuantizerOutput(self.project_out(codes).to(x.dtype), ids, zero_loss(x), {})
 
-        per_sample, codebook = factorised_entropy(
-            z * (4.0 * self.inv_temperature * self.code_scale), self.group_sizes
-        )
+        per_sample, codebook = factorised_entropy(z * (4.0 * self.inv_temperature * self.code_scale), self.group_sizes)
         commitment = F.mse_loss(z, codes)
         entropy_loss = per_sample - self.diversity_gamma * codebook
         loss = self.entropy_weight * entropy_loss + self.commitment_weight * commitment

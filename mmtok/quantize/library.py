@@ -100,8 +100,12 @@ class ResidualFSQQuantizer(_LibraryResidual):
     def __init__(self, dim: int, levels=(8, 5, 5, 5), num_codebooks: int = 4, quantizer_dropout: float = 0.0):
         levels = check_fsq_levels(levels)
         if math.prod(levels) > LIBRARY_FSQ_MAX_CODES:
-            raise ValueError(f"rfsq supports up to {LIBRARY_FSQ_MAX_CODES} codes per layer, levels {levels} give {math.prod(levels)}")
-        layer = ResidualFSQ(levels=levels, num_quantizers=num_codebooks, dim=dim, quantize_dropout=quantizer_dropout > 0)
+            raise ValueError(
+                f"rfsq supports up to {LIBRARY_FSQ_MAX_CODES} codes per layer, levels {levels} give {math.prod(levels)}"
+            )
+        layer = ResidualFSQ(
+            levels=levels, num_quantizers=num_codebooks, dim=dim, quantize_dropout=quantizer_dropout > 0
+        )
         super().__init__(layer, dim, num_codebooks, math.prod(levels))
         self.levels = levels
 
@@ -146,8 +150,9 @@ class ResidualSimVQQuantizer(_LibraryResidual):
     kind = "rsimvq"
 
     def __init__(self, dim: int, codebook_size: int = 1024, num_codebooks: int = 4, quantizer_dropout: float = 0.0):
-        layer = ResidualSimVQ(dim=dim, num_quantizers=num_codebooks, codebook_size=codebook_size,
-                              quantize_dropout=quantizer_dropout > 0)
+        layer = ResidualSimVQ(
+            dim=dim, num_quantizers=num_codebooks, codebook_size=codebook_size, quantize_dropout=quantizer_dropout > 0
+        )
         super().__init__(layer, dim, num_codebooks, codebook_size)
 
 
@@ -156,10 +161,22 @@ class ReferenceVectorQuantizer(_LibrarySingleCodebook):
 
     kind = "vq-reference"
 
-    def __init__(self, dim: int, codebook_size: int = 1024, decay: float = 0.99,
-                 commitment_weight: float = 0.25, kmeans_init: bool = False):
-        layer = VectorQuantize(dim=dim, codebook_size=codebook_size, decay=decay, commitment_weight=commitment_weight,
-                               kmeans_init=kmeans_init, sync_codebook=distributed.is_distributed())
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int = 1024,
+        decay: float = 0.99,
+        commitment_weight: float = 0.25,
+        kmeans_init: bool = False,
+    ):
+        layer = VectorQuantize(
+            dim=dim,
+            codebook_size=codebook_size,
+            decay=decay,
+            commitment_weight=commitment_weight,
+            kmeans_init=kmeans_init,
+            sync_codebook=distributed.is_distributed(),
+        )
         super().__init__(layer, dim, codebook_size)
 
     def _codes(self, ids: torch.Tensor) -> torch.Tensor:

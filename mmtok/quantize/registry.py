@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from mmtok.quantize.base import Quantizer
 from mmtok.quantize.lfq import BinaryQuantizer
@@ -45,15 +45,40 @@ def _build_bsq(dim: int, codebook_size: int = 2**14, **options):
 
 
 KINDS: dict[str, KindInfo] = {
-    "vq": KindInfo(_build_vq, "codebook_size", "nearest-code VQ (EMA or learned, k-means init, revival, l2/cosine)", "mmtok"),
-    "rvq": KindInfo(_build_rvq, "codebook_size per codebook x num_codebooks", "residual stack of mmtok VQ codebooks", "mmtok"),
+    "vq": KindInfo(
+        _build_vq, "codebook_size", "nearest-code VQ (EMA or learned, k-means init, revival, l2/cosine)", "mmtok"
+    ),
+    "rvq": KindInfo(
+        _build_rvq, "codebook_size per codebook x num_codebooks", "residual stack of mmtok VQ codebooks", "mmtok"
+    ),
     "fsq": KindInfo(FiniteScalarQuantizer, "prod(levels)", "finite scalar quantization", "vector-quantize-pytorch"),
-    "rfsq": KindInfo(ResidualFSQQuantizer, "prod(levels) per codebook x num_codebooks", "residual FSQ", "vector-quantize-pytorch"),
-    "lfq": KindInfo(_build_lfq, "2^bits (codebook_size, a power of two)", "lookup-free quantization, factorised entropy", "mmtok"),
-    "bsq": KindInfo(_build_bsq, "2^bits (codebook_size, a power of two)", "binary spherical quantization, factorised entropy", "mmtok"),
-    "simvq": KindInfo(SimVQQuantizer, "codebook_size", "frozen codebook with a learned linear map", "vector-quantize-pytorch"),
-    "rsimvq": KindInfo(ResidualSimVQQuantizer, "codebook_size per codebook x num_codebooks", "residual SimVQ", "vector-quantize-pytorch"),
-    "vq-reference": KindInfo(ReferenceVectorQuantizer, "codebook_size", "the library's VectorQuantize, for comparisons", "vector-quantize-pytorch"),
+    "rfsq": KindInfo(
+        ResidualFSQQuantizer, "prod(levels) per codebook x num_codebooks", "residual FSQ", "vector-quantize-pytorch"
+    ),
+    "lfq": KindInfo(
+        _build_lfq, "2^bits (codebook_size, a power of two)", "lookup-free quantization, factorised entropy", "mmtok"
+    ),
+    "bsq": KindInfo(
+        _build_bsq,
+        "2^bits (codebook_size, a power of two)",
+        "binary spherical quantization, factorised entropy",
+        "mmtok",
+    ),
+    "simvq": KindInfo(
+        SimVQQuantizer, "codebook_size", "frozen codebook with a learned linear map", "vector-quantize-pytorch"
+    ),
+    "rsimvq": KindInfo(
+        ResidualSimVQQuantizer,
+        "codebook_size per codebook x num_codebooks",
+        "residual SimVQ",
+        "vector-quantize-pytorch",
+    ),
+    "vq-reference": KindInfo(
+        ReferenceVectorQuantizer,
+        "codebook_size",
+        "the library's VectorQuantize, for comparisons",
+        "vector-quantize-pytorch",
+    ),
 }
 
 
@@ -82,7 +107,11 @@ def _check_arguments(kind: str, build: Callable, cfg: dict) -> None:
         # The rvq/vq builders forward the rest to VectorQuantizer; lfq/bsq to BinaryQuantizer.
         target = BinaryQuantizer if kind in ("lfq", "bsq") else VectorQuantizer
         params = {**params, **inspect.signature(target).parameters}
-    allowed = {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"self", "dim", "spherical"}
+    allowed = {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD} - {
+        "self",
+        "dim",
+        "spherical",
+    }
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise ValueError(f"unknown argument(s) {unknown} for quantizer kind {kind!r}; allowed: {sorted(allowed)}")

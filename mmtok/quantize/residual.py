@@ -124,6 +124,8 @@ class GroupedQuantizer(Quantizer):
 
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.shape[1] % len(self.groups):
-            raise ValueError(f"grouped ids must cover whole depths ({len(self.groups)} groups), got {ids.shape[1]} columns")
+            raise ValueError(
+                f"grouped ids must cover whole depths ({len(self.groups)} groups), got {ids.shape[1]} columns"
+            )
         per_group = ids.unflatten(1, (-1, len(self.groups)))
         return torch.cat([g._decode(per_group[:, :, i]) for i, g in enumerate(self.groups)], dim=-1)

@@ -56,7 +56,9 @@ def _check_inputs(x: torch.Tensor, codebook: torch.Tensor, metric: str, backend:
     if backend not in ("auto", "triton", "torch"):
         raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'triton' or 'torch'")
     if x.ndim != 2 or codebook.ndim != 2:
-        raise ValueError(f"nearest_code expects x (N, D) and codebook (K, D), got {tuple(x.shape)} and {tuple(codebook.shape)}")
+        raise ValueError(
+            f"nearest_code expects x (N, D) and codebook (K, D), got {tuple(x.shape)} and {tuple(codebook.shape)}"
+        )
     if x.shape[1] != codebook.shape[1]:
         raise ValueError(f"x has dim {x.shape[1]} but the codebook has dim {codebook.shape[1]}")
     if codebook.shape[0] == 0:
@@ -81,7 +83,9 @@ def _tiled_torch_search(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.
         best_id = torch.zeros(rows.shape[0], dtype=torch.long, device=x.device)
         for start in range(0, k, tile_codes):
             # |c|^2 - 2 x.c: the |x|^2 term does not change the argmin and is added once at the end.
-            tile = torch.addmm(code_sq[start : start + tile_codes], rows, codebook[start : start + tile_codes].T, alpha=-2.0)
+            tile = torch.addmm(
+                code_sq[start : start + tile_codes], rows, codebook[start : start + tile_codes].T, alpha=-2.0
+            )
             tile_min, tile_arg = tile.min(dim=1)
             better = tile_min < best
             best = torch.where(better, tile_min, best)

@@ -220,9 +220,7 @@ def _validate(x: torch.Tensor, codebook: torch.Tensor, codebook_sq_norms: torch.
     if codebook.dim() != 2:
         raise ValueError(f"codebook must be 2-D (K, D); got shape {tuple(codebook.shape)}")
     if x.shape[1] != codebook.shape[1]:
-        raise ValueError(
-            f"feature dims differ: x has D={x.shape[1]}, codebook has D={codebook.shape[1]}"
-        )
+        raise ValueError(f"feature dims differ: x has D={x.shape[1]}, codebook has D={codebook.shape[1]}")
     if x.numel() == 0:
         raise ValueError(f"x must be non-empty; got shape {tuple(x.shape)}")
     if codebook.numel() == 0:
@@ -237,13 +235,10 @@ def _validate(x: torch.Tensor, codebook: torch.Tensor, codebook_sq_norms: torch.
             raise ValueError("codebook_sq_norms must be a torch.Tensor or None")
         if codebook_sq_norms.shape != (codebook.shape[0],):
             raise ValueError(
-                f"codebook_sq_norms must have shape ({codebook.shape[0]},); "
-                f"got {tuple(codebook_sq_norms.shape)}"
+                f"codebook_sq_norms must have shape ({codebook.shape[0]},); got {tuple(codebook_sq_norms.shape)}"
             )
         if codebook_sq_norms.device != codebook.device:
-            raise ValueError(
-                f"codebook_sq_norms is on {codebook_sq_norms.device} but codebook is on {codebook.device}"
-            )
+            raise ValueError(f"codebook_sq_norms is on {codebook_sq_norms.device} but codebook is on {codebook.device}")
 
 
 def _launch(
@@ -298,9 +293,7 @@ def _prepare(
         )
     _validate(x, codebook, codebook_sq_norms)
     if x.device.type == "cpu" and not _interpret_mode():
-        raise RuntimeError(
-            "triton_nearest_code needs GPU tensors (CPU tensors only work with TRITON_INTERPRET=1)"
-        )
+        raise RuntimeError("triton_nearest_code needs GPU tensors (CPU tensors only work with TRITON_INTERPRET=1)")
     # Unit stride along D gives coalesced, vectorisable loads.
     x = x if x.stride(1) == 1 else x.contiguous()
     codebook = codebook if codebook.stride(1) == 1 else codebook.contiguous()

@@ -195,9 +195,5 @@ def _rotate_to(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     z_unit = (z / z_norm).detach()
     c_unit = (codes / c_norm).detach()
     mirror = F.normalize(z_unit + c_unit, dim=-1, eps=eps).detach()
-    rotated = (
-        z
-        - 2 * (z * mirror).sum(-1, keepdim=True) * mirror
-        + 2 * (z * z_unit).sum(-1, keepdim=True) * c_unit
-    )
+    rotated = z - 2 * (z * mirror).sum(-1, keepdim=True) * mirror + 2 * (z * z_unit).sum(-1, keepdim=True) * c_unit
     return rotated * (c_norm / z_norm).detach()
