@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from opus import opus_roundtrip
 
-from mmtok.data.audio import load_audio
+from mmtok.data.audio_io import load_audio
 from mmtok.data.sources import AUDIO_EXTENSIONS
 from mmtok.eval.audio import bitrate_kbps, mel_distance, pesq_wb, real_time_factor, si_sdr, stoi
 from mmtok.train.config import load_run_config

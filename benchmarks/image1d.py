@@ -49,7 +49,7 @@ def main() -> None:
 
     trainer_1d, tok_1d = train(IMAGE1D_CONFIG, [f"output_dir={out / 'image1d'}", *shared, *args.overrides])
     config_1d = trainer_1d.config
-    size, steps, batch = config_1d.data["size"], config_1d.train.max_steps, config_1d.train.batch_size
+    size, steps, batch = trainer_1d.recipe.data.size, config_1d.train.max_steps, config_1d.train.batch_size
     print(f"\n1-D tokenizer: {steps} steps, batch {batch}, {size}x{size} crops; training the 2-D one alike")
     _, tok_2d = train(
         QUICKSTART_CONFIG,

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from mmtok.data import write_sample_images
-from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
+from mmtok.data.image_io import center_crop_to_multiple, pixels_to_tensor
 from mmtok.eval.image import psnr, ssim
 from mmtok.eval.reconstruct import evaluate_image_tokenizer
 from mmtok.train.config import load_run_config
@@ -58,7 +58,7 @@ def encode_with(codec: str, image: np.ndarray, quality: int) -> tuple[np.ndarray
 
 
 def quality_measures(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
-    x, y = images_to_tensor(original), images_to_tensor(decoded)
+    x, y = pixels_to_tensor(original), pixels_to_tensor(decoded)
     return float(psnr(y, x)[0]), float(ssim(y, x)[0])
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mmtok.data.audio import load_audio
+from mmtok.data.audio_io import load_audio
 from mmtok.data.sources import AUDIO_EXTENSIONS, FolderSource
 from mmtok.eval.audio import mel_distance, pesq_wb, si_sdr, stoi
 

@@ -4,7 +4,7 @@
     python benchmarks/tokenize_shards.py                    # ~200 generated PNGs, a random tokenizer
     python benchmarks/tokenize_shards.py --images 400 --json tokenize.json
 
-1. overhead: `frozen.model.encode` alone on pre-decoded batches (the batches the job makes: same
+1. overhead: `frozen.encode_tensor` alone on pre-decoded batches (the batches the job makes: same
    order, same sizes) vs the whole job on the same files, in this process: listing, decoding in
    DataLoader workers, encoding, parquet writing, manifest, model loading included.
    On CPU both encode with --threads threads and the job gets --workers decoding workers on
@@ -37,7 +37,7 @@ from PIL import Image
 
 from mmtok import load_tokenizer
 from mmtok.models import build_tokenizer
-from mmtok.shards import flatten_ids, read_manifest, shard_files
+from mmtok.shards import read_manifest, shard_files
 from mmtok.tokenize import tokenize
 
 # Sizes per device: the model must be big enough that encoding, not Python, is the work measured.
@@ -75,18 +75,16 @@ def bare_encode_seconds(tok_dir: Path, paths: list[Path], batch: int, shard: int
     batches = []
     for start in range(0, len(paths), shard):
         items = paths[start : start + shard]
-        batches += [
-            frozen.model.media_to_tensor([str(p) for p in items[i : i + batch]]) for i in range(0, len(items), batch)
-        ]
+        batches += [frozen.media_to_tensor([str(p) for p in items[i : i + batch]]) for i in range(0, len(items), batch)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
     with torch.inference_mode(), autocast:
-        frozen.model.encode(batches[0].to(device))  # warm-up: allocator, kernels
+        frozen.encode_tensor(batches[0].to(device))  # warm-up: allocator, kernels
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for x in batches:
-            ids = frozen.model.encode(x.to(device, non_blocking=True)).cpu()
-            [flatten_ids(example, frozen.vocab) for example in ids]  # the job also needs the ids on the host
+            ids = frozen.encode_tensor(x.to(device, non_blocking=True)).cpu()
+            [frozen.vocab.flatten_ids(example) for example in ids]  # the job also needs the ids on the host
     return time.perf_counter() - start
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mmtok.vocab import VocabLayout, extend_tokenizer, init_media_embeddings, interleave
+from mmtok.llm_vocab import extend_tokenizer, init_media_embeddings, interleave
+from mmtok.vocab import VocabLayout
 
 
 def local_text() -> list[str]:

@@ -13,22 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
-from mmtok.data.images import _upscale_to
 from mmtok.eval.image import psnr, ssim
 from mmtok.health import CodebookMonitor
 from mmtok.models.image1d import powers_of_two_up_to
 from mmtok.quantize.base import bits_per_position
-
-
-def square_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> (size, size, 3): upscaled as the training data is when a side is short,
-    then centre-cropped."""
-    if min(image.shape[:2]) < size:
-        image = np.array(_upscale_to(Image.fromarray(image), size))  # a writable copy, for torch
-    return center_crop_to_multiple(image, size, size)
 
 
 @torch.no_grad()
@@ -58,7 +47,7 @@ def sweep_num_tokens(
         raise ValueError(f"every k must be in [1, {K}], got {ks}")
     size = tokenizer.config.image_size
     device = next(tokenizer.parameters()).device
-    x = torch.cat([images_to_tensor(square_crop(image, size)) for _, image in images]).to(device)
+    x = tokenizer.input_spec().prepare([image for _, image in images]).tensor.to(device)  # the one input path
 
     per_k = {k: {"psnr": [], "ssim": []} for k in ks}
     for batch in x.split(batch_size):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from mmtok.data.image_io import center_crop_to_multiple, images_to_tensor
 from mmtok.eval.image import bits_per_pixel, ms_ssim, ms_ssim_supported, psnr, ssim
 from mmtok.health import CodebookMonitor
 
@@ -16,11 +17,12 @@ def evaluate_image_tokenizer(tokenizer, images: list[tuple[str, np.ndarray]], *,
     codebook health over all the images' tokens."""
     tokenizer.eval()
     device = next(tokenizer.parameters()).device
-    factor = tokenizer.config.downsampling_factor
+    # The tokenizer's own input path, with centred crops of at most `size` px per side.
+    spec = dataclasses.replace(tokenizer.input_spec(), crop_size=size)
     monitor = CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks)
     rows = []
     for name, image in images:
-        x = images_to_tensor(center_crop_to_multiple(image, size, factor)).to(device)
+        x = spec.prepare(image).tensor.to(device)
         ids = tokenizer.encode(x)
         monitor.update(ids)
         recon = tokenizer.decode(ids).clamp(-1, 1)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+from mmtok.artifact import load_tokenizer
 from mmtok.quantize.base import bits_per_position
-from mmtok.tokenizer import load_tokenizer
 
 
 def describe_artifact(path) -> str:
     frozen = load_tokenizer(path)
-    config, vocab, model = frozen.config, frozen.vocab, frozen.model
+    config, vocab = frozen.config, frozen.vocab
     bits = bits_per_position(vocab.num_codebooks, vocab.codebook_sizes)
     lines = [
         f"mmtok {config['family']} tokenizer ({config['modality']}), mmtok {config['mmtok_version']}",
@@ -29,11 +29,11 @@ def describe_artifact(path) -> str:
         f"  flatten: {vocab.flatten}, row markers: {vocab.row_markers}, token shape: {vocab.token_shape}",
         f"  special tokens: {vocab.special_tokens}",
     ]
-    examples = model.rate_examples()
+    examples = frozen.rate_examples()
     if examples:
         lines += ["", f"{'input':<12} {'token shape':<14} {'ids':>8} {'LLM ids':>8} {'bits':>10} {'rate':>14}"]
         for label, shape, amount, unit in examples:
-            token_shape = model.token_shape_for(shape)
+            token_shape = frozen.token_shape_for(shape)
             positions = math.prod(token_shape)
             ids = positions * vocab.num_codebooks
             llm_ids = ids + len(vocab.special_tokens) + (token_shape[0] if vocab.row_markers else 0)

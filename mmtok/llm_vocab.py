@@ -1,7 +1,5 @@
-"""Plugging media ids into a Hugging Face text tokenizer and a causal LM's embedding table.
-
-Exposed as mmtok.vocab.extend_tokenizer / interleave / init_media_embeddings.
-"""
+"""Plugging media ids into a Hugging Face text tokenizer and a causal LM's embedding table
+(the layouts themselves are mmtok.vocab's)."""
 
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ def extend_tokenizer(text_tokenizer: Any, *frozen_tokenizers: Any, **layout_opti
     `layout_options` (codebook_offsets, flatten, row_markers) override each tokenizer's defaults."""
     from tokenizers import AddedToken
 
-    layouts = [t.model.vocab_layout(**layout_options) if layout_options else t.vocab for t in frozen_tokenizers]
+    layouts = [t.vocab_layout(**layout_options) for t in frozen_tokenizers]
     if len({layout.modality for layout in layouts}) != len(layouts):
         raise ValueError("two tokenizers of the same modality would share special token names")
     placed = stack_layouts(layouts, start=len(text_tokenizer))
@@ -84,7 +82,7 @@ def init_media_embeddings(
         noise = torch.randn(layout.size, embeddings.shape[1], generator=generator) * 0.02 * std
         rows = mean + noise
         if method == "codebook":
-            codes = code_vectors(frozen_tokenizers[index].model.quantizer, layout)
+            codes = code_vectors(frozen_tokenizers[index].quantizer, layout)
             rows[len(layout.special_tokens) :] = fit_to_embedding_space(codes, text)
         embeddings[layout.base_offset : layout.end_offset] = rows.to(embeddings.dtype)
 

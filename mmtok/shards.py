@@ -1,8 +1,10 @@
-"""Token shards on disk, and a torch dataset that reads them back for LLM training.
+"""The token shard format: its writer, and a torch dataset that reads it back for LLM training.
 
-`mmtok tokenize` (mmtok.tokenize) writes into its output directory:
+`mmtok tokenize` (mmtok.tokenize) writes into its output directory, through `ShardWriter` and
+`write_atomic`:
 
-    shard-000000.parquet, ...   one row per sample: key, ids, token_shape, source, index, media metadata
+    shard-000000.parquet, ...   one row per sample: key, ids, token_shape, source, index, and the
+                                media's metadata from its input spec (size, sample rate, gain_db, ...)
     errors/shard-000000.jsonl   the inputs of that shard that failed (only where some did)
     errors.jsonl                all of them, in shard order (written at the end)
     job.json                    the settings that fix which rows exist (checked on every restart)
@@ -10,14 +12,17 @@
 
 `ids` is one example's ids flattened in the vocab layout's order (codebook-minor or -major), or,
 for a job run with --llm-ids, that example's framed LLM ids (`VocabLayout.to_llm_ids`).
-`token_shape` is the ids' shape before flattening, codebook axis included.
+`token_shape` is the ids' shape before flattening, codebook axis included. Each shard's own counts
+sit in its parquet schema metadata, so the manifest is written without rereading the ids.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -51,17 +56,82 @@ def ids_dtype(id_limit: int) -> str:
     return "uint16" if id_limit <= 2**16 else "int32"
 
 
-def flatten_ids(ids: torch.Tensor, vocab: VocabLayout) -> torch.Tensor:
-    """One example's ids (*token_shape, num_codebooks) -> 1-D, in the layout's flatten order."""
-    return ids.flatten() if vocab.flatten == "codebook_minor" else ids.movedim(-1, 0).flatten()
+STATS_KEY = b"mmtok"  # parquet schema metadata: the shard's own counts
 
 
-def unflatten_ids(flat: torch.Tensor, token_shape, vocab: VocabLayout) -> torch.Tensor:
-    """The inverse of flatten_ids; `token_shape` includes the codebook axis."""
-    *positions, codebooks = token_shape
-    if vocab.flatten == "codebook_minor":
-        return flat.reshape(*positions, codebooks)
-    return flat.reshape(codebooks, *positions).movedim(0, -1)
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(file)` into path.tmp, on disk before the rename: readers, and a restarted job, see
+    the whole file or none of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def shard_stats(path: Path) -> dict:
+    """A finished shard's counts (samples, tokens, errors, process), from its schema metadata."""
+    import pyarrow.parquet as pq
+
+    return json.loads(pq.read_schema(path).metadata[STATS_KEY])
+
+
+class ShardWriter:
+    """Writes one shard's rows (and its errors) atomically. `info_fields` are the input spec's
+    per-example metadata (name -> int or float), each a column."""
+
+    def __init__(self, output_dir: Path, source, info_fields: dict[str, type], dtype: str):
+        import pyarrow as pa
+
+        self.output_dir, self.source, self.dtype = output_dir, source, dtype
+        self.info_fields = [*info_fields, "num_bytes"]
+        columns = [
+            ("key", pa.string()),
+            ("ids", pa.list_(getattr(pa, dtype)())),
+            ("token_shape", pa.list_(pa.int32())),
+            ("source", pa.string()),
+            ("index", pa.int64()),
+        ]
+        columns += [(name, pa.float64() if kind is float else pa.int64()) for name, kind in info_fields.items()]
+        self.schema = pa.schema([*columns, ("num_bytes", pa.int64())])
+
+    def write(self, shard: int, rows: list[dict], errors: list[tuple[int, str]], stats: dict) -> dict:
+        """rows: {"index", "ids" (1-D numpy), "token_shape", "info"}; errors: (index, reason)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = sorted(rows, key=lambda r: r["index"])
+        lengths = np.array([len(r["ids"]) for r in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        values = np.concatenate([r["ids"] for r in rows]) if rows else np.zeros(0, self.dtype)
+        columns = {
+            "key": pa.array([self.source.key(r["index"]) for r in rows], pa.string()),
+            "ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(self.dtype))),
+            "token_shape": pa.array([r["token_shape"] for r in rows], pa.list_(pa.int32())),
+            "source": pa.array([self.source.describe(r["index"]) for r in rows], pa.string()),
+            "index": pa.array([r["index"] for r in rows], pa.int64()),
+            **{name: [r["info"][name] for r in rows] for name in self.info_fields},
+        }
+        stats = {**stats, "samples": len(rows), "tokens": int(lengths.sum()), "errors": len(errors)}
+        table = pa.table(columns, schema=self.schema.with_metadata({STATS_KEY: json.dumps(stats)}))
+        path = self.output_dir / shard_name(shard)
+        # The error file goes first: a shard file on disk means its errors are on disk too.
+        errors_path = self.output_dir / ERRORS_DIR / f"{path.stem}.jsonl"
+        if errors:
+            lines = [
+                {"key": self.source.key(i), "source": self.source.describe(i), "reason": reason}
+                for i, reason in sorted(errors)
+            ]
+            write_text_atomic(errors_path, "".join(json.dumps(line) + "\n" for line in lines))
+        else:
+            errors_path.unlink(missing_ok=True)
+        write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+        return stats
 
 
 class ShardDataset(IterableDataset):
@@ -115,8 +185,8 @@ class ShardDataset(IterableDataset):
         if self.stored_llm_ids:
             ids = self.stored_vocab.media_segments(flat)[0]
         else:
-            ids = unflatten_ids(flat, token_shape, self.stored_vocab)
-        return self.vocab.to_llm_ids(ids) if self.llm_ids else flatten_ids(ids, self.vocab)
+            ids = self.stored_vocab.unflatten_ids(flat, token_shape)
+        return self.vocab.to_llm_ids(ids) if self.llm_ids else self.vocab.flatten_ids(ids)
 
     def samples(self) -> Iterator[dict]:
         import pyarrow.parquet as pq

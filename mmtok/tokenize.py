@@ -17,12 +17,11 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -32,53 +31,34 @@ from mmtok.shards import (
     ERRORS_FILE,
     JOB_FILE,
     MANIFEST_FILE,
-    flatten_ids,
+    ShardWriter,
     ids_dtype,
     read_manifest,
     shard_name,
+    shard_stats,
+    write_text_atomic,
 )
 
 logger = logging.getLogger("mmtok.tokenize")
-STATS_KEY = b"mmtok"  # parquet schema metadata: the shard's own counts, so the manifest never rereads ids
 
 
 class TokenizeInterrupted(RuntimeError):
     """Ctrl-C or SIGTERM stopped the job after a completed shard; running it again resumes."""
 
 
-def media_metadata(shape: tuple[int, ...], input_spec: dict) -> dict:
-    """What a row records about its media, from the decoded tensor's shape (1, channels, *axes) and
-    the tokenizer's input spec: a family whose spec has a `sample_rate` is a signal in time (audio,
-    EEG), one with `fps` is video, any other an image. A new family only declares its input_spec."""
-    meta = {"channels": int(shape[1])}
-    if input_spec.get("sample_rate"):
-        rate = int(input_spec["sample_rate"])
-        return {**meta, "num_samples": int(shape[-1]), "sample_rate": rate, "duration": shape[-1] / rate}
-    if input_spec.get("fps"):
-        fps = float(input_spec["fps"])
-        meta.update(frames=int(shape[-3]), fps=fps, duration=shape[-3] / fps)
-    return {**meta, "height": int(shape[-2]), "width": int(shape[-1])}
-
-
 # -- decoding, in DataLoader workers --------------------------------------------------------------
 class _Item(NamedTuple):
     index: int
-    tensor: torch.Tensor | None  # (1, ...) as the tokenizer's encode takes it
-    meta: dict | None
+    tensor: torch.Tensor | None  # one prepared example, without batch axis
+    info: dict | None  # its metadata from the input spec, plus num_bytes
     error: str | None
 
 
-class _Batch(NamedTuple):
-    indices: list[int]
-    groups: list[tuple[list[int], torch.Tensor, list[dict]]]  # items of one tensor shape, stacked
-    failures: list[tuple[int, str]]
+class _PreparedItems(Dataset):
+    """Item i of the source through the tokenizer's input spec; a failure becomes a record."""
 
-
-class _DecodedItems(Dataset):
-    """Item i of the source through the tokenizer's own media_to_tensor; a failure becomes a record."""
-
-    def __init__(self, source, media_to_tensor, input_spec: dict):
-        self.source, self.media_to_tensor, self.input_spec = source, media_to_tensor, input_spec
+    def __init__(self, source, spec):
+        self.source, self.spec = source, spec
 
     def __len__(self) -> int:
         return len(self.source)
@@ -86,26 +66,32 @@ class _DecodedItems(Dataset):
     def __getitem__(self, index: int) -> _Item:
         try:
             data = self.source.read(index)
-            x = self.media_to_tensor(data)
-            if x.shape[0] != 1:
-                raise ValueError(f"one input decoded to {x.shape[0]} examples")
-            return _Item(index, x, {**media_metadata(tuple(x.shape), self.input_spec), "num_bytes": len(data)}, None)
+            prepared = self.spec.prepare(data)
+            if prepared.tensor.shape[0] != 1:
+                raise ValueError(f"one input decoded to {prepared.tensor.shape[0]} examples")
+            return _Item(index, prepared.tensor[0], {**prepared.info[0], "num_bytes": len(data)}, None)
         except Exception as error:  # whatever a decoder raises, the job records it and goes on
             # Reprs in messages (PIL's "<_io.BytesIO object at 0x...>") would make errors.jsonl differ per run.
             return _Item(index, None, None, re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(error).__name__}: {error}"))
 
 
-def _collate_by_shape(items: list[_Item]) -> _Batch:
-    """Stacks the items that share a shape (images of one size, clips of one length)."""
-    groups: dict[tuple, list[_Item]] = {}
-    for item in items:
-        if item.error is None:
-            groups.setdefault(tuple(item.tensor.shape), []).append(item)
-    return _Batch(
-        [item.index for item in items],
-        [([i.index for i in g], torch.cat([i.tensor for i in g]), [i.meta for i in g]) for g in groups.values()],
-        [(item.index, item.error) for item in items if item.error is not None],
-    )
+def _keep_items(items: list[_Item]) -> list[_Item]:
+    return items  # examples of different sizes: FrozenTokenizer.encode_many batches them
+
+
+def _encode_items(frozen, tensors: list[torch.Tensor]) -> list[torch.Tensor | str]:
+    """Ids (on the CPU) per prepared example, or the reason it cannot be encoded (a size the
+    tokenizer does not take), found by encoding the batch's examples one at a time."""
+    try:
+        return [ids.cpu() for ids in frozen.encode_many(tensors)]
+    except ValueError:
+        results: list[torch.Tensor | str] = []
+        for x in tensors:
+            try:
+                results.append(frozen.encode_many([x])[0].cpu())
+            except ValueError as error:
+                results.append(f"encode: {error}")
+        return results
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -155,75 +141,6 @@ class _StopAfterShard:
             signal.signal(sig, handler)
 
 
-# -- writing -------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """`write(file)` into path.tmp, on disk before the rename: readers, and a restarted job, see
-    the whole file or none of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    _write_atomic(path, lambda f: f.write(text.encode()))
-
-
-class _ShardWriter:
-    def __init__(self, output_dir: Path, source, input_spec: dict, dtype: str):
-        import pyarrow as pa
-
-        self.output_dir, self.source, self.dtype = output_dir, source, dtype
-        # The metadata's names and types do not depend on the shape, so any shape gives the schema.
-        media = media_metadata((1, 1, 1, 1, 1), input_spec)
-        self.media_fields = [*media, "num_bytes"]
-        self.schema = pa.schema(
-            [
-                ("key", pa.string()),
-                ("ids", pa.list_(getattr(pa, dtype)())),
-                ("token_shape", pa.list_(pa.int32())),
-                ("source", pa.string()),
-                ("index", pa.int64()),
-            ]
-            + [(name, pa.float64() if isinstance(value, float) else pa.int64()) for name, value in media.items()]
-            + [("num_bytes", pa.int64())]
-        )
-
-    def write(self, shard: int, rows: list[dict], errors: list[tuple[int, str]], stats: dict) -> dict:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        rows = sorted(rows, key=lambda r: r["index"])
-        lengths = np.array([len(r["ids"]) for r in rows], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        values = np.concatenate([r["ids"] for r in rows]) if rows else np.zeros(0, self.dtype)
-        columns = {
-            "key": pa.array([self.source.key(r["index"]) for r in rows], pa.string()),
-            "ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(self.dtype))),
-            "token_shape": pa.array([r["token_shape"] for r in rows], pa.list_(pa.int32())),
-            "source": pa.array([self.source.describe(r["index"]) for r in rows], pa.string()),
-            "index": pa.array([r["index"] for r in rows], pa.int64()),
-            **{name: [r["meta"][name] for r in rows] for name in self.media_fields},
-        }
-        stats = {**stats, "samples": len(rows), "tokens": int(lengths.sum()), "errors": len(errors)}
-        table = pa.table(columns, schema=self.schema.with_metadata({STATS_KEY: json.dumps(stats)}))
-        path = self.output_dir / shard_name(shard)
-        # The error file goes first: a shard file on disk means its errors are on disk too.
-        errors_path = self.output_dir / ERRORS_DIR / f"{path.stem}.jsonl"
-        if errors:
-            lines = [
-                {"key": self.source.key(i), "source": self.source.describe(i), "reason": reason}
-                for i, reason in sorted(errors)
-            ]
-            _write_text_atomic(errors_path, "".join(json.dumps(line) + "\n" for line in lines))
-        else:
-            errors_path.unlink(missing_ok=True)
-        _write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
-        return stats
-
-
 def _check_job(output_dir: Path, job: dict) -> None:
     path = output_dir / JOB_FILE
     if path.is_file():
@@ -241,7 +158,7 @@ def _run_shards(
     acc,
     frozen,
     source,
-    writer: _ShardWriter,
+    writer: ShardWriter,
     shards: list[int],
     *,
     num_items: int,
@@ -256,7 +173,7 @@ def _run_shards(
     """Encodes and writes `shards` (this process's unfinished ones); returns what it wrote."""
     from tqdm.auto import tqdm
 
-    vocab, input_spec = frozen.vocab, frozen.config.get("input", {})
+    vocab = frozen.vocab
     remaining = {s: min(shard_size, num_items - s * shard_size) for s in shards}  # inputs not yet seen
     rows: dict[int, list[dict]] = {s: [] for s in shards}
     errors: dict[int, list[tuple[int, str]]] = {s: [] for s in shards}
@@ -264,10 +181,10 @@ def _run_shards(
     if not shards:
         return done
     loader = DataLoader(
-        _DecodedItems(source, frozen.model.media_to_tensor, input_spec),
+        _PreparedItems(source, frozen.input_spec),
         batch_sampler=_shard_batches(shards, shard_size, num_items, batch_size),
         num_workers=num_workers,
-        collate_fn=_collate_by_shape,
+        collate_fn=_keep_items,
         worker_init_fn=_ignore_interrupts,
         pin_memory=acc.device.type == "cuda",
     )
@@ -281,27 +198,26 @@ def _run_shards(
     )
     with _StopAfterShard() as stop, bar:
         for batch in loader:
-            shard = batch.indices[0] // shard_size
-            errors[shard] += batch.failures
-            for indices, x, metas in batch.groups:
-                try:
-                    with torch.inference_mode(), autocast:
-                        ids = frozen.model.encode(x.to(acc.device, non_blocking=True)).cpu()
-                except ValueError as error:  # these inputs' shape does not fit the tokenizer
-                    errors[shard] += [(i, f"encode: {error}") for i in indices]
+            shard = batch[0].index // shard_size
+            errors[shard] += [(item.index, item.error) for item in batch if item.error is not None]
+            good = [item for item in batch if item.error is None]
+            with autocast:
+                encoded = _encode_items(frozen, [item.tensor for item in good])
+            for item, ids in zip(good, encoded):
+                if isinstance(ids, str):
+                    errors[shard].append((item.index, ids))
                     continue
-                for index, example, meta in zip(indices, ids, metas):
-                    flat = vocab.to_llm_ids(example) if llm_ids else flatten_ids(example, vocab)
-                    rows[shard].append(
-                        {
-                            "index": index,
-                            "ids": flat.numpy().astype(dtype),
-                            "token_shape": list(example.shape),
-                            "meta": meta,
-                        }
-                    )
-            bar.update(len(batch.indices))
-            remaining[shard] -= len(batch.indices)
+                flat = vocab.to_llm_ids(ids) if llm_ids else vocab.flatten_ids(ids)
+                rows[shard].append(
+                    {
+                        "index": item.index,
+                        "ids": flat.numpy().astype(dtype),
+                        "token_shape": list(ids.shape),
+                        "info": item.info,
+                    }
+                )
+            bar.update(len(batch))
+            remaining[shard] -= len(batch)
             if remaining[shard] == 0:
                 del remaining[shard]
                 written = writer.write(shard, rows.pop(shard), errors.pop(shard), {"process": acc.process_index})
@@ -339,7 +255,7 @@ def tokenize(
     Returns the manifest. Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed shards kept)."""
     from accelerate import Accelerator
 
-    from mmtok.tokenizer import load_tokenizer
+    from mmtok.artifact import load_tokenizer
 
     started = time.perf_counter()
     if batch_size < 1 or shard_size < 1 or num_workers < 0:
@@ -351,7 +267,7 @@ def tokenize(
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     frozen = load_tokenizer(tokenizer_dir, device=acc.device)
-    vocab, input_spec = frozen.vocab, frozen.config.get("input", {})
+    vocab = frozen.vocab
     source = open_source(input, modality=frozen.modality, column=column, in_memory=False)
     num_items = len(source) if limit is None else min(limit, len(source))
     if num_items == 0:
@@ -374,13 +290,13 @@ def tokenize(
     _check_job(output_dir, job)  # every process, before any barrier, so a mismatch stops them all
     if acc.is_main_process:
         (output_dir / ERRORS_DIR).mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(output_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")
+        write_text_atomic(output_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")
     acc.wait_for_everyone()
 
     mine = [
         s for s in range(acc.process_index, num_shards, acc.num_processes) if not (output_dir / shard_name(s)).is_file()
     ]
-    writer = _ShardWriter(output_dir, source, input_spec, dtype)
+    writer = ShardWriter(output_dir, source, frozen.input_spec.info_fields, dtype)
     done = _run_shards(
         acc,
         frozen,
@@ -433,27 +349,25 @@ def tokenize(
 
 def _write_manifest(output_dir: Path, frozen, job: dict, input: str, num_shards: int, run: dict) -> dict:
     """After every process is done: errors.jsonl from the per-shard files, then manifest.json."""
-    import pyarrow.parquet as pq
-
-    from mmtok.tokenizer import mmtok_version
+    from mmtok.artifact import mmtok_version
 
     names = [shard_name(i) for i in range(num_shards)]
     missing = [name for name in names if not (output_dir / name).is_file()]
     if missing:
         raise RuntimeError(f"{len(missing)} shard(s) missing after every process finished, e.g. {missing[:3]}")
-    stats = [json.loads(pq.read_schema(output_dir / name).metadata[STATS_KEY]) for name in names]
+    stats = [shard_stats(output_dir / name) for name in names]
     counts = {"inputs": job["num_items"], **{k: sum(s[k] for s in stats) for k in ("samples", "tokens", "errors")}}
     if counts["samples"] + counts["errors"] != counts["inputs"]:
         raise RuntimeError(
             f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs"
         )
     error_files = [output_dir / ERRORS_DIR / f"{Path(name).stem}.jsonl" for name in names]
-    _write_text_atomic(output_dir / ERRORS_FILE, "".join(f.read_text() for f in error_files if f.is_file()))
+    write_text_atomic(output_dir / ERRORS_FILE, "".join(f.read_text() for f in error_files if f.is_file()))
     manifest = {
         "mmtok_version": mmtok_version(),
         "tokenizer": {
             "path": os.path.abspath(frozen.path),
-            "family": frozen.model.family,
+            "family": frozen.family,
             "modality": frozen.modality,
             "weights_sha256": frozen.config["weights_sha256"],
             "input": frozen.config.get("input", {}),
@@ -470,5 +384,5 @@ def _write_manifest(output_dir: Path, frozen, job: dict, input: str, num_shards:
         "counts": counts,
         "run": run,
     }
-    _write_text_atomic(output_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(output_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -1,22 +1,30 @@
-"""The Tokenizer base class every modality's tokenizer subclasses.
+"""The Tokenizer template every family fills in.
 
-A tokenizer is an encoder, a quantizer and a decoder, rebuilt from a plain config dataclass.
-Contract: `forward(x) -> (recon, QuantizerOutput)`, `encode(x) -> ids (B, *token_shape,
-num_codebooks)`, `decode(ids) -> x`, `token_shape_for(input_shape)`.
+A tokenizer is an encoder, a quantizer and a decoder, rebuilt from a plain config dataclass. The
+base class owns the plumbing that every family shares: input checks, the quantizer call,
+`num_codebooks` / `num_tokens` prefixes, `forward` / `encode` / `decode`, batching inputs of
+different sizes without letting padding leak into another input's ids, and `save_pretrained`.
+
+A family supplies:
+- `encode_latent(x)`: a checked input batch -> channel-last latents (B, *token_shape, dim);
+- `decode_latent(latent)`: the inverse direction (latents may hold a prefix of the tokens where
+  `max_num_tokens` is set);
+- `check_input(x)`, `token_shape_for(input_shape)`, `last_layer_weight()`;
+- `input_spec_for(config)`: how media are prepared (an `mmtok.data` InputSpec);
+- `vocab_layout(**options)` and `rate_examples()`: where its ids go and what they cost.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from mmtok.quantize import Quantizer, QuantizerOutput
+from mmtok.data.spec import InputSpec
+from mmtok.quantize import Quantizer, QuantizerOutput, build_quantizer
 from mmtok.vocab import VocabLayout
 
 
@@ -29,15 +37,14 @@ class QuantizerConfig:
     options: dict = dataclasses.field(default_factory=dict)
 
     def build(self, dim: int) -> Quantizer:
-        from mmtok.quantize import build_quantizer
-
         return build_quantizer(self.kind, dim=dim, groups=self.groups, **self.options)
 
 
 class Tokenizer(nn.Module):
-    family: ClassVar[str] = ""  # registry name, e.g. "image"
+    family: ClassVar[str] = ""  # the registry's name for it, e.g. "image"
     modality: ClassVar[str] = ""  # "image", "audio", "video", "eeg"
     config_class: ClassVar[type] = object
+    token_axes: ClassVar[tuple[str, ...]] = ("t",)  # names of token_shape's axes, e.g. ("h", "w") for a grid
 
     quantizer: Quantizer
 
@@ -45,16 +52,14 @@ class Tokenizer(nn.Module):
         super().__init__()
         self.config = config
 
-    # -- the contract ---------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+    # -- what a family supplies ---------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raises ValueError naming what is wrong with a batch `encode` cannot take."""
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -65,29 +70,32 @@ class Tokenizer(nn.Module):
         """The decoder's output layer weight (the adaptive GAN weight balances gradients there)."""
         raise NotImplementedError
 
-    # -- media in and out, and where the ids go in an LLM vocabulary (each family) ---------------
-    def media_to_tensor(self, media: Any) -> torch.Tensor:
-        """A path, array or tensor of this modality -> the batched tensor `encode` takes."""
-        raise NotImplementedError
-
-    def tensor_to_media(self, x: torch.Tensor) -> Any:
-        """`decode`'s tensor -> plain media (e.g. uint8 pixels)."""
+    @classmethod
+    def input_spec_for(cls, config: Any) -> InputSpec:
+        """How media are prepared for a tokenizer of this config (training, encode and tokenize alike)."""
         raise NotImplementedError
 
     def vocab_layout(self, **options) -> VocabLayout:
         """The default layout of this tokenizer's ids in an LLM vocabulary."""
         raise NotImplementedError
 
-    def input_spec(self) -> dict:
-        """What inputs look like (size, sample rate, normalisation), for config.json and model cards."""
-        return {}
-
     def rate_examples(self) -> list[tuple[str, tuple[int, ...], float, str]]:
         """(label, input shape, amount, unit) for `mmtok inspect`'s token-count and bitrate table,
         e.g. ("256x256", (3, 256, 256), 65536, "pixel")."""
         return []
 
-    # -- conveniences shared by every family ----------------------------------------------------
+    @property
+    def max_num_tokens(self) -> int | None:
+        """K for 1-D tokenizers whose first k tokens decode on their own (`encode(x, num_tokens=k)`)."""
+        return None
+
+    @property
+    def padding_axes(self) -> tuple[int, int] | None:
+        """(input axis, token axis) along which the model is causal, so inputs of different lengths
+        can share a batch right-padded to the longest; None: they are encoded in separate batches."""
+        return None
+
+    # -- the template ---------------------------------------------------------------------------------
     @property
     def num_codebooks(self) -> int:
         return self.quantizer.num_codebooks
@@ -96,6 +104,80 @@ class Tokenizer(nn.Module):
     def codebook_sizes(self) -> list[int]:
         return self.quantizer.codebook_sizes
 
+    def input_spec(self) -> InputSpec:
+        return self.input_spec_for(self.config)
+
+    def quantize(
+        self, x: torch.Tensor, *, num_codebooks: int | None = None, num_tokens: int | None = None
+    ) -> QuantizerOutput:
+        self.check_input(x)
+        latent = self.encode_latent(x)
+        if num_tokens is not None:
+            latent = latent[:, : self._checked_num_tokens(num_tokens)]
+        options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+        return self.quantizer(latent, **options)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        out = self.quantize(x)
+        return self.decode_latent(out.quantized), out
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, *, num_codebooks: int | None = None, num_tokens: int | None = None):
+        """ids (B, *token_shape, n): the first n = num_codebooks (default all) codebooks of each
+        token; for 1-D tokenizers the first k = num_tokens tokens. A token's ids depend only on its
+        own latent vector, so a prefix is exactly the prefix of the full ids."""
+        return self.quantize(x, num_codebooks=num_codebooks, num_tokens=num_tokens).ids
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.ndim != len(self.token_axes) + 2:
+            axes = ", ".join(["B", *self.token_axes, "num_codebooks"])
+            raise ValueError(f"expected ids ({axes}), got {tuple(ids.shape)}")
+        if self.max_num_tokens is not None:
+            self._checked_num_tokens(ids.shape[1])
+        return self.decode_latent(self.quantizer.decode_ids(ids))
+
+    @torch.no_grad()
+    def encode_many(self, inputs: list[torch.Tensor], **options) -> list[torch.Tensor]:
+        """Each input (one example, without batch axis) -> its ids, as if encoded alone. Inputs of
+        one shape share a batch; along `padding_axes` shorter inputs are right-padded into the
+        batch of the longest and their ids cut back, which a causal model makes exact."""
+        results: list[torch.Tensor | None] = [None] * len(inputs)
+        for indices in self._batches(inputs):
+            batch = [inputs[i] for i in indices]
+            if self.padding_axes is None:
+                ids = self.encode(torch.stack(batch), **options)
+                for i, example in zip(indices, ids):
+                    results[i] = example
+                continue
+            axis, token_axis = self.padding_axes
+            longest = max(x.shape[axis] for x in batch)
+            padded = [torch.nn.functional.pad(x, _pad_spec(x, axis, longest)) for x in batch]
+            ids = self.encode(torch.stack(padded), **options)
+            for i, example in zip(indices, ids):
+                length = self.token_shape_for(tuple(inputs[i].shape))[token_axis]
+                results[i] = example.narrow(token_axis, 0, length)
+        return results
+
+    def _batches(self, inputs: list[torch.Tensor]) -> list[list[int]]:
+        """Indices of inputs that can share a batch: same shape, or same but for the padding axis."""
+        groups: dict[tuple, list[int]] = {}
+        for i, x in enumerate(inputs):
+            shape = list(x.shape)
+            if self.padding_axes is not None:
+                shape[self.padding_axes[0]] = -1
+            groups.setdefault(tuple(shape), []).append(i)
+        return list(groups.values())
+
+    def _checked_num_tokens(self, k: int) -> int:
+        limit = self.max_num_tokens
+        if limit is None:
+            raise ValueError(f"num_tokens is for 1-D tokenizers; the {self.family} tokenizer's count follows its input")
+        if isinstance(k, bool) or int(k) != k or not 1 <= k <= limit:
+            raise ValueError(f"num_tokens must be an integer in [1, {limit}], got {k!r}")
+        return int(k)
+
+    # -- the artifact -------------------------------------------------------------------------------
     def config_dict(self) -> dict:
         return {"family": self.family, **dataclasses.asdict(self.config)}
 
@@ -107,160 +189,16 @@ class Tokenizer(nn.Module):
         vocab: VocabLayout | None = None,
         card: dict | None = None,
     ) -> Path:
-        """Writes a frozen artifact: config.json, model.safetensors (weights and buffers, no
-        optimizer or discriminator), vocab.json and a README.md model card. No pickle anywhere."""
-        from safetensors.torch import save_file
+        """Writes a frozen artifact (see mmtok.artifact): config.json, model.safetensors, vocab.json,
+        README.md. No pickle anywhere."""
+        from mmtok.artifact import save_artifact
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = state_dict if state_dict is not None else self.state_dict()
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        weights = directory / WEIGHTS_FILE
-        save_file(tensors, str(weights), metadata={"format": "pt", "mmtok_family": self.family})
-        layout = vocab if vocab is not None else self.vocab_layout()
-        layout.save(directory / VOCAB_FILE)
-        config = {
-            "mmtok_version": mmtok_version(),
-            "family": self.family,
-            "modality": self.modality,
-            "model": dataclasses.asdict(self.config),
-            "input": self.input_spec(),
-            "weights_sha256": file_sha256(weights),
-            "card": card or {},
-        }
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        (directory / "README.md").write_text(model_card(config, layout, card or {}))
-        return directory
+        return save_artifact(self, directory, state_dict=state_dict, vocab=vocab, card=card)
 
 
-# -- the frozen artifact ----------------------------------------------------------------------------
-CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE = "config.json", "model.safetensors", "vocab.json"
-# Files that would be unpickled by torch.load and friends: a tokenizer directory must hold none.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-
-
-class ArtifactError(ValueError):
-    pass
-
-
-def mmtok_version() -> str:
-    from mmtok import __version__
-
-    return __version__
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def model_card(config: dict, layout: VocabLayout, card: dict) -> str:
-    lines = [
-        "---",
-        "library_name: mmtok",
-        f"tags: [mmtok, tokenizer, {config['modality']}]",
-        "---",
-        "",
-        f"# mmtok {config['family']} tokenizer",
-        "",
-        f"- modality: {config['modality']}",
-        f"- quantizer: {config['model'].get('quantizer', {})}",
-        f"- codebooks: {layout.num_codebooks} x {layout.codebook_sizes}",
-        f"- vocabulary ids: {layout.size} from base offset {layout.base_offset}",
-        f"- input: {config['input']}",
-        f"- weights sha256: {config['weights_sha256']}",
-        "",
-    ]
-    for key in ("training_data", "steps", "weights"):
-        if key in card:
-            lines.append(f"- {key.replace('_', ' ')}: {card[key]}")
-    if card.get("eval"):
-        lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
-        lines += [
-            f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
-            for name, value in card["eval"].items()
-        ]
-    lines += ["", "Load with `mmtok.load_tokenizer(path)`; ids sit in an LLM vocabulary as vocab.json says.", ""]
-    return "\n".join(lines)
-
-
-class FrozenTokenizer:
-    """A loaded tokenizer for inference: eval mode, no gradients, media in and media out."""
-
-    def __init__(self, model: Tokenizer, vocab: VocabLayout, config: dict, path: Path | None = None):
-        self.model, self.vocab, self.config, self.path = model, vocab, config, path
-
-    @property
-    def modality(self) -> str:
-        return self.model.modality
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, device) -> FrozenTokenizer:
-        self.model.to(device)
-        return self
-
-    @torch.inference_mode()
-    def encode(self, media: Any, **options) -> torch.Tensor:
-        """Media (path, array or tensor) -> ids (B, *token_shape, num_codebooks)."""
-        x = self.model.media_to_tensor(media).to(self.device)
-        return self.model.encode(x, **options)
-
-    @torch.inference_mode()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(torch.as_tensor(ids).to(self.device))
-
-    def decode_media(self, ids: torch.Tensor) -> Any:
-        return self.model.tensor_to_media(self.decode(ids))
-
-    def to_llm_ids(self, media: Any, **options) -> list[torch.Tensor]:
-        """One framed LLM id sequence per example."""
-        return [self.vocab.to_llm_ids(example) for example in self.encode(media, **options)]
-
-    def __repr__(self) -> str:
-        return f"FrozenTokenizer({self.model.family}, codebooks={self.vocab.codebook_sizes}, path={self.path})"
-
-
-def load_tokenizer(path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> FrozenTokenizer:
-    """Loads a directory written by save_pretrained / `mmtok export` (or a hub repo id where a hub
-    can be reached). Never unpickles: safetensors and JSON only, and a directory holding a pickle
-    file is refused. The weights' sha256 must match the one recorded at export."""
-    from safetensors.torch import load_file
-
-    directory = Path(path)
-    if not directory.is_dir():
-        directory = _download(str(path))
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        raise ArtifactError(f"{directory} holds pickle files {pickles}; mmtok artifacts are safetensors + JSON only")
-    for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE):
-        if not (directory / name).is_file():
-            raise ArtifactError(f"{directory} is not an mmtok tokenizer: {name} is missing")
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    if verify and file_sha256(directory / WEIGHTS_FILE) != config.get("weights_sha256"):
-        raise ArtifactError(
-            f"{directory / WEIGHTS_FILE} does not match the checksum recorded at export (tampered or corrupt)"
-        )
-
-    from mmtok.models import build_tokenizer  # the registry: the one place core names model families
-
-    model = build_tokenizer({"family": config["family"], **config["model"]})
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
-    model.eval().requires_grad_(False).to(device)
-    return FrozenTokenizer(model, VocabLayout.load(directory / VOCAB_FILE), config, directory)
-
-
-def _download(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
-    except Exception as error:  # no such local folder and no reachable hub: say both
-        raise ArtifactError(
-            f"{repo_id!r} is not a local directory and could not be fetched from a hub: {error}"
-        ) from None
+def _pad_spec(x: torch.Tensor, axis: int, length: int) -> list[int]:
+    """F.pad's argument that right-pads `x` along `axis` to `length`."""
+    axis = axis % x.ndim
+    spec = [0] * (2 * (x.ndim - axis))
+    spec[-1] = length - x.shape[axis]
+    return spec

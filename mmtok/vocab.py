@@ -113,9 +113,20 @@ class VocabLayout:
             marker = torch.full((rows.shape[0], 1), row_id, dtype=torch.long, device=ids.device)
             body = torch.cat([rows, marker], dim=1).flatten()
         else:
-            body = shifted.flatten() if self.flatten == "codebook_minor" else shifted.movedim(-1, 0).flatten()
+            body = self.flatten_ids(shifted)
         frame = lambda v: torch.tensor([v], dtype=torch.long, device=ids.device)  # noqa: E731
         return torch.cat([frame(start), body, frame(end)])
+
+    def flatten_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """One example's ids (*token_shape, num_codebooks) -> 1-D, in this layout's flatten order."""
+        return ids.flatten() if self.flatten == "codebook_minor" else ids.movedim(-1, 0).flatten()
+
+    def unflatten_ids(self, flat: torch.Tensor, token_shape: Sequence[int]) -> torch.Tensor:
+        """The inverse of flatten_ids; `token_shape` includes the codebook axis."""
+        *positions, codebooks = token_shape
+        if self.flatten == "codebook_minor":
+            return flat.reshape(*positions, codebooks)
+        return flat.reshape(codebooks, *positions).movedim(0, -1)
 
     def segment_template(self, token_shape: Sequence[int]) -> list[tuple[int, int]]:
         """The id range ([low, high)) allowed at each position of a segment of `token_shape`,
@@ -184,11 +195,8 @@ class VocabLayout:
         else:
             if len(body) % c:
                 raise ValueError(f"segment of {len(body)} tokens is not a multiple of {c} codebooks")
-            flat = torch.tensor(body, dtype=torch.long)
             shape = self._resolve_shape(len(body) // c)
-            flat = (
-                flat.reshape(*shape, c) if self.flatten == "codebook_minor" else flat.reshape(c, *shape).movedim(0, -1)
-            )
+            flat = self.unflatten_ids(torch.tensor(body, dtype=torch.long), [*shape, c])
         ids = flat - torch.tensor(self.offsets, dtype=torch.long)
         sizes = torch.tensor(self.codebook_sizes, dtype=torch.long)
         if (ids < 0).any() or (ids >= sizes).any():
@@ -251,12 +259,3 @@ def stack_layouts(layouts: Sequence[VocabLayout], start: int) -> list[VocabLayou
         placed.append(layout.with_base_offset(start))
         start = placed[-1].end_offset
     return placed
-
-
-def __getattr__(name: str):
-    # The transformers-facing helpers live in llm_vocab.py; they are reached as mmtok.vocab.<name>.
-    if name in ("extend_tokenizer", "interleave", "init_media_embeddings"):
-        from mmtok import llm_vocab
-
-        return getattr(llm_vocab, name)
-    raise AttributeError(f"module 'mmtok.vocab' has no attribute {name!r}")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtok.quantize import QuantizerOutput
+from mmtok.data.audio_io import AudioInputSpec
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -46,6 +46,10 @@ class AudioTokenizerConfig:
     causal: bool = True
     latent_dim: int = 64
     quantizer: QuantizerConfig = dataclasses.field(default_factory=_default_quantizer)
+    # Every recording is scaled to this RMS level (dBFS) before encoding, in training and when
+    # tokenizing; the gain is recorded so decoding can restore the level. None: keep the level.
+    loudness_db: float | None = -20.0
+    max_gain_db: float = 30.0
 
     def __post_init__(self):
         if self.activation not in ("snake", "elu"):
@@ -209,6 +213,7 @@ class AudioTokenizer(Tokenizer):
     family = "audio"
     modality = "audio"
     config_class = AudioTokenizerConfig
+    token_axes = ("frames",)
 
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__(config)
@@ -216,30 +221,20 @@ class AudioTokenizer(Tokenizer):
         self.quantizer = config.quantizer.build(config.latent_dim)
         self.decoder = AudioDecoder(config)
 
-    def _check_audio(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[1] != self.config.channels:
             raise ValueError(f"expected audio (B, {self.config.channels}, T), got {tuple(x.shape)}")
-        return x
 
-    def _quantize(self, x: torch.Tensor, **kwargs) -> QuantizerOutput:
-        latent = self.encoder(self._check_audio(x)).transpose(1, 2)  # (B, frames, latent_dim)
-        return self.quantizer(latent, **kwargs)
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).transpose(1, 2)  # (B, frames, latent_dim); floor(T / hop) frames
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        """Reconstructs the first floor(T / hop) * hop samples of x."""
-        out = self._quantize(x)
-        return self.decoder(out.quantized.transpose(1, 2)), out
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent.transpose(1, 2))
 
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
-        kwargs = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
-        return self._quantize(x, **kwargs).ids
-
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.ndim != 3:
-            raise ValueError(f"expected ids (B, frames, num_codebooks), got {tuple(ids.shape)}")
-        return self.decoder(self.quantizer.decode_ids(ids).transpose(1, 2))
+    @property
+    def padding_axes(self) -> tuple[int, int] | None:
+        # A causal encoder's frame j sees samples < (j + 1) * hop only: right padding cannot reach it.
+        return (-1, 0) if self.config.causal else None
 
     # -- streaming and long inputs ----------------------------------------------------------------
     @contextmanager
@@ -292,27 +287,12 @@ class AudioTokenizer(Tokenizer):
     def last_layer_weight(self) -> torch.Tensor:
         return self.decoder.to_waveform.conv.weight
 
-    def media_to_tensor(self, media) -> torch.Tensor:
-        from mmtok.data.audio import audio_to_tensor
-
-        return audio_to_tensor(media, sample_rate=self.config.sample_rate, channels=self.config.channels)
-
-    def tensor_to_media(self, x: torch.Tensor):
-        return x.detach().float().clamp(-1, 1).cpu().numpy()
+    @classmethod
+    def input_spec_for(cls, config: AudioTokenizerConfig) -> AudioInputSpec:
+        return AudioInputSpec(config.sample_rate, config.channels, config.loudness_db, config.max_gain_db)
 
     def vocab_layout(self, **options) -> VocabLayout:
         return VocabLayout("audio", [None], self.codebook_sizes, **options)
-
-    def input_spec(self) -> dict:
-        c = self.config
-        return {
-            "sample_rate": c.sample_rate,
-            "channels": c.channels,
-            "hop_length": c.hop_length,
-            "frame_rate": c.frame_rate,
-            "causal": c.causal,
-            "range": [-1.0, 1.0],
-        }
 
     def rate_examples(self):
         return [(f"{s} s", (self.config.channels, s * self.config.sample_rate), float(s), "second") for s in (1, 10)]

@@ -10,9 +10,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from mmtok.data.image_io import images_to_tensor, tensor_to_images
+from mmtok.data.image_io import ImageInputSpec
 from mmtok.models.blocks import Downsample, ResidualBlock, SelfAttention2d, Upsample, group_norm
-from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -20,7 +19,9 @@ from mmtok.vocab import VocabLayout
 @dataclasses.dataclass
 class ImageTokenizerConfig:
     in_channels: int = 3
-    image_size: int = 256  # the nominal input size (vocab token shape, model card); any multiple of f encodes
+    # The training crop size. Images whose shorter side is below it are upscaled to it, in training
+    # and when encoding alike; any size that is a multiple of the downsampling factor encodes.
+    image_size: int = 256
     base_channels: int = 64
     channel_multipliers: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 2, 4])
     num_res_blocks: int = 2
@@ -93,6 +94,7 @@ class ImageTokenizer(Tokenizer):
     family = "image"
     modality = "image"
     config_class = ImageTokenizerConfig
+    token_axes = ("h", "w")
 
     def __init__(self, config: ImageTokenizerConfig):
         super().__init__(config)
@@ -100,32 +102,18 @@ class ImageTokenizer(Tokenizer):
         self.quantizer = config.quantizer.build(config.latent_dim)
         self.decoder = ImageDecoder(config)
 
-    def _check_images(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
         f = self.config.downsampling_factor
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[2] % f or x.shape[3] % f:
             raise ValueError(f"image height and width must be divisible by {f}, got {x.shape[2]}x{x.shape[3]}")
 
-    def _quantize(self, x: torch.Tensor, **kwargs) -> QuantizerOutput:
-        self._check_images(x)
-        latent = self.encoder(x).permute(0, 2, 3, 1)  # channel-last for the quantizer
-        return self.quantizer(latent, **kwargs)
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).permute(0, 2, 3, 1)  # channel-last for the quantizer
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        out = self._quantize(x)
-        return self.decoder(out.quantized.permute(0, 3, 1, 2)), out
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
-        kwargs = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
-        return self._quantize(x, **kwargs).ids
-
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.ndim != 4:
-            raise ValueError(f"expected ids (B, h, w, num_codebooks), got {tuple(ids.shape)}")
-        return self.decoder(self.quantizer.decode_ids(ids).permute(0, 3, 1, 2))
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent.permute(0, 3, 1, 2))
 
     def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         *_, h, w = input_shape
@@ -137,11 +125,9 @@ class ImageTokenizer(Tokenizer):
     def last_layer_weight(self) -> torch.Tensor:
         return self.decoder.to_pixels.weight
 
-    def media_to_tensor(self, media) -> torch.Tensor:
-        return images_to_tensor(media, multiple=self.config.downsampling_factor)
-
-    def tensor_to_media(self, x: torch.Tensor):
-        return tensor_to_images(x)
+    @classmethod
+    def input_spec_for(cls, config: ImageTokenizerConfig) -> ImageInputSpec:
+        return ImageInputSpec(config.in_channels, min_side=config.image_size, multiple_of=config.downsampling_factor)
 
     def vocab_layout(self, **options) -> VocabLayout:
         # Row markers keep the grid's shape in the flat sequence, so any image size round-trips.
@@ -156,11 +142,3 @@ class ImageTokenizer(Tokenizer):
             for s in sizes
             if s % self.config.downsampling_factor == 0
         ]
-
-    def input_spec(self) -> dict:
-        return {
-            "image_size": self.config.image_size,
-            "channels": self.config.in_channels,
-            "range": [-1.0, 1.0],
-            "multiple_of": self.config.downsampling_factor,
-        }

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtok.data.image_io import images_to_tensor, tensor_to_images
-from mmtok.quantize import QuantizerOutput
+from mmtok.data.image_io import ImageInputSpec
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -147,6 +146,7 @@ class Image1DTokenizer(Tokenizer):
     family = "image1d"
     modality = "image"
     config_class = Image1DTokenizerConfig
+    token_axes = ("k",)
 
     def __init__(self, config: Image1DTokenizerConfig):
         super().__init__(config)
@@ -158,15 +158,14 @@ class Image1DTokenizer(Tokenizer):
     def num_latent_tokens(self) -> int:
         return self.config.num_latent_tokens
 
-    def _check_images(self, x: torch.Tensor) -> None:
+    @property
+    def max_num_tokens(self) -> int:
+        return self.config.num_latent_tokens
+
+    def check_input(self, x: torch.Tensor) -> None:
         c, s = self.config.in_channels, self.config.image_size
         if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
             raise ValueError(f"expected images (B, {c}, {s}, {s}), got {tuple(x.shape)}")
-
-    def _check_num_tokens(self, k: int) -> int:
-        if isinstance(k, bool) or int(k) != k or not 1 <= k <= self.num_latent_tokens:
-            raise ValueError(f"num_tokens must be an integer in [1, {self.num_latent_tokens}], got {k!r}")
-        return int(k)
 
     def sample_num_tokens(self, batch: int, device: torch.device) -> torch.Tensor:
         """Nested dropout: how many leading tokens each training example keeps."""
@@ -176,38 +175,20 @@ class Image1DTokenizer(Tokenizer):
         choices = torch.tensor(powers_of_two_up_to(K) if mode == "pow2" else [K], device=device)
         return choices[torch.randint(len(choices), (batch,), device=device)]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        """Training draws k per example; eval decodes all K tokens."""
-        self._check_images(x)
-        out = self.quantizer(self.encoder(x))  # every position is quantized, so every codebook trains
-        if self.training:
-            num_tokens = self.sample_num_tokens(x.shape[0], x.device)
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        # Every position is quantized in training, so every position's codes train.
+        return self.encoder(x)
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent (B, k, latent_dim) for any 1 <= k <= K. Training (k = K) draws how many leading
+        tokens each example keeps; otherwise the decoder sees the k given and masks the rest."""
+        batch, k = latent.shape[:2]
+        if self.training and k == self.num_latent_tokens:
+            num_tokens = self.sample_num_tokens(batch, latent.device)
         else:
-            num_tokens = torch.full((x.shape[0],), self.num_latent_tokens, device=x.device)
-        return self.decoder(out.quantized, num_tokens), out
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, num_tokens: int | None = None, num_codebooks: int | None = None) -> torch.Tensor:
-        """ids (B, k, num_codebooks) for the first k = num_tokens (default K) latent tokens; with a
-        residual quantizer, num_codebooks=n keeps the first n codebooks of each token."""
-        k = self.num_latent_tokens if num_tokens is None else self._check_num_tokens(num_tokens)
-        self._check_images(x)
-        kwargs = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
-        # A token's ids depend only on its own latent vector, so quantizing the prefix alone gives
-        # the prefix of the full encoding.
-        return self.quantizer(self.encoder(x)[:, :k], **kwargs).ids
-
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, k, num_codebooks) for any 1 <= k <= K -> images (B, C, S, S)."""
-        if ids.ndim != 3:
-            raise ValueError(f"expected ids (B, k, num_codebooks), got {tuple(ids.shape)}")
-        batch, k = ids.shape[:2]
-        self._check_num_tokens(k)
-        quantized = self.quantizer.decode_ids(ids)  # (B, k, latent_dim)
-        # The decoder always sees K slots; the ones after k are masked out.
-        padded = F.pad(quantized, (0, 0, 0, self.num_latent_tokens - k))
-        return self.decoder(padded, torch.full((batch,), k, device=ids.device))
+            num_tokens = torch.full((batch,), k, device=latent.device)
+        padded = F.pad(latent, (0, 0, 0, self.num_latent_tokens - k))  # the decoder always sees K slots
+        return self.decoder(padded, num_tokens)
 
     @torch.no_grad()
     def ids_by_position(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,12 +206,10 @@ class Image1DTokenizer(Tokenizer):
     def last_layer_weight(self) -> torch.Tensor:
         return self.decoder.to_pixels.weight
 
-    def media_to_tensor(self, media) -> torch.Tensor:
-        s = self.config.image_size
-        return images_to_tensor(media, size=s, multiple=s)  # centre crops of exactly s x s
-
-    def tensor_to_media(self, x: torch.Tensor):
-        return tensor_to_images(x)
+    @classmethod
+    def input_spec_for(cls, config: Image1DTokenizerConfig) -> ImageInputSpec:
+        s = config.image_size  # centre crops of exactly s x s, smaller images upscaled first
+        return ImageInputSpec(config.in_channels, min_side=s, crop_size=s, multiple_of=s)
 
     def vocab_layout(self, **options) -> VocabLayout:
         # None: a segment holds any k <= K tokens, and its length says which k.
@@ -239,11 +218,3 @@ class Image1DTokenizer(Tokenizer):
     def rate_examples(self):
         s = self.config.image_size
         return [(f"{s}x{s}", (self.config.in_channels, s, s), float(s * s), "pixel")]
-
-    def input_spec(self) -> dict:
-        return {
-            "image_size": self.config.image_size,
-            "channels": self.config.in_channels,
-            "range": [-1.0, 1.0],
-            "num_latent_tokens": self.num_latent_tokens,
-        }

@@ -9,7 +9,8 @@ import soundfile as sf
 import torch
 from scipy.signal import lfilter
 
-from mmtok.data.audio import AudioDataset, AudioDecodeError, audio_to_tensor, load_audio, normalize_loudness
+from mmtok.data.audio import AudioDataset
+from mmtok.data.audio_io import AudioDecodeError, AudioInputSpec, load_audio, normalize_loudness
 from mmtok.eval.audio import (
     AudioMetricError,
     bitrate_kbps,
@@ -125,14 +126,16 @@ def test_mono_is_the_mean_of_the_channels(tmp_path):
     torch.testing.assert_close(mono[0], torch.from_numpy((left + right) / 2), atol=1e-6, rtol=0)
 
 
-def test_audio_to_tensor_batches_and_maps_channels(tmp_path):
+def test_prepare_batches_and_maps_channels(tmp_path):
     path = tmp_path / "clip.ogg"
     sf.write(path, sine(440, 0.5, 22_050), 22_050)
-    assert audio_to_tensor(path, sample_rate=SR).shape == (1, 1, SR // 2)
-    assert audio_to_tensor([path, path], sample_rate=SR, channels=2).shape == (2, 2, SR // 2)
-    assert audio_to_tensor(torch.zeros(2, 100), sample_rate=SR).shape == (1, 1, 100)
+    assert AudioInputSpec(SR).prepare(path).tensor.shape == (1, 1, SR // 2)
+    stereo = AudioInputSpec(SR, channels=2).prepare([path, path])
+    assert stereo.tensor.shape == (2, 2, SR // 2)
+    assert [item["source_sample_rate"] for item in stereo.info] == [22_050, 22_050]
+    assert AudioInputSpec(SR).prepare(torch.zeros(2, 100)).tensor.shape == (1, 1, 100)
     with pytest.raises(ValueError, match="float"):
-        audio_to_tensor(np.zeros(100, dtype=np.int16), sample_rate=SR)
+        AudioInputSpec(SR).prepare(np.zeros(100, dtype=np.int16))
 
 
 # -- loudness -----------------------------------------------------------------------------------
@@ -163,18 +166,18 @@ def test_dataset_segments_pads_and_is_seeded(tmp_path):
     (tmp_path / "sub").mkdir()
     sf.write(tmp_path / "a_long.wav", sine(440, 2.0, 44_100), 44_100)
     sf.write(tmp_path / "sub" / "b_short.flac", sine(440, 0.25, SR), SR)
-    dataset = AudioDataset(tmp_path, sample_rate=SR, segment_seconds=0.5)
+    dataset = AudioDataset(tmp_path, spec=AudioInputSpec(SR), segment_seconds=0.5)
     assert len(dataset) == 2
     for item in (dataset[0], dataset[1]):
         assert item.shape == (1, SR // 2) and item.dtype == torch.float32
     short = dataset[1]
-    assert rms_db(short[:, : SR // 4]) == pytest.approx(-20.0, abs=0.1)  # level set before padding
+    assert rms_db(short[:, : SR // 4]) == pytest.approx(-20.0, abs=0.1)  # the recording's level, padding aside
     assert torch.all(short[:, SR // 4 :] == 0)
     torch.manual_seed(3)
     first = dataset[0]
     torch.manual_seed(3)
     assert torch.equal(first, dataset[0])
-    fixed = AudioDataset(tmp_path, sample_rate=SR, segment_seconds=0.5, random_segment=False, loudness_db=None)
+    fixed = AudioDataset(tmp_path, spec=AudioInputSpec(SR, loudness_db=None), segment_seconds=0.5, random_segment=False)
     expected, _ = load_audio(tmp_path / "a_long.wav", sample_rate=SR)
     torch.testing.assert_close(fixed[0], expected[:, : SR // 2])
 
@@ -182,7 +185,7 @@ def test_dataset_segments_pads_and_is_seeded(tmp_path):
 def test_dataset_skips_and_counts_undecodable_files(tmp_path):
     bad = write_bad_files(tmp_path)
     sf.write(tmp_path / "z_good.wav", sine(440, 1.0, SR), SR)
-    dataset = AudioDataset(tmp_path, sample_rate=SR, segment_seconds=0.5)
+    dataset = AudioDataset(tmp_path, spec=AudioInputSpec(SR), segment_seconds=0.5)
     assert len(dataset) == 5
     items = [dataset[i] for i in range(len(dataset))]  # every bad index yields the next good item
     assert all(item.shape == (1, SR // 2) for item in items)
@@ -194,12 +197,12 @@ def test_dataset_skips_and_counts_undecodable_files(tmp_path):
 
 def test_dataset_without_decodable_audio_names_the_source(tmp_path):
     write_bad_files(tmp_path)
-    dataset = AudioDataset(tmp_path, sample_rate=SR, segment_seconds=0.5)
+    dataset = AudioDataset(tmp_path, spec=AudioInputSpec(SR), segment_seconds=0.5)
     with pytest.raises(ValueError, match=f"no decodable audio in {tmp_path}"):
         dataset[0]
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="no audio files in"):
-        AudioDataset(tmp_path / "nothing", sample_rate=SR, segment_seconds=0.5)
+        AudioDataset(tmp_path / "nothing", spec=AudioInputSpec(SR), segment_seconds=0.5)
 
 
 # -- metrics ------------------------------------------------------------------------------------

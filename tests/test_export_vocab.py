@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from train_helpers import tiny_config, write_config, write_images
 
 from mmtok import load_tokenizer
+from mmtok.artifact import ArtifactError
 from mmtok.models import build_tokenizer
-from mmtok.tokenizer import ArtifactError
 from mmtok.train.config import load_run_config
 from mmtok.train.export import export_run
 from mmtok.train.trainer import Trainer
@@ -52,7 +52,7 @@ def test_exported_ids_equal_the_training_models(trained_run, tmp_path, use_ema):
     frozen = load_tokenizer(out)
     source = trainer.ema.model if use_ema else trainer.unwrapped
     source.eval()
-    x = frozen.model.media_to_tensor(images())
+    x = frozen.media_to_tensor(images())
     assert torch.equal(frozen.encode(images()), source.encode(x))
     assert not any(p.requires_grad for p in frozen.model.parameters()) and not frozen.model.training
     card = json.loads((out / "config.json").read_text())["card"]
@@ -217,7 +217,10 @@ def test_audio_codec_round_trips_through_export(tmp_path):
     clip = np.sin(2 * np.pi * 440 * np.arange(1000) / 8000).astype(np.float32)
     ids = frozen.encode(clip)
     assert ids.shape == (1, 50, 3)
-    assert torch.equal(ids, model.encode(torch.from_numpy(clip)[None, None]))
+    # The codec sees the clip at the loudness it was trained at (-20 dBFS RMS; the sine is at -3).
+    level = 20 * np.log10(np.sqrt(np.mean(clip**2)))
+    gain = 10 ** ((-20 - level) / 20)
+    assert torch.equal(ids, model.encode(torch.from_numpy(clip * gain)[None, None]))
     assert frozen.decode_media(ids).shape == (1, 1, 1000)
     [back] = frozen.vocab.media_segments(frozen.to_llm_ids(clip)[0])
     assert torch.equal(back, ids[0])

@@ -116,7 +116,7 @@ def test_invalid_k_and_image_size_are_clear_errors():
 
 
 def test_export_round_trip_with_variable_length_llm_segments(tmp_path):
-    from mmtok.tokenizer import load_tokenizer
+    from mmtok.artifact import load_tokenizer
 
     torch.manual_seed(0)
     tok = build_tokenizer(tiny_model({"kind": "fsq", "groups": 3, "options": {"levels": [5]}})).eval()

@@ -21,7 +21,7 @@ from train_helpers import write_images
 
 from mmtok import load_tokenizer
 from mmtok.models import build_tokenizer
-from mmtok.shards import ERRORS_FILE, ShardDataset, read_manifest, shard_files, unflatten_ids
+from mmtok.shards import ERRORS_FILE, ShardDataset, read_manifest, shard_files
 from mmtok.tokenize import tokenize
 
 # Every compared run encodes with one thread, so the arithmetic (and the ids) are the same.
@@ -42,8 +42,8 @@ BAD_FILES = {  # name -> bytes; the names sort between the good images
     "img_030_empty.png": b"",
     "img_035_random.webp": bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)),
     "sub/img_005_page.jpeg": b"<html><body>404 not found</body></html>",
-    "sub/img_015_tiny.png": None,  # a real 1x1 PNG: decodes, but is smaller than the tokenizer's stride
 }
+TINY = "sub/img_015_tiny.png"  # a real 1x1 PNG: upscaled to the training crop (16 px), as training does
 SHARD, BATCH = 3, 2  # many small shards, so a kill lands mid-way
 
 
@@ -55,15 +55,15 @@ def tok_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """60 good images (40 of 24 px, 20 of 32 px in a subfolder) and 6 bad files."""
+    """61 good images (40 of 24 px, 20 of 32 px in a subfolder, one of 1 px) and 5 bad files."""
     root = tmp_path_factory.mktemp("images")
     good = write_images(root, 40, size=24) + write_images(root / "sub", 20, size=32, seed=1)
     png = good[0].read_bytes()
     tiny = io.BytesIO()
     Image.new("RGB", (1, 1)).save(tiny, format="PNG")
     for name, data in BAD_FILES.items():
-        data = {"img_010_truncated.png": png[: len(png) // 2], "sub/img_015_tiny.png": tiny.getvalue()}.get(name, data)
-        (root / name).write_bytes(data)
+        (root / name).write_bytes(png[: len(png) // 2] if data is None else data)
+    (root / TINY).write_bytes(tiny.getvalue())
     return root
 
 
@@ -95,16 +95,18 @@ def reference(tok_dir, images, tmp_path_factory):
 
 def test_bad_files_become_error_records_and_the_rest_rows(reference, tok_dir, images):
     manifest = read_manifest(reference)
-    assert manifest["counts"] == {"inputs": 66, "samples": 60, "tokens": 40 * 144 + 20 * 256, "errors": 6}
+    assert manifest["counts"] == {"inputs": 66, "samples": 61, "tokens": 40 * 144 + 20 * 256 + 64, "errors": 5}
     assert manifest["run"]["world_size"] == 1 and manifest["ids_dtype"] == "uint16"
     assert manifest["tokenizer"]["weights_sha256"] == load_tokenizer(tok_dir).config["weights_sha256"]
     errors = [json.loads(line) for line in (reference / ERRORS_FILE).read_text().splitlines()]
     assert [e["key"] for e in errors] == sorted(BAD_FILES)
     assert all(e["reason"] and e["source"].endswith(e["key"]) for e in errors)
-    assert "smaller than 2 pixels" in errors[-1]["reason"]
+    assert "cannot read an image" in errors[0]["reason"]
 
     table = rows(reference)
-    assert len(table) == 60 and len({r["key"] for r in table}) == 60
+    assert len(table) == 61 and len({r["key"] for r in table}) == 61
+    tiny = next(r for r in table if r["key"] == TINY)
+    assert (tiny["height"], tiny["source_height"], tiny["token_shape"]) == (16, 1, [8, 8, 1])
     assert not list(reference.glob("*.tmp"))
     first = table[0]
     assert first["key"] == "img_000.png" and (first["height"], first["width"], first["channels"]) == (24, 24, 3)
@@ -115,7 +117,7 @@ def test_bad_files_become_error_records_and_the_rest_rows(reference, tok_dir, im
     frozen = load_tokenizer(tok_dir)
     expected = frozen.encode([str(images / "img_000.png"), str(images / "img_001.png")])
     for row, ids in zip(table[:2], expected):
-        assert torch.equal(unflatten_ids(torch.tensor(row["ids"]), row["token_shape"], frozen.vocab), ids)
+        assert torch.equal(frozen.vocab.unflatten_ids(torch.tensor(row["ids"]), row["token_shape"]), ids)
 
 
 def test_killed_job_restarted_gives_the_uninterrupted_rows(reference, tok_dir, images, tmp_path):
@@ -151,7 +153,7 @@ def test_killed_job_restarted_gives_the_uninterrupted_rows(reference, tok_dir, i
     result = run_tokenize(tok_dir, images, out, "--shard-size", SHARD, "--batch-size", BATCH, "--num-workers", 1)
     assert result.returncode == 0, result.stderr[-3000:]
     assert rows(out) == rows(reference)
-    assert len({r["key"] for r in rows(out)}) == 60
+    assert len({r["key"] for r in rows(out)}) == 61
     assert (out / ERRORS_FILE).read_text() == (reference / ERRORS_FILE).read_text()
     assert {f.name: f.stat().st_mtime_ns for f in shard_files(out) if f.name in kept} == kept  # skipped, not redone
     assert not list(out.glob("*.tmp")) and read_manifest(out)["run"]["shards"] == 22 - len(kept)
@@ -258,7 +260,7 @@ def test_llm_ids_decode_back_to_the_codebook_ids(in_process_run, tok_dir, images
     assert read_manifest(tmp_path / "llm")["llm_ids"] is True
     for a, b in zip(llm, raw):
         (segment,) = vocab.from_llm_ids(a["ids"])
-        assert torch.equal(segment, unflatten_ids(torch.tensor(b["ids"]), b["token_shape"], vocab))
+        assert torch.equal(segment, vocab.unflatten_ids(torch.tensor(b["ids"]), b["token_shape"]))
         assert a["token_shape"] == b["token_shape"]
 
 
@@ -278,7 +280,7 @@ def test_datasets_reads_the_shards(in_process_run, tmp_path):
 def test_shard_dataset_yields_llm_ids_and_packs_them(in_process_run, tok_dir):
     vocab = load_tokenizer(tok_dir).vocab
     table = sorted(rows(in_process_run), key=lambda r: r["index"])  # shard order = input order
-    expected = [vocab.to_llm_ids(unflatten_ids(torch.tensor(r["ids"]), r["token_shape"], vocab)) for r in table]
+    expected = [vocab.to_llm_ids(vocab.unflatten_ids(torch.tensor(r["ids"]), r["token_shape"])) for r in table]
 
     samples = list(ShardDataset(in_process_run))
     assert [s["key"] for s in samples] == [r["key"] for r in table]
@@ -368,7 +370,8 @@ def test_audio_files_of_different_lengths(tmp_path):
         assert (row["num_samples"], row["sample_rate"], row["channels"]) == (samples, 16000, 1)
         assert row["duration"] == pytest.approx(samples / 16000)
         assert row["token_shape"] == [samples // 8, 2]
-    # Clips of one length were encoded together, each other length alone: the same batches here give the same ids.
+    # The causal codec encodes clips of different lengths in one padded batch; each clip's ids are
+    # those of its own length's batch (padding never reaches an earlier frame).
     frozen = load_tokenizer(tok)
     for length in {r["num_samples"] for r in table}:
         group = [r for r in table if r["num_samples"] == length]

@@ -36,6 +36,7 @@ def tiny_config(output_dir: Path, data_dir: Path, **sections) -> dict:
             "num_res_blocks": 1,
             "attention": False,
             "latent_dim": 4,
+            "image_size": 16,
             "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
         },
         "data": {"source": str(data_dir), "size": 16},

@@ -17,8 +17,7 @@ from mmtok.train.recipe import Recipe
 @dataclasses.dataclass
 class AudioDataConfig:
     source: str = "data_cache/speech"  # a folder of wav/flac/ogg/mp3 files (scripts/fetch_data.sh fills it)
-    segment_seconds: float = 1.0
-    loudness_db: float = -20.0
+    segment_seconds: float = 1.0  # recordings are prepared (rate, channels, loudness) as model.* says
 
 
 @dataclasses.dataclass
@@ -34,20 +33,15 @@ class AudioRecipe(Recipe):
     data_config_class = AudioDataConfig
     loss_config_class = AudioLossConfig
 
-    def __init__(self, data: dict, loss, model):
-        super().__init__(data, loss, model)
+    def __init__(self, data: dict, loss, model, input_spec):
+        super().__init__(data, loss, model, input_spec)
         self.mel = MultiScaleMelLoss(model.sample_rate)
         self.stft = MultiResolutionSTFTLoss()
 
     def build_dataset(self) -> Dataset:
         from mmtok.data.audio import AudioDataset
 
-        return AudioDataset(
-            self.data.source,
-            sample_rate=self.model_config.sample_rate,
-            segment_seconds=self.data.segment_seconds,
-            loudness_db=self.data.loudness_db,
-        )
+        return AudioDataset(self.data.source, spec=self.input_spec, segment_seconds=self.data.segment_seconds)
 
     def build_discriminator(self):
         return AudioDiscriminator(channels=self.terms.discriminator_channels)

@@ -99,10 +99,16 @@ def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunCo
     data = load_yaml(path) if path is not None else {}
     data = apply_overrides(data, list(overrides))
     config = from_dict(RunConfig, data)
-    # The model and data sections are typed by the family and its recipe: validate them now, not at step 0.
-    from mmtok.models import tokenizer_config
-    from mmtok.train.recipes import recipe_for
-
-    tokenizer_config(config.model)
-    recipe_for(config)
+    validate_sections(config)
     return config
+
+
+def validate_sections(config: RunConfig):
+    """Types the model section by its family and the data and loss.modality sections by the family's
+    recipe, without building the recipe (so no weights are loaded). Returns the model's config."""
+    from mmtok.models.registry import family_of, recipe_class, tokenizer_class, tokenizer_config
+
+    model = tokenizer_config(config.model)
+    family = family_of(config.model)
+    recipe_class(family).validate(config.data, config.loss, tokenizer_class(family).input_spec_for(model))
+    return model

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from mmtok.models import build_tokenizer
+from mmtok.config import load_yaml
+from mmtok.models.registry import build_tokenizer
 from mmtok.train.checkpoint import EMA_FILE, MODEL_FILE, STATE_FILE, latest_checkpoint
-from mmtok.train.config import load_run_config
 
 EMA_PREFIX = "averaged.module."  # WeightEMA keeps the averaged copy under this name
 
@@ -21,8 +21,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, use_ema: bool = Fals
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir} has no complete checkpoint to export")
-    config = load_run_config(run_dir / "config.yaml", [])
-    tokenizer = build_tokenizer(config.model)
+    # Only the model section: exporting needs nothing that only training uses (data, perceptual weights).
+    run_config = load_yaml(run_dir / "config.yaml")
+    tokenizer = build_tokenizer(run_config["model"])
     if use_ema:
         if not (checkpoint / EMA_FILE).is_file():
             raise FileNotFoundError(f"{checkpoint} holds no EMA weights (train.ema_decay was 0); export without --ema")
@@ -34,7 +35,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, use_ema: bool = Fals
 
     trainer_state = json.loads((checkpoint / STATE_FILE).read_text())
     card = {
-        "training_data": config.data.get("source", "?"),
+        "training_data": run_config.get("data", {}).get("source", "?"),
         "steps": trainer_state["step"],
         "weights": "EMA" if use_ema else "raw",
         "eval": _eval_numbers(run_dir),

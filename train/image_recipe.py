@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from mmtok.config import ConfigError
 from mmtok.data import ImageDataset, sample_images, write_sample_images
 from mmtok.train.discriminators import PatchGANDiscriminator
 from mmtok.train.losses import reconstruction_loss
@@ -21,7 +22,7 @@ SAMPLE_IMAGES = "sample-images"
 @dataclasses.dataclass
 class ImageDataConfig:
     source: str = SAMPLE_IMAGES  # a folder, .tar or .parquet; "sample-images": scikit-image's photos
-    size: int = 256  # training crop size
+    size: int | None = None  # training crop size; default: the model's image_size
     held_out: int = 5  # sample-images only: photos kept out of training, for evaluation
     random_flip: bool = True
     cache_dir: str = "runs/sample-images"  # where sample-images are written as PNG files
@@ -45,8 +46,23 @@ class ImageRecipe(Recipe):
     data_config_class = ImageDataConfig
     loss_config_class = ImageLossConfig
 
-    def __init__(self, data: dict, loss, model):
-        super().__init__(data, loss, model)
+    @classmethod
+    def validate(cls, data, loss, input_spec):
+        typed, terms = super().validate(data, loss, input_spec)
+        # Images are upscaled to min_side (the model's image_size) before they are cropped, and
+        # the artifact records only that: a larger crop would need an upscaling nobody records.
+        if typed.size is None:
+            typed.size = input_spec.crop_size or input_spec.min_side
+        if typed.size > input_spec.min_side or (input_spec.crop_size and typed.size != input_spec.crop_size):
+            exact = "equal" if input_spec.crop_size else "be at most"
+            raise ConfigError(
+                f"data.size: training crops of {typed.size} px must {exact} model.image_size "
+                f"({input_spec.min_side}); leave data.size out to use image_size"
+            )
+        return typed, terms
+
+    def __init__(self, data: dict, loss, model, input_spec):
+        super().__init__(data, loss, model, input_spec)
         self._perceptual = None
         if self.terms.perceptual_weight > 0:
             self._perceptual = build_perceptual_loss(
@@ -62,7 +78,9 @@ class ImageRecipe(Recipe):
         return folder
 
     def build_dataset(self) -> Dataset:
-        return ImageDataset(self.training_source(), size=self.data.size, random_flip=self.data.random_flip)
+        return ImageDataset(
+            self.training_source(), size=self.data.size, spec=self.input_spec, random_flip=self.data.random_flip
+        )
 
     def build_discriminator(self):
         return PatchGANDiscriminator(in_channels=3)

@@ -1,7 +1,9 @@
 """What a modality plugs into the trainer: its data, its reconstruction losses, its discriminator.
 
-The trainer knows no modality. Each modality provides one Recipe subclass (images: image_recipe.py)
-and registers it in recipes.py.
+The trainer knows no modality. Each tokenizer family names its Recipe subclass in the registry
+(mmtok.models.registry); image and image1d share image_recipe.py, audio has audio_recipe.py.
+Validating a config types a recipe's sections without building it (`Recipe.validate`), so it
+loads no weights; building a recipe is for training.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from mmtok.config import from_dict
+from mmtok.data.spec import InputSpec
 from mmtok.train.losses import generator_loss
 
 
@@ -21,12 +24,18 @@ class Recipe:
     data_config_class: ClassVar[type] = object
     loss_config_class: ClassVar[type] = object  # the `loss.modality` section
 
-    def __init__(self, data: dict, loss: Any, model: Any):
-        """data: the `data` section; loss: the trainer's LossConfig; model: the tokenizer's config dataclass."""
-        self.data = from_dict(self.data_config_class, data, "data")
-        self.loss = loss
-        self.terms = from_dict(self.loss_config_class, loss.modality, "loss.modality")
-        self.model_config = model
+    def __init__(self, data: dict, loss: Any, model: Any, input_spec: InputSpec):
+        """data: the `data` section; loss: the trainer's LossConfig; model: the tokenizer's config
+        dataclass; input_spec: how the tokenizer prepares media (the datasets prepare them so too)."""
+        self.data, self.terms = self.validate(data, loss, input_spec)
+        self.loss, self.model_config, self.input_spec = loss, model, input_spec
+
+    @classmethod
+    def validate(cls, data: dict, loss: Any, input_spec: InputSpec) -> tuple[Any, Any]:
+        """The typed `data` and `loss.modality` sections; errors name the key. Builds nothing."""
+        return from_dict(cls.data_config_class, data, "data"), from_dict(
+            cls.loss_config_class, loss.modality, "loss.modality"
+        )
 
     def build_dataset(self) -> Dataset:
         """Training items: tensors the tokenizer's forward takes."""

@@ -25,13 +25,12 @@ from tqdm.auto import tqdm
 from mmtok import distributed
 from mmtok.config import to_dict
 from mmtok.health import CodebookMonitor
-from mmtok.models import build_tokenizer
+from mmtok.models.registry import build_tokenizer, family_of, recipe_class
 from mmtok.train.checkpoint import EMA_FILE, latest_checkpoint, load_checkpoint, save_checkpoint
 from mmtok.train.config import OptimizerConfig, RunConfig
 from mmtok.train.data import build_loader
 from mmtok.train.ema import WeightEMA
 from mmtok.train.losses import LeCamRegularizer, adaptive_gan_weight, discriminator_loss
-from mmtok.train.recipes import recipe_for
 
 logger = logging.getLogger("mmtok.train")
 
@@ -85,8 +84,9 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.accelerator = make_accelerator(config)
         set_seed(config.train.seed)  # same seed everywhere: every process starts from the same weights
-        self.recipe = recipe_for(config)
         tokenizer = build_tokenizer(config.model)
+        recipe = recipe_class(family_of(config.model))
+        self.recipe = recipe(config.data, config.loss, tokenizer.config, tokenizer.input_spec())
         with self.accelerator.main_process_first():
             self.dataset = self.recipe.build_dataset()
 
@@ -221,7 +221,7 @@ class Trainer:
         acc.backward(d_loss)
         self._clip_and_step(self.disc, self.opt_d, self.sched_d)
         if self.lecam is not None:
-            self.lecam.update(acc.gather(real.detach()), acc.gather(fake_logits.detach()))
+            self.lecam.update(_gathered(acc, real), _gathered(acc, fake_logits))
         return logged
 
     def _clip_and_step(self, model, optimizer, scheduler) -> None:
@@ -313,6 +313,13 @@ class Trainer:
         self.failed_sources = set(state["failed_sources"])
         if self.accelerator.is_main_process:
             logger.info("resumed from %s at step %d", path, self.step)
+
+
+def _gathered(accelerator, logits):
+    """Logits from every process: one tensor, or a list of them (one per discriminator scale)."""
+    if torch.is_tensor(logits):
+        return accelerator.gather(logits.detach())
+    return [accelerator.gather(scale.detach()) for scale in logits]
 
 
 def _flat_hparams(config: dict, prefix: str = "") -> dict:

@@ -1,20 +1,27 @@
-"""Datasets and sample data for training tokenizers."""
+"""One input path per modality (decode, normalise, the spec that records it), datasets, sample data."""
 
-from .audio import AUDIO_EXTENSIONS, AudioDataset, AudioDecodeError, audio_to_tensor, load_audio, normalize_loudness
+from .audio import AUDIO_EXTENSIONS, AudioDataset
+from .audio_io import AudioDecodeError, AudioInputSpec, load_audio, normalize_loudness
+from .image_io import ImageInputSpec, decode_image
 from .images import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS, ImageDataset
 from .sample_images import SAMPLE_IMAGE_NAMES, sample_images, write_sample_images
+from .spec import InputSpec, Prepared
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "PARQUET_IMAGE_COLUMNS",
-    "ImageDataset",
     "SAMPLE_IMAGE_NAMES",
-    "sample_images",
-    "write_sample_images",
-    "AUDIO_EXTENSIONS",
     "AudioDataset",
     "AudioDecodeError",
-    "audio_to_tensor",
+    "AudioInputSpec",
+    "ImageDataset",
+    "ImageInputSpec",
+    "InputSpec",
+    "Prepared",
+    "decode_image",
     "load_audio",
     "normalize_loudness",
+    "sample_images",
+    "write_sample_images",
 ]

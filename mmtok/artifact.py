@@ -1,0 +1,228 @@
+"""The frozen artifact: a directory a tokenizer is saved to and loaded from, and the loaded object.
+
+    config.json         family, modality, model config, input spec, mmtok version, weights sha256, card data
+    model.safetensors   weights and buffers (no optimizer, no discriminator)
+    vocab.json          where the ids go in an LLM vocabulary (mmtok.vocab.VocabLayout)
+    README.md           a Hugging Face model card
+
+Loading never unpickles: safetensors and JSON only, a directory holding a pickle file is refused,
+and the weights must match the checksum recorded at export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+
+from mmtok.vocab import VocabLayout
+
+if TYPE_CHECKING:
+    from mmtok.tokenizer import Tokenizer
+
+CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, CARD_FILE = "config.json", "model.safetensors", "vocab.json", "README.md"
+# Files that would be unpickled by torch.load and friends: a tokenizer directory must hold none.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+class ArtifactError(ValueError):
+    pass
+
+
+def mmtok_version() -> str:
+    from mmtok import __version__
+
+    return __version__
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_artifact(
+    model: Tokenizer,
+    directory: str | Path,
+    *,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    vocab: VocabLayout | None = None,
+    card: dict | None = None,
+) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = state_dict if state_dict is not None else model.state_dict()
+    weights = directory / WEIGHTS_FILE
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(tensors, str(weights), metadata={"format": "pt", "mmtok_family": model.family})
+    layout = vocab if vocab is not None else model.vocab_layout()
+    layout.save(directory / VOCAB_FILE)
+    config = {
+        "mmtok_version": mmtok_version(),
+        "family": model.family,
+        "modality": model.modality,
+        "model": dataclasses.asdict(model.config),
+        "input": model.input_spec().to_json(),
+        "weights_sha256": file_sha256(weights),
+        "card": card or {},
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    model_card(config, layout).save(directory / CARD_FILE)
+    return directory
+
+
+def model_card(config: dict, layout: VocabLayout):
+    """A Hugging Face model card (huggingface_hub.ModelCard: its metadata header and file format)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card = config["card"]
+    data = ModelCardData(library_name="mmtok", tags=["mmtok", "tokenizer", config["modality"]])
+    lines = [
+        f"# mmtok {config['family']} tokenizer",
+        "",
+        f"- modality: {config['modality']}",
+        f"- quantizer: {config['model'].get('quantizer', {})}",
+        f"- codebooks: {layout.num_codebooks} x {layout.codebook_sizes}",
+        f"- vocabulary ids: {layout.size} from base offset {layout.base_offset}",
+        f"- input: {config['input']}",
+        f"- weights sha256: {config['weights_sha256']}",
+    ]
+    lines += [f"- {key.replace('_', ' ')}: {card[key]}" for key in ("training_data", "steps", "weights") if key in card]
+    if card.get("eval"):
+        lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {_number(value)} |" for name, value in card["eval"].items()]
+    lines += ["", "Load with `mmtok.load_tokenizer(path)`; ids sit in an LLM vocabulary as vocab.json says.", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class EncodedMedia(NamedTuple):
+    ids: torch.Tensor  # (B, *token_shape, num_codebooks)
+    info: list[dict]  # per example: the media's metadata and what preparation did (an audio gain, ...)
+
+
+class FrozenTokenizer:
+    """A loaded tokenizer for inference: eval mode, no gradients, media in and media out."""
+
+    def __init__(self, model: Tokenizer, vocab: VocabLayout, config: dict, path: Path | None = None):
+        self.model, self.vocab, self.config, self.path = model, vocab, config, path
+        self.input_spec = model.input_spec()
+
+    family = property(lambda self: self.model.family)
+    modality = property(lambda self: self.model.modality)
+    quantizer = property(lambda self: self.model.quantizer)
+    num_codebooks = property(lambda self: self.model.num_codebooks)
+    codebook_sizes = property(lambda self: self.model.codebook_sizes)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> FrozenTokenizer:
+        self.model.to(device)
+        return self
+
+    def prepare(self, media: Any):
+        """Media -> `Prepared(tensor, info)` through the tokenizer's input spec (mmtok.data)."""
+        return self.input_spec.prepare(media)
+
+    def media_to_tensor(self, media: Any) -> torch.Tensor:
+        return self.prepare(media).tensor
+
+    @torch.inference_mode()
+    def encode_tensor(self, x: torch.Tensor, **options) -> torch.Tensor:
+        """A prepared batch -> ids (B, *token_shape, num_codebooks)."""
+        return self.model.encode(x.to(self.device), **options)
+
+    @torch.inference_mode()
+    def encode_many(self, inputs: list[torch.Tensor], **options) -> list[torch.Tensor]:
+        """Prepared examples of any sizes -> their ids, each as if encoded alone."""
+        return self.model.encode_many([x.to(self.device) for x in inputs], **options)
+
+    def encode_media(self, media: Any, **options) -> EncodedMedia:
+        """Media (paths, bytes, arrays, tensors) -> ids and what preparation did to each example."""
+        prepared = self.prepare(media)
+        return EncodedMedia(self.encode_tensor(prepared.tensor, **options), prepared.info)
+
+    def encode(self, media: Any, **options) -> torch.Tensor:
+        """Media -> ids (B, *token_shape, num_codebooks); options: num_codebooks=n, num_tokens=k."""
+        return self.encode_media(media, **options).ids
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(torch.as_tensor(ids).to(self.device))
+
+    def decode_media(self, ids: torch.Tensor | EncodedMedia, info: list[dict] | None = None) -> Any:
+        """ids (or `encode_media`'s result) -> plain media; with the info, preparation is undone
+        where it can be (an audio clip gets its own level back)."""
+        if isinstance(ids, EncodedMedia):
+            ids, info = ids.ids, info if info is not None else ids.info
+        return self.input_spec.to_media(self.decode(ids), info)
+
+    def vocab_layout(self, **options) -> VocabLayout:
+        """The tokenizer's layout with other options (offsets, flatten order, row markers)."""
+        return self.model.vocab_layout(**options) if options else self.vocab
+
+    def to_llm_ids(self, media: Any, **options) -> list[torch.Tensor]:
+        """One framed LLM id sequence per example."""
+        return [self.vocab.to_llm_ids(example) for example in self.encode(media, **options)]
+
+    def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.model.token_shape_for(input_shape)
+
+    def rate_examples(self) -> list[tuple[str, tuple[int, ...], float, str]]:
+        return self.model.rate_examples()
+
+    def __repr__(self) -> str:
+        return f"FrozenTokenizer({self.family}, codebooks={self.vocab.codebook_sizes}, path={self.path})"
+
+
+def load_tokenizer(path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> FrozenTokenizer:
+    """Loads a directory written by save_pretrained / `mmtok export` (or a hub repo id where a hub
+    can be reached). Never unpickles: safetensors and JSON only, and a directory holding a pickle
+    file is refused. The weights' sha256 must match the one recorded at export."""
+    from safetensors.torch import load_file
+
+    directory = Path(path)
+    if not directory.is_dir():
+        directory = _download(str(path))
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ArtifactError(f"{directory} holds pickle files {pickles}; mmtok artifacts are safetensors + JSON only")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE):
+        if not (directory / name).is_file():
+            raise ArtifactError(f"{directory} is not an mmtok tokenizer: {name} is missing")
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    if verify and file_sha256(directory / WEIGHTS_FILE) != config.get("weights_sha256"):
+        raise ArtifactError(
+            f"{directory / WEIGHTS_FILE} does not match the checksum recorded at export (tampered or corrupt)"
+        )
+
+    from mmtok.models.registry import build_tokenizer  # the one place core names model families
+
+    model = build_tokenizer({"family": config["family"], **config["model"]})
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+    model.eval().requires_grad_(False).to(device)
+    return FrozenTokenizer(model, VocabLayout.load(directory / VOCAB_FILE), config, directory)
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
+    except Exception as error:  # no such local folder and no reachable hub: say both
+        raise ArtifactError(
+            f"{repo_id!r} is not a local directory and could not be fetched from a hub: {error}"
+        ) from None

@@ -1,0 +1,76 @@
+"""The registry: every tokenizer family, its class and its training recipe, in one table.
+
+The only place that names model families. Classes are imported when first needed, so loading an
+audio codec imports no image model, and loading any tokenizer imports no training code (recipes
+live in mmtok.train). A new modality adds one line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from mmtok.config import ConfigError, from_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    tokenizer: str  # "module:Class" of the Tokenizer subclass
+    recipe: str  # "module:Class" of the training Recipe (mmtok.train)
+
+
+FAMILIES: dict[str, Family] = {
+    "image": Family("mmtok.models.image:ImageTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
+    "image1d": Family("mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
+    "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
+}
+
+
+def _load(target: str) -> Any:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _family(name: Any) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"model.family: unknown tokenizer family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def tokenizer_class(family: str):
+    return _load(_family(family).tokenizer)
+
+
+def recipe_class(family: str):
+    """The training recipe of a family (imports mmtok.train)."""
+    return _load(_family(family).recipe)
+
+
+def tokenizer_config(config: Any):
+    """A tokenizer config (a family's dataclass, or a mapping with `family`) validated into its dataclass."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        for name in FAMILIES:
+            if isinstance(config, tokenizer_class(name).config_class):
+                return config
+        raise ConfigError(f"no tokenizer family uses config {type(config).__name__}")
+    if not isinstance(config, dict) or "family" not in config:
+        raise ConfigError("model.family: a tokenizer config needs one of " + ", ".join(sorted(FAMILIES)))
+    fields = dict(config)
+    family = fields.pop("family")
+    return from_dict(tokenizer_class(family).config_class, fields, "model")
+
+
+def family_of(config: Any) -> str:
+    """The family name of a config (a mapping with `family`, or a family's dataclass)."""
+    if isinstance(config, dict):
+        _family(config.get("family"))
+        return config["family"]
+    typed = tokenizer_config(config)
+    return next(name for name in FAMILIES if isinstance(typed, tokenizer_class(name).config_class))
+
+
+def build_tokenizer(config: Any):
+    """`config`: a family's config dataclass, or a mapping with `family` and that family's fields."""
+    typed = tokenizer_config(config)
+    return tokenizer_class(family_of(config))(typed)
