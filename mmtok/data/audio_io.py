@@ -33,7 +33,12 @@ import torchaudio.functional as AF
 from mmtok.data.spec import InputSpec, Prepared, stack_prepared
 
 __all__ = [
-    "AudioDecodeError", "AudioInputSpec", "decode_audio", "load_audio", "loudness_gain", "match_channels",
+    "AudioDecodeError",
+    "AudioInputSpec",
+    "decode_audio",
+    "load_audio",
+    "loudness_gain",
+    "match_channels",
     "normalize_loudness",
 ]
 
@@ -165,8 +170,13 @@ class AudioInputSpec(InputSpec):
 
     modality: ClassVar[str] = "audio"
     info_fields: ClassVar[dict[str, type]] = {
-        "channels": int, "num_samples": int, "sample_rate": int, "duration": float,
-        "gain_db": float, "source_sample_rate": int, "source_channels": int,
+        "channels": int,
+        "num_samples": int,
+        "sample_rate": int,
+        "duration": float,
+        "gain_db": float,
+        "source_sample_rate": int,
+        "source_channels": int,
     }
 
     sample_rate: int = 24000
@@ -185,9 +195,15 @@ class AudioInputSpec(InputSpec):
         if self.loudness_db is not None:
             gain = loudness_gain(wave, self.loudness_db, max_gain_db=self.max_gain_db)
             wave, gain_db = wave * gain, 20.0 * math.log10(float(gain.reshape(())))
-        info = {"channels": self.channels, "num_samples": wave.shape[-1], "sample_rate": self.sample_rate,
-                "duration": wave.shape[-1] / self.sample_rate, "gain_db": gain_db,
-                "source_sample_rate": rate, "source_channels": source_channels}
+        info = {
+            "channels": self.channels,
+            "num_samples": wave.shape[-1],
+            "sample_rate": self.sample_rate,
+            "duration": wave.shape[-1] / self.sample_rate,
+            "gain_db": gain_db,
+            "source_sample_rate": rate,
+            "source_channels": source_channels,
+        }
         return Prepared(wave[None], [info])
 
     def prepare(self, media: Any) -> Prepared:

@@ -113,7 +113,11 @@ class ImageInputSpec(InputSpec):
 
     modality: ClassVar[str] = "image"
     info_fields: ClassVar[dict[str, type]] = {
-        "channels": int, "height": int, "width": int, "source_height": int, "source_width": int,
+        "channels": int,
+        "height": int,
+        "width": int,
+        "source_height": int,
+        "source_width": int,
     }
 
     channels: int = 3
