@@ -1,8 +1,11 @@
 """Audio reconstruction metrics, bitrate and speed.
 
-Spectral distances and SI-SDR are written in torch so they run batched on the model's device;
-STOI and PESQ call the reference implementations (``pystoi``; ``pesq``, the ITU-T P.862 C code)
-one clip at a time on the CPU.
+SI-SDR comes from ``torchmetrics``; the spectral distances are our own, in torch (auraloss's
+spectral losses are not the same quantity: see the comments at ``mel_distance`` and
+``stft_distance``), so all three run batched on the model's device. STOI and PESQ call the
+reference implementations (``pystoi``; ``pesq``, the ITU-T P.862 C code) one clip at a time on
+the CPU; torchmetrics' wrappers of the same two packages pass pystoi's 1e-5 on as a score and
+stop a batch at the first clip PESQ cannot score, so they are not used.
 
 Signals are ``(samples,)``, ``(batch, samples)`` or ``(batch, channels, samples)``, as torch
 tensors or numpy arrays, with both arguments of a metric the same shape. A 1-D input gives a
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 from torchaudio.transforms import MelSpectrogram
+from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
 from mmtok.quantize.base import bits_per_position
 
@@ -89,6 +93,9 @@ def mel_distance(
     the shorter windows, so that none of them is narrower than an FFT bin); magnitudes are floored
     at 1e-5. The result is the mean over the FFT sizes.
     """
+    # Not auraloss's MelSTFTLoss: that uses librosa's Slaney-normalised filterbank (librosa is not a dependency),
+    # natural log with a 1e-4 magnitude floor, one band count for every size, and adds spectral convergence;
+    # the mel distances in the README are this definition.
     x, y, single = _as_batch(x, y)
     distances = []
     for n_fft in fft_sizes:
@@ -122,6 +129,8 @@ def stft_distance(
     identical signals. Spectral convergence is relative to ``y``, so the order of the arguments
     matters.
     """
+    # Not auraloss's MultiResolutionSTFTLoss: it pools spectral convergence over the whole batch (no per-item
+    # values) and pads the frames by reflection rather than with zeros (0.02 to 0.2 % apart on one clip).
     x, y, single = _as_batch(x, y)
     distances = []
     for n_fft in fft_sizes:
@@ -139,18 +148,30 @@ def si_sdr(
     """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019); higher is better.
 
     The estimate is projected on the reference; the ratio is the energy of that projection over
-    the energy of the rest. ``inf`` for an estimate that is an exact multiple of the reference,
-    NaN where the reference is silent (undefined). Computed in float64 per channel, then averaged.
+    the energy of the rest (``torchmetrics``, in float64, per channel, then averaged over channels).
+    NaN where the reference or the estimate is silent (after removing the mean when ``zero_mean``):
+    the projection is undefined there. An estimate that is an exact multiple of the reference is
+    finite, not ``inf``: torchmetrics adds float64 epsilon (2.2e-16) to both energies, which caps it
+    at about ``10 * log10(E / 2.2e-16)`` dB, E the estimate's energy (about 180 dB for one second at
+    16 kHz and -20 dBFS).
     """
     estimate, reference, single = _as_batch(estimate, reference)
     estimate, reference = estimate.double(), reference.double()
-    if zero_mean:
-        estimate = estimate - estimate.mean(dim=-1, keepdim=True)
-        reference = reference - reference.mean(dim=-1, keepdim=True)
-    scale = (estimate * reference).sum(dim=-1, keepdim=True) / reference.pow(2).sum(dim=-1, keepdim=True)
-    target = scale * reference
-    ratio = target.pow(2).sum(dim=-1) / (estimate - target).pow(2).sum(dim=-1)
-    return _result((10.0 * torch.log10(ratio)).mean(dim=1), single)
+    values = scale_invariant_signal_distortion_ratio(estimate, reference, zero_mean=zero_mean)
+    # torchmetrics' epsilon turns the undefined 0/0 cases into made-up scores (0 dB for a silent
+    # estimate, about -10 * log10(E / 2.2e-16) dB, some -170 dB, for a silent reference); NaN says so.
+    values = values.masked_fill(_silent(reference, zero_mean) | _silent(estimate, zero_mean), math.nan)
+    return _result(values.mean(dim=1), single)
+
+
+def _silent(signal: torch.Tensor, zero_mean: bool) -> torch.Tensor:
+    """Per channel: no energy left (a constant signal, when the mean is removed, counts as silent)."""
+    energy = signal.pow(2).sum(dim=-1)
+    if not zero_mean:
+        return energy == 0
+    centred = (signal - signal.mean(dim=-1, keepdim=True)).pow(2).sum(dim=-1)
+    # Removing the mean of a constant leaves rounding residue, not signal.
+    return centred <= torch.finfo(signal.dtype).eps * energy
 
 
 def _mono_clips(x, y, metric: str) -> tuple[list[np.ndarray], list[np.ndarray], bool]:

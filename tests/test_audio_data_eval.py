@@ -260,6 +260,50 @@ def test_pesq_and_stoi_refuse_what_they_cannot_score(speech_and_noise):
         assert math.isnan(pesq_wb(speech[:2000], speech[:2000], SR, on_error="nan"))
 
 
+def test_si_sdr_equals_the_closed_form():
+    # estimate = a * reference + noise orthogonal to the (zero-mean) reference: SI-SDR is
+    # 10 log10(a^2 |reference|^2 / |noise|^2), whatever the DC offsets (zero_mean removes them).
+    rng = np.random.default_rng(3)
+    reference = rng.standard_normal(8000)
+    reference -= reference.mean()
+    noise = rng.standard_normal(8000)
+    noise -= noise.mean()
+    noise -= (noise @ reference) / (reference @ reference) * reference
+    expected = 10 * np.log10(0.7**2 * (reference @ reference) / (noise @ noise))
+    assert si_sdr(0.7 * reference + noise + 0.3, reference - 0.1) == pytest.approx(expected, abs=1e-9)
+    # Without zero_mean the offsets count as distortion.
+    assert si_sdr(0.7 * reference + noise + 0.3, reference - 0.1, zero_mean=False) < expected - 0.1
+
+
+def test_si_sdr_batches_average_channels_in_float64():
+    rng = np.random.default_rng(4)
+    reference = torch.from_numpy(rng.standard_normal((2, 2, 4000)).astype(np.float32))
+    estimate = reference + torch.from_numpy(rng.standard_normal((2, 2, 4000)).astype(np.float32)) * torch.tensor(
+        [[[0.1], [0.5]], [[1.0], [2.0]]]
+    )
+    values = si_sdr(estimate, reference)
+    assert values.shape == (2,) and values.dtype == torch.float64
+    for item in range(2):
+        per_channel = [si_sdr(estimate[item, c], reference[item, c]) for c in range(2)]
+        assert values[item].item() == pytest.approx(np.mean(per_channel), abs=1e-9)
+    assert si_sdr(estimate[:, 0], reference[:, 0]).shape == (2,)  # (batch, samples)
+
+
+def test_si_sdr_edge_cases(speech_and_noise):
+    speech, _ = speech_and_noise
+    silence = np.zeros_like(speech)
+    # An exact multiple is finite (torchmetrics' epsilon), at about 10 log10(energy / 2.2e-16) dB.
+    energy = float(np.sum((0.5 * speech.astype(np.float64) - 0.5 * speech.mean()) ** 2))
+    assert si_sdr(0.5 * speech, speech) == pytest.approx(10 * np.log10(energy / np.finfo(np.float64).eps), abs=1.0)
+    # Undefined: a silent reference or estimate, or a constant reference once its mean is removed.
+    assert math.isnan(si_sdr(speech, silence))
+    assert math.isnan(si_sdr(silence, speech))
+    assert math.isnan(si_sdr(speech, np.full_like(speech, 0.1)))
+    assert math.isfinite(si_sdr(speech, np.full_like(speech, 0.1), zero_mean=False))
+    batch = si_sdr(np.stack([speech, speech]), np.stack([speech, silence]))
+    assert batch[0] > 100 and math.isnan(batch[1])
+
+
 def test_bitrate_kbps():
     assert bitrate_kbps(75, 8, 1024) == pytest.approx(6.0)
     assert bitrate_kbps(50, 3, [1024, 1024, 256]) == pytest.approx(50 * (10 + 10 + 8) / 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import auraloss
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,6 +12,10 @@ from torchaudio.transforms import MelSpectrogram
 class MultiScaleMelLoss(nn.Module):
     """L1 between log-mel spectrograms at several window sizes (DAC uses 7 scales, 32 to 2048
     samples), so both transients and pitch are penalised."""
+
+    # Not auraloss's mel losses: they use librosa's Slaney-normalised filterbank (librosa is not a
+    # dependency), natural log, one band count for every size, and add spectral convergence; this is
+    # DAC's loss (torchaudio's HTK filterbank, log10 L1 plus linear-magnitude L1, bands per size).
 
     def __init__(
         self, sample_rate: int, window_sizes=(32, 64, 128, 256, 512, 1024, 2048), mel_bins=(5, 10, 20, 40, 80, 160, 320)
@@ -42,27 +47,25 @@ class MultiScaleMelLoss(nn.Module):
 
 
 class MultiResolutionSTFTLoss(nn.Module):
-    """Spectral convergence + log-magnitude L1 at several STFT resolutions (Parallel WaveGAN)."""
+    """Spectral convergence + log-magnitude L1 at several STFT resolutions (Parallel WaveGAN), from auraloss.
+
+    Hann window of n, hop n/4, magnitudes floored at 1e-7 (auraloss's ``eps`` floors the power, hence
+    1e-14); spectral convergence is over the whole batch, and the resolutions are averaged. Any input
+    shape ``(..., samples)``.
+    """
 
     def __init__(self, fft_sizes=(512, 1024, 2048)):
         super().__init__()
         self.fft_sizes = tuple(fft_sizes)
-        for n in self.fft_sizes:
-            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
-
-    def magnitude(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        spec = torch.stft(
-            x.float().flatten(0, -2), n, hop_length=n // 4, window=getattr(self, f"window_{n}"), return_complex=True
+        sizes = list(self.fft_sizes)
+        self.loss = auraloss.freq.MultiResolutionSTFTLoss(
+            fft_sizes=sizes, hop_sizes=[n // 4 for n in sizes], win_lengths=sizes, eps=1e-14
         )
-        return spec.abs().clamp_min(1e-7)
 
     def forward(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        total = recon.new_zeros((), dtype=torch.float32)
-        for n in self.fft_sizes:
-            a, b = self.magnitude(recon, n), self.magnitude(x, n)
-            convergence = torch.linalg.norm(b - a) / torch.linalg.norm(b).clamp_min(1e-7)
-            total = total + convergence + F.l1_loss(a.log(), b.log())
-        return total / len(self.fft_sizes)
+        # auraloss wants (batch, channels, samples), and its windows are float32: the STFT runs in float32.
+        as_3d = lambda t: t.float().reshape(-1, 1, t.shape[-1])  # noqa: E731
+        return self.loss(as_3d(recon), as_3d(x))
 
 
 def feature_matching_loss(
