@@ -69,7 +69,7 @@ def test_round_trip_media_ids_llm_ids(tmp_path):
     assert ids.shape == (2, 12, 12, 2)
     decoded = frozen.decode_media(ids)
     assert decoded.shape == (2, 24, 24, 3) and decoded.dtype == np.uint8
-    # Encoding the decoded media is stable enough to be a tokenizer, and ids survive the LLM layout.
+    # Each example's ids survive the trip through its framed LLM ids.
     for example, llm_ids in zip(ids, frozen.to_llm_ids(images(2, size=24))):
         [back] = frozen.vocab.media_segments(llm_ids)
         assert torch.equal(back, example)
@@ -228,3 +228,29 @@ def test_audio_codec_round_trips_through_export(tmp_path):
 
     soundfile.write(tmp_path / "clip.wav", clip, 8000, subtype="FLOAT")  # exact samples
     assert torch.equal(frozen.encode(str(tmp_path / "clip.wav")), ids)
+
+
+def test_export_and_validation_need_no_perceptual_weights(tmp_path):
+    from mmtok.train.perceptual import PerceptualLoss, save_perceptual_weights
+
+    write_images(tmp_path / "data", 6)
+    weights = tmp_path / "vgg.safetensors"
+    save_perceptual_weights(PerceptualLoss.from_random_init(seed=0), weights)
+    loss = {"modality": {"perceptual_weight": 0.5, "perceptual_weights": str(weights)}}
+    config = tiny_config(tmp_path / "run", tmp_path / "data", train={"max_steps": 2}, loss=loss)
+    trainer = Trainer(load_run_config(write_config(tmp_path / "c.yaml", config), []))
+    trainer.fit()
+    weights.unlink()  # e.g. the run is exported on another machine
+
+    run_config = load_run_config(tmp_path / "run" / "config.yaml", [])  # validating loads no weights
+    with pytest.raises(FileNotFoundError, match="vgg.safetensors"):
+        Trainer(run_config)  # training does need them
+    result = subprocess.run(
+        [sys.executable, "-m", "mmtok", "export", str(tmp_path / "run"), str(tmp_path / "tok")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    frozen = load_tokenizer(tmp_path / "tok")
+    source = trainer.unwrapped.eval()
+    assert torch.equal(frozen.encode(images(2, size=16)), source.encode(frozen.media_to_tensor(images(2, size=16))))

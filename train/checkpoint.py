@@ -69,6 +69,9 @@ def load_checkpoint(accelerator, path: Path) -> dict:
 
 
 def _prune(root: Path, keep: int) -> None:
+    # Not Accelerate's automatic_checkpoint_naming + total_limit: it writes into the final folder
+    # (a kill leaves a half checkpoint that looks whole), names folders by its own save counter
+    # rather than the training step, and would prune around our atomic rename.
     steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name)))
     for _, path in steps[:-keep]:
         shutil.rmtree(path, ignore_errors=True)

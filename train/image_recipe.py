@@ -4,6 +4,7 @@ losses, and a PatchGAN discriminator."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -83,7 +84,10 @@ class ImageRecipe(Recipe):
         )
 
     def build_discriminator(self):
-        return PatchGANDiscriminator(in_channels=3)
+        # pix2pix's 3 layers, fewer for small crops: each layer halves the patch grid, and the two
+        # closing 4x4 convolutions need at least 3x3 of it.
+        layers = max(1, min(3, int(math.log2(self.data.size / 3))))
+        return PatchGANDiscriminator(in_channels=self.input_spec.channels, num_layers=layers)
 
     def reconstruction_losses(self, x, recon):
         losses = {

@@ -1,0 +1,92 @@
+"""One training step of every recipe under every loss option: GAN hinge / non-saturating, adaptive
+weight on/off, LeCam on/off, perceptual on/off (images), EMA on/off. Each step must train the
+tokenizer and the discriminator, log the terms the options ask for, and nothing else."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from train_helpers import read_metrics, tiny_config, write_config, write_images
+
+from mmtok.train.config import load_run_config
+from mmtok.train.perceptual import PerceptualLoss, save_perceptual_weights
+from mmtok.train.trainer import Trainer
+
+TINY_1D = {
+    "family": "image1d", "image_size": 16, "patch_size": 8, "width": 32, "depth": 1, "heads": 2,
+    "num_latent_tokens": 4, "latent_dim": 4, "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
+}  # fmt: skip
+TINY_AUDIO = {
+    "family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [2, 4], "dilations": [1],
+    "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
+}  # fmt: skip
+GAN = list(itertools.product(["hinge", "non_saturating"], [True, False], [0.0, 0.1]))  # kind, adaptive, LeCam
+CASES = [
+    (recipe, *gan, perceptual, ema)
+    for recipe in ("image", "image1d", "audio")
+    for gan in GAN
+    for perceptual in ([False, True] if recipe != "audio" else [False])
+    for ema in (0.0, 0.99)
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_images(root / "images", 4, size=20)
+    (root / "audio").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        tone = np.sin(2 * np.pi * rng.uniform(100, 900) * np.arange(4000) / 8000) * 0.3
+        sf.write(root / "audio" / f"clip{i}.wav", tone.astype(np.float32), 8000)
+    torch.manual_seed(0)
+    save_perceptual_weights(PerceptualLoss.from_random_init(seed=0), root / "vgg.safetensors")
+    return root
+
+
+def run_config(recipe: str, data, out, gan_loss, adaptive, lecam, perceptual, ema) -> dict:
+    config = tiny_config(out, data / "images")
+    if recipe == "image1d":
+        config["model"] = TINY_1D
+    if recipe == "audio":
+        config["model"] = TINY_AUDIO
+        config["data"] = {"source": str(data / "audio"), "segment_seconds": 0.25}
+    config["train"].update(max_steps=1, checkpoint_every=100, ema_decay=ema)
+    config["loss"] = {"gan_start_step": 0, "gan_loss": gan_loss, "adaptive_gan_weight": adaptive,
+                      "lecam_weight": lecam}  # fmt: skip
+    if recipe == "audio":
+        config["loss"]["modality"] = {"discriminator_channels": 4}
+    if perceptual:
+        config["loss"]["modality"] = {"perceptual_weight": 0.5, "perceptual_weights": str(data / "vgg.safetensors")}
+    return config
+
+
+def parameters(module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+
+@pytest.mark.parametrize("recipe, gan_loss, adaptive, lecam, perceptual, ema", CASES)
+def test_one_step_of_every_recipe_and_loss_option(data, tmp_path, recipe, gan_loss, adaptive, lecam, perceptual, ema):
+    config = run_config(recipe, data, tmp_path / "run", gan_loss, adaptive, lecam, perceptual, ema)
+    trainer = Trainer(load_run_config(write_config(tmp_path / "c.yaml", config), []))
+    tokenizer_before = parameters(trainer.unwrapped)
+    disc_before = parameters(trainer.accelerator.unwrap_model(trainer.disc))
+    trainer.fit()
+
+    [metrics] = read_metrics(tmp_path / "run")
+    assert trainer.nan_skips == 0 and np.isfinite(metrics["loss/total"])
+    assert not torch.equal(parameters(trainer.unwrapped), tokenizer_before)
+    assert not torch.equal(parameters(trainer.accelerator.unwrap_model(trainer.disc)), disc_before)
+    assert "loss/generator" in metrics and "loss/discriminator" in metrics
+    if gan_loss == "non_saturating":
+        assert metrics["loss/generator"] > 0  # softplus(-fake); hinge's -mean(fake) has either sign
+    assert (metrics["loss/adaptive_weight"] != 1.0) == adaptive
+    assert ("loss/lecam" in metrics) == (lecam > 0)
+    assert ("loss/perceptual" in metrics) == perceptual
+    assert ("loss/feature_matching" in metrics) == (recipe == "audio")
+    checkpoint = trainer.output_dir / "checkpoints" / "step_00000001"
+    assert (trainer.ema is not None) == (ema > 0) == (checkpoint / "ema.safetensors").is_file()
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 1
