@@ -14,7 +14,7 @@ class OptimizerConfig:
     betas: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.9])
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    schedule: str = "cosine"  # "cosine" decays to min_lr_ratio * lr at max_steps; "constant"
+    schedule: str = "cosine"  # "cosine" decays to min_lr_ratio * lr at the end of training; "constant"
     min_lr_ratio: float = 0.1
 
     def __post_init__(self):
@@ -27,6 +27,9 @@ class OptimizerConfig:
 @dataclasses.dataclass
 class TrainConfig:
     max_steps: int = 1000
+    # A wall-clock budget: training stops when it is spent (or at max_steps), and the learning-rate
+    # schedule follows whichever of the two runs out first. None: steps only.
+    max_minutes: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
     grad_clip: float = 1.0  # 0 disables clipping

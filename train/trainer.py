@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def make_accelerator(config: RunConfig) -> Accelerator:
     )
 
 
-def make_optimizer(params, cfg: OptimizerConfig, max_steps: int):
+def make_optimizer(params, cfg: OptimizerConfig, max_steps: int, time_spent: Callable[[], float] = lambda: 0.0):
+    """AdamW with warmup and a cosine (or constant) schedule; `time_spent()` is the fraction of a
+    wall-clock budget used so far, and the schedule follows it when it runs ahead of the steps."""
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
     def lr_factor(step: int) -> float:
@@ -60,7 +63,8 @@ def make_optimizer(params, cfg: OptimizerConfig, max_steps: int):
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+        by_steps = (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps)
+        progress = min(1.0, max(by_steps, time_spent()))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
@@ -91,14 +95,17 @@ class Trainer:
             self.dataset = self.recipe.build_dataset()
 
         train, loss = config.train, config.loss
-        opt_g, self.sched_g = make_optimizer(tokenizer.parameters(), train.generator, train.max_steps)
+        self.train_seconds, self._started = 0.0, None  # wall-clock time spent in fit(), over resumes
+        opt_g, self.sched_g = make_optimizer(tokenizer.parameters(), train.generator, train.max_steps, self.time_spent)
         self.tokenizer, self.opt_g = self.accelerator.prepare(tokenizer, opt_g)
         self.disc = self.opt_d = self.sched_d = self.lecam = None
         if loss.uses_gan:
             disc = self.recipe.build_discriminator()
             if disc is None:
                 raise ValueError(f"the {self.recipe.modality} recipe has no discriminator; set loss.gan_start_step=-1")
-            opt_d, self.sched_d = make_optimizer(disc.parameters(), train.discriminator, train.max_steps)
+            opt_d, self.sched_d = make_optimizer(
+                disc.parameters(), train.discriminator, train.max_steps, self.time_spent
+            )
             self.disc, self.opt_d = self.accelerator.prepare(disc, opt_d)
             if loss.lecam_weight > 0:
                 self.lecam = LeCamRegularizer().to(self.accelerator.device)
@@ -151,7 +158,8 @@ class Trainer:
             total=train.max_steps, initial=self.step, disable=not acc.is_main_process, desc="train", dynamic_ncols=True
         )
         last = {}
-        while self.step < train.max_steps:
+        self._started = time.perf_counter()
+        while self.step < train.max_steps and not self._out_of_time():
             started = time.perf_counter()
             for _ in range(train.grad_accum):
                 x, failed = next(batches)
@@ -163,6 +171,7 @@ class Trainer:
             last["images_per_s"] = per_step * acc.num_processes / (time.perf_counter() - started)
             self._after_step(last, progress)
         progress.close()
+        self.train_seconds, self._started = self.seconds_spent(), None
         if not latest_checkpoint(self.output_dir) or latest_checkpoint(self.output_dir).name != f"step_{self.step:08d}":
             self.save()
         acc.end_training()
@@ -237,6 +246,21 @@ class Trainer:
         bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.accelerator.device)
         return float(self.accelerator.reduce(bad, reduction="sum").item()) == 0.0
 
+    def seconds_spent(self) -> float:
+        return self.train_seconds + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
+    def time_spent(self) -> float:
+        """The fraction of train.max_minutes used (0 without a budget)."""
+        budget = self.config.train.max_minutes
+        return self.seconds_spent() / (60.0 * budget) if budget else 0.0
+
+    def _out_of_time(self) -> bool:
+        if not self.config.train.max_minutes:
+            return False
+        # Every process stops at the same step: the slowest one's clock decides.
+        spent = torch.tensor([self.time_spent()], device=self.accelerator.device)
+        return float(self.accelerator.reduce(spent, reduction="max").item()) >= 1.0
+
     # -- logging and checkpoints ------------------------------------------------------------------
     def _after_step(self, last: dict, progress) -> None:
         acc, train = self.accelerator, self.config.train
@@ -250,9 +274,10 @@ class Trainer:
                 f.write(json.dumps({"step": step, **values}) + "\n")
         progress.update(1)
         progress.set_postfix(loss=f"{values.get('loss/total', float('nan')):.4f}", refresh=False)
-        if step % train.log_every == 0 or step == train.max_steps:
+        last_step = step == train.max_steps or self._out_of_time()
+        if step % train.log_every == 0 or last_step:
             acc.log(values, step=step)
-        if step % train.health_every == 0 or step == train.max_steps:
+        if step % train.health_every == 0 or last_step:
             self.log_health(progress)
         if step % train.image_every == 0 and acc.is_main_process:
             self._log_reconstructions()
@@ -288,6 +313,7 @@ class Trainer:
             "nan_skips": self.nan_skips,
             "failed_sources": sorted(self.failed_sources),
             "samples_per_process": self.step * self.config.train.batch_size * self.config.train.grad_accum,
+            "train_seconds": self.seconds_spent(),
         }
 
     def save(self) -> Path:
@@ -310,6 +336,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(load_file(str(path / EMA_FILE)))
         self.step, self.nan_skips = state["step"], state["nan_skips"]
+        self.train_seconds = state.get("train_seconds", 0.0)
         self.failed_sources = set(state["failed_sources"])
         if self.accelerator.is_main_process:
             logger.info("resumed from %s at step %d", path, self.step)
