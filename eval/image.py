@@ -30,7 +30,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from mmtok.quantize.base import bits_per_position
 
-__all__ = ["psnr", "ssim", "ms_ssim", "ms_ssim_supported", "bits_per_pixel"]
+__all__ = ["psnr", "ssim", "ms_ssim", "ms_ssim_supported", "bits_per_pixel", "colourfulness"]
 
 # Wang et al. 2004 constants and window (as in skimage with gaussian_weights=True). torchmetrics
 # sizes its Gaussian window from sigma alone, 2 * int(3.5 * sigma + 0.5) + 1 = 11 taps, as skimage does.
@@ -148,3 +148,13 @@ def bits_per_pixel(
     if h <= 0 or w <= 0:
         raise ValueError(f"image_hw must be positive, got {image_hw}")
     return num_tokens * bits_per_position(num_codebooks, codebook_size) / (h * w)
+
+
+def colourfulness(x: torch.Tensor) -> torch.Tensor:
+    """How far pixels are from gray, per image: the mean absolute deviation of each channel from
+    the pixel's own gray level (the mean of its channels), on the 0-255 scale; 0 for a gray image.
+    `x`: (B, 3, H, W) in [-1, 1]. A reconstruction that keeps the colour keeps this number."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected RGB images (B, 3, H, W), got {tuple(x.shape)}")
+    pixels = (x.double().clamp(-1, 1) + 1) * 127.5
+    return (pixels - pixels.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))

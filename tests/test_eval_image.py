@@ -136,3 +136,15 @@ def test_bits_per_pixel_hand_computed():
     assert bits_per_pixel(32, 4, 16, (64, 64)) == pytest.approx(32 * 4 * 4 / 4096)
     with pytest.raises(ValueError):
         bits_per_pixel((8, 8), 3, [256, 4096], (128, 128))
+
+
+def test_colourfulness_of_known_images():
+    from mmtok.eval.image import colourfulness
+
+    gray = torch.rand(1, 1, 8, 8).expand(1, 3, 8, 8) * 2 - 1
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)  # (255, 0, 0)
+    values = colourfulness(torch.cat([gray, red]))
+    assert values[0].item() == pytest.approx(0.0, abs=1e-9)
+    assert values[1].item() == pytest.approx((170 + 85 + 85) / 3)
+    half = torch.cat([red[..., :4], gray[:, :, :, :4]], dim=-1)  # half red, half gray
+    assert colourfulness(half).item() == pytest.approx(values[1].item() / 2)

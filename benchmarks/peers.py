@@ -1,0 +1,143 @@
+"""The peers' recipes, trained on the same batches for the same wall-clock budget as mmtok's.
+
+- Images: the taming VQGAN architecture as `diffusers.VQModel` (down/up blocks of ResNet layers,
+  attention in the middle, a VQ codebook), with its usual L1 + codebook/commitment losses and the
+  same widths, depth and latent size as the mmtok recipe it is compared with.
+- Audio: the DAC architecture as transformers' `DacModel` built from its config (Snake convolutions,
+  factorised RVQ with quantizer dropout) with DAC's multi-scale mel loss plus its codebook and
+  commitment losses, at the mmtok codec's sample rate, hop and codebooks.
+
+No weights are downloaded: both start from random weights, as mmtok's recipes do.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from mmtok.train.audio_losses import MultiScaleMelLoss
+from mmtok.train.data import build_loader
+
+
+@dataclass
+class PeerRun:
+    model: torch.nn.Module
+    steps: int
+    seconds: float
+    label: str
+
+
+def train_for(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+    dataset: Dataset,
+    *,
+    minutes: float,
+    batch_size: int,
+    lr: float,
+    betas: tuple[float, float],
+    seed: int = 0,
+    label: str,
+) -> PeerRun:
+    """AdamW on `loss_fn(model, batch)` until `minutes` of wall-clock time are spent, on the batches
+    mmtok's trainer draws for the same seed (mmtok.train.data), with a cosine decay over the budget."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas)
+    batches = iter(build_loader(dataset, batch_size=batch_size, num_workers=0, seed=seed, rank=0, world_size=1))
+    budget, started, steps = minutes * 60.0, time.perf_counter(), 0
+    model.train()
+    while (spent := time.perf_counter() - started) < budget:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * spent / budget)))
+        x, _ = next(batches)
+        loss = loss_fn(model, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        steps += 1
+    model.eval()
+    return PeerRun(model, steps, time.perf_counter() - started, label)
+
+
+# -- images --------------------------------------------------------------------------------------
+def vqgan(config, codebook_size: int):
+    """diffusers.VQModel with an mmtok ImageTokenizerConfig's widths, depth and latent size."""
+    from diffusers import VQModel
+
+    widths = tuple(config.base_channels * m for m in config.channel_multipliers)
+    levels = len(widths)
+    return VQModel(
+        block_out_channels=widths,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        layers_per_block=config.num_res_blocks,
+        latent_channels=config.latent_dim,
+        vq_embed_dim=config.latent_dim,
+        num_vq_embeddings=codebook_size,
+        norm_num_groups=min(32, widths[0]),
+        mid_block_add_attention=config.attention,
+    )
+
+
+def vqgan_loss(model, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return F.l1_loss(out.sample, x) + out.commit_loss.mean()
+
+
+@torch.no_grad()
+def vqgan_reconstruct(model, x: torch.Tensor) -> torch.Tensor:
+    return model(x).sample.clamp(-1, 1)
+
+
+def vqgan_bits_per_pixel(model, height: int, width: int) -> float:
+    factor = 2 ** (len(model.config.block_out_channels) - 1)
+    return (height // factor) * (width // factor) * math.log2(model.config.num_vq_embeddings) / (height * width)
+
+
+# -- audio ----------------------------------------------------------------------------------------
+def dac(config):
+    """transformers' DacModel at an mmtok AudioTokenizerConfig's rate, hop, width and codebooks."""
+    from transformers import DacConfig, DacModel
+
+    options = config.quantizer.options
+    strides = list(config.strides)
+    return DacModel(
+        DacConfig(
+            encoder_hidden_size=config.base_channels,
+            downsampling_ratios=strides,
+            upsampling_ratios=strides[::-1],
+            decoder_hidden_size=config.base_channels * 2 ** len(strides),
+            hidden_size=config.latent_dim,
+            n_codebooks=options.get("num_codebooks", 8),
+            codebook_size=options.get("codebook_size", 1024),
+            codebook_dim=options.get("codebook_dim", 8),
+            quantizer_dropout=options.get("quantizer_dropout", 0.0),
+            sampling_rate=config.sample_rate,
+            hop_length=math.prod(strides),
+        )
+    )
+
+
+class DacLoss:
+    """DAC's generator loss without its GAN: 15 x multi-scale mel + codebook + 0.25 x commitment
+    (the last two come weighted from DacModel itself)."""
+
+    def __init__(self, sample_rate: int):
+        self.mel = MultiScaleMelLoss(sample_rate)
+
+    def __call__(self, model, x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        recon = out.audio_values.unsqueeze(1)
+        return 15.0 * self.mel(recon, x[..., : recon.shape[-1]]) + out.loss.mean()
+
+
+@torch.no_grad()
+def dac_reconstruct(model, x: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+    return model(x, n_quantizers=num_codebooks).audio_values.unsqueeze(1).clamp(-1, 1)
