@@ -42,9 +42,9 @@ class Streamable(nn.Module):
 
 
 class StreamableConv(Streamable):
-    """A convolution along time (Conv1d for (B, C, T); Conv3d with a (k, 1, 1) kernel for
-    (B, C, T, H, W) when `spatial_dims=2`) that does its own padding and streaming (module docstring).
-    The inner convolution is `self.conv`."""
+    """A convolution along time (Conv1d for (B, C, T); for (B, C, T, H, W) when `spatial_dims=2`, a
+    (k, 1, 1) kernel) that does its own padding and streaming (module docstring). The inner
+    convolution is `self.conv`."""
 
     def __init__(
         self,
@@ -62,8 +62,9 @@ class StreamableConv(Streamable):
         if spatial_dims == 0:
             self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
         elif spatial_dims == 2:
-            self.conv = nn.Conv3d(
-                in_channels, out_channels, (kernel_size, 1, 1), stride=(stride, 1, 1), dilation=(dilation, 1, 1)
+            # A (k, 1) Conv2d over (time, pixels): the (k, 1, 1) Conv3d it equals has no fast CPU kernel.
+            self.conv = nn.Conv2d(
+                in_channels, out_channels, (kernel_size, 1), stride=(stride, 1), dilation=(dilation, 1)
             )
         else:
             raise ValueError(f"spatial_dims must be 0 (audio) or 2 (video), got {spatial_dims}")
@@ -78,7 +79,12 @@ class StreamableConv(Streamable):
         if self._streaming:
             return self._forward_chunk(x)
         left = self.padding if self.causal else self.padding // 2
-        return self.conv(pad_time(x, left, self.padding - left))
+        return self._conv(pad_time(x, left, self.padding - left))
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 3:
+            return self.conv(x)
+        return self.conv(x.flatten(3)).unflatten(3, x.shape[3:])
 
     def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
         if self._buffer is None:  # the causal left padding, once
@@ -91,7 +97,7 @@ class StreamableConv(Streamable):
             shape = list(x.shape)
             shape[1], shape[2] = self.conv.out_channels, 0
             return x.new_zeros(shape)
-        return self.conv(x.narrow(2, 0, (outputs - 1) * self.stride + self.span))
+        return self._conv(x.narrow(2, 0, (outputs - 1) * self.stride + self.span))
 
     def start_streaming(self) -> None:
         if not self.causal:
