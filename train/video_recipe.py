@@ -49,14 +49,14 @@ class VideoLossConfig:
 
 
 class PerFrameDiscriminator(nn.Module):
-    """A 2-D discriminator applied to every frame of (B, C, T, H, W) clips."""
+    """A 2-D discriminator applied to every frame of (B, C, T, H, W) clips: logits (B, T, ...)."""
 
     def __init__(self, frames: nn.Module):
         super().__init__()
         self.frames = frames
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.frames(as_frames(x))
+        return self.frames(as_frames(x)).unflatten(0, (x.shape[0], -1))
 
 
 def as_frames(x: torch.Tensor) -> torch.Tensor:

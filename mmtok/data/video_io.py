@@ -151,12 +151,11 @@ def decode_video(
 def _collect(decoded: Iterable, out: list, source_fps: float, fps, start: float, limit, transform) -> None:
     """Appends to `out` the frames from `start` on: every one at the file's rate (fps None), else the
     frame nearest to each output time start + k / fps (ties to the earlier)."""
-    half_frame = 0.5 / source_fps
     held, held_time, held_pixels = None, 0.0, None
     for index, frame in enumerate(decoded):
         time = frame.time if frame.time is not None else index / source_fps
         if fps is None:
-            if time >= start - half_frame:
+            if time >= start - 0.5 / source_fps:
                 out.append(_pixels(frame, transform))
         else:
             # Output times before the midpoint of the held frame and this one show the held frame.
@@ -166,8 +165,9 @@ def _collect(decoded: Iterable, out: list, source_fps: float, fps, start: float,
             held, held_time, held_pixels = frame, time, None
         if limit == len(out):
             return
-    # The last frame shows for one source frame; the video ends there (1e-6: no output time on the end itself).
-    while held is not None and limit != len(out) and start + len(out) / fps < held_time + 1 / source_fps - 1e-6:
+    # The last frame shows for one source frame, where the video ends; a tenth of a frame of slack
+    # for containers that round timestamps (Matroska keeps milliseconds).
+    while held is not None and limit != len(out) and start + len(out) / fps < held_time + 0.9 / source_fps:
         held_pixels = held_pixels if held_pixels is not None else _pixels(held, transform)
         out.append(held_pixels)
 
