@@ -183,6 +183,20 @@ def test_tokenize_a_folder_of_short_clips_with_a_broken_one(tmp_path):
     ids = frozen.vocab.unflatten_ids(torch.tensor(row["ids"], dtype=torch.long), row["token_shape"])
     [video] = frozen.decode_media(ids[None], info=[row])
     assert video.frames.shape == (6, 32, 32, 3) and video.fps == 10.0
+    # LLM ids: the layout frames grids of its own size; a video of another size becomes an error
+    # record, not the end of the job.
+    manifest = tokenize(frozen_dir, folder, tmp_path / "llm", llm_ids=True, num_workers=0, progress=False)
+    assert manifest["counts"]["samples"] == 1
+    errors = [json.loads(line) for line in (tmp_path / "llm" / ERRORS_FILE).read_text().splitlines()]
+    assert [e["key"] for e in errors if e["reason"].startswith("llm ids: ")] == ["a.mp4", "b.webm"]
+
+
+def test_a_large_lfq_codebook():
+    model = tiny_video(latent_dim=16, quantizer={"kind": "lfq", "options": {"codebook_size": 2**16}})
+    ids = model.encode(clip(5))
+    assert ids.shape == (1, 2, 4, 6, 1) and model.codebook_sizes == [2**16]
+    assert ids.max() < 2**16 and len(ids.unique()) > 20
+    assert model.decode(ids).shape == (1, 3, 5, 16, 24)
 
 
 def video_run_config(tmp_path, **sections) -> dict:
