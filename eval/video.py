@@ -16,9 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mmtok.data.image_io import pixels_to_tensor, tensor_to_images
 from mmtok.eval.h264 import h264_at_bits
 from mmtok.eval.image import psnr, ssim
 from mmtok.health import CodebookMonitor
+from mmtok.models.video import as_frames
 from mmtok.quantize.base import bits_per_position
 
 __all__ = ["frame_psnr", "frame_ssim", "temporal_error", "video_bits_per_pixel", "evaluate_video_tokenizer"]
@@ -27,7 +29,7 @@ __all__ = ["frame_psnr", "frame_ssim", "temporal_error", "video_bits_per_pixel",
 def _frames(x: torch.Tensor) -> torch.Tensor:
     if x.ndim != 5:
         raise ValueError(f"expected clips (B, C, T, H, W), got shape {tuple(x.shape)}")
-    return x.transpose(1, 2).flatten(0, 1)
+    return as_frames(x)
 
 
 def frame_psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
@@ -67,7 +69,8 @@ def _scores(original: torch.Tensor, decoded: torch.Tensor) -> dict:
 
 
 def _clip_tensor(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+    """uint8 (T, H, W, 3) -> float (1, 3, T, H, W) in [-1, 1]."""
+    return pixels_to_tensor(frames).transpose(0, 1)[None]
 
 
 @torch.no_grad()
@@ -89,7 +92,7 @@ def evaluate_video_tokenizer(tokenizer, clips: list[tuple[str, np.ndarray, float
         monitor.update(ids)
         t, h, w = frames.shape[:3]
         bpp = video_bits_per_pixel(ids.shape[1:-1], tokenizer.num_codebooks, tokenizer.codebook_sizes, t, (h, w))
-        mmtok_frames = ((recon[0].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy()
+        mmtok_frames = tensor_to_images(as_frames(recon))
         row = {
             "name": name,
             "frames": t,

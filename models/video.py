@@ -114,6 +114,16 @@ class CausalTimeUpsample(Streamable):
         self._first_dropped = False
 
 
+def as_frames(x: torch.Tensor) -> torch.Tensor:
+    """Clips (B, C, T, H, W) -> their frames as a batch of images (B * T, C, H, W)."""
+    return x.transpose(1, 2).flatten(0, 1)
+
+
+def as_clips(frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """The inverse of `as_frames`: (B * T, C, H, W) -> (B, C, T, H, W)."""
+    return frames.unflatten(0, (batch, -1)).transpose(1, 2)
+
+
 def _channels(layer: nn.Module) -> int:
     convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
     return convs[-1].out_channels
@@ -131,15 +141,14 @@ class FactorisedStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, C', T', H', W')."""
         batch = x.shape[0]
-        h = x.transpose(1, 2).flatten(0, 1)  # frames as a batch of images: (B * T, C, H, W)
+        h = as_frames(x)
         for index, layer in enumerate(self.frames.layers):
             h = layer(h)
             if str(index) in self.temporal:
-                clips = self.temporal[str(index)](h.unflatten(0, (batch, -1)).transpose(1, 2))
-                h = clips.transpose(1, 2).flatten(0, 1)
+                h = as_frames(self.temporal[str(index)](as_clips(h, batch)))
         if hasattr(self.frames, "to_pixels"):
             h = self.frames.to_pixels(h)
-        return h.unflatten(0, (batch, -1)).transpose(1, 2)
+        return as_clips(h, batch)
 
 
 def video_encoder(config: VideoTokenizerConfig) -> FactorisedStack:

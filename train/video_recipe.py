@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from mmtok.config import ConfigError
 from mmtok.data.video import StillsAndClips, VideoDataset
 from mmtok.data.video_io import frame_count_problem
+from mmtok.models.video import as_frames
 from mmtok.train.discriminators import PatchGANDiscriminator
 from mmtok.train.image_recipe import image_folder
 from mmtok.train.losses import reconstruction_loss
@@ -57,11 +58,6 @@ class PerFrameDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.frames(as_frames(x)).unflatten(0, (x.shape[0], -1))
-
-
-def as_frames(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B * T, C, H, W)."""
-    return x.transpose(1, 2).flatten(0, 1)
 
 
 class VideoRecipe(Recipe):

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 
-from mmtok.data.image_io import Window, centre_window, pixels_to_tensor, upscale_to_min_side
+from mmtok.data.image_io import Window, centre_window, pixels_to_tensor, tensor_to_images, upscale_to_min_side
 from mmtok.data.spec import InputSpec, Prepared, stack_prepared
 
 ENCODED = (str, Path, bytes, bytearray, memoryview)
@@ -344,7 +344,8 @@ class VideoInputSpec(InputSpec):
         its frame rate when `info` (from `prepare`, or a shard row) says them."""
         if info is not None and len(info) != x.shape[0]:
             raise ValueError(f"{len(info)} info records for {x.shape[0]} videos")
-        frames = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1).cpu().numpy()
+        b, _, t, h, w = x.shape
+        frames = tensor_to_images(x.transpose(1, 2).flatten(0, 1)).reshape(b, t, h, w, 3)
         clips = []
         for i, clip in enumerate(frames):
             record = info[i] if info is not None else {}
