@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mmtok.data.image_io import centre_window
-from mmtok.data.video_io import VideoInputSpec, write_video
+from mmtok.data.video_io import VideoInputSpec, probe_video, write_video
 from mmtok.eval.video import evaluate_video_tokenizer
 from mmtok.models.video import VideoTokenizer
 from mmtok.train.config import load_run_config, validate_sections
@@ -141,7 +141,7 @@ def main() -> None:
         f"held-out clips: encode {statistics.fmean(r['encode_fps'] for r in rows):.1f} frames/s, decode "
         f"{statistics.fmean(r['decode_fps'] for r in rows):.1f} frames/s ({torch.get_num_threads()} CPU threads)"
     )
-    longest = max(videos, key=lambda p: len(spec.decode(p).frames))
+    longest = max(videos, key=lambda path: probe_video(path).duration or 0.0)
     encode_fps, decode_fps = long_video_fps(model, spec.decode(longest).frames)
     print(f"whole {longest.name} (streamed in chunks): encode {encode_fps:.1f} frames/s, decode {decode_fps:.1f}")
     for index, stats in enumerate(report["codebooks"]):
