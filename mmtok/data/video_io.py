@@ -150,7 +150,7 @@ def decode_video(
 
 def _collect(decoded: Iterable, out: list, source_fps: float, fps, start: float, limit, transform) -> None:
     """Appends to `out` the frames from `start` on: every one at the file's rate (fps None), else the
-    frame nearest to each output time start + k / fps (ties to the earlier)."""
+    frame nearest to each output time start + k / fps (a tie goes to the later frame)."""
     held, held_time, held_pixels = None, 0.0, None
     for index, frame in enumerate(decoded):
         time = frame.time if frame.time is not None else index / source_fps
