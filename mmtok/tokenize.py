@@ -207,7 +207,11 @@ def _run_shards(
                 if isinstance(ids, str):
                     errors[shard].append((item.index, ids))
                     continue
-                flat = vocab.to_llm_ids(ids) if llm_ids else vocab.flatten_ids(ids)
+                try:
+                    flat = vocab.to_llm_ids(ids) if llm_ids else vocab.flatten_ids(ids)
+                except ValueError as error:  # e.g. a token grid the layout cannot frame
+                    errors[shard].append((item.index, f"llm ids: {error}"))
+                    continue
                 rows[shard].append(
                     {
                         "index": item.index,

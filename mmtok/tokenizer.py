@@ -84,6 +84,11 @@ class Tokenizer(nn.Module):
         e.g. ("256x256", (3, 256, 256), 65536, "pixel")."""
         return []
 
+    def load_initial_weights(self) -> None:
+        """Weights a fresh training run starts from instead of random ones (a video tokenizer
+        inflates an image tokenizer here). The trainer calls it before the first step; loading an
+        artifact or resuming from a checkpoint does not."""
+
     @property
     def max_num_tokens(self) -> int | None:
         """K for 1-D tokenizers whose first k tokens decode on their own (`encode(x, num_tokens=k)`)."""

