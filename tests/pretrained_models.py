@@ -165,7 +165,47 @@ IMAGE_SIZES = {"hf-chameleon": 32, "hf-janus": 16, "hf-emu3": 16, "diffusers-vqm
 
 def build(family: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return BUILDERS[family]().eval()
+    model = BUILDERS[family]().eval()
+    if family in AUDIO:
+        _spread_codes(family, model)
+    return model
+
+
+def _spread_codes(family: str, model) -> None:
+    """EnCodec, Mimi and X-Codec start with all-zero codebooks (training fills them) and X-Codec
+    2's random projection squeezes its latents into one FSQ level: every id would be the same and
+    the tests would prove nothing. Codebooks get vectors drawn from what they see, as a k-means
+    initialisation would; X-Codec 2's projection is fitted to spread its latents over the levels."""
+    x = torch.stack([example(family, 24, seed) for seed in range(4)])[..., : 24 * HOPS[family]]
+    with torch.no_grad():
+        if family == "hf-xcodec2":
+            seen = []
+            hook = model.quantizer.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+            own_codes(family, model, x)
+            hook.remove()
+            latents = seen[0].reshape(-1, seen[0].shape[-1])
+            projection = model.quantizer.project_in
+            projection.weight.normal_().div_(latents.std(0).mean() * latents.shape[-1] ** 0.5 / 2)
+            projection.bias.copy_(-projection.weight @ latents.mean(0))
+        codebooks = [m for m in model.modules() if type(m).__name__.endswith("EuclideanCodebook")]
+        for codebook in codebooks:  # in encoding order: each sees what the layers before it left
+            seen = []
+            codebook.quantize = lambda h, cb=codebook, seen=seen: (seen.append(h), type(cb).quantize(cb, h))[1]
+            own_codes(family, model, x)
+            del codebook.quantize
+            if not seen:  # a codebook beyond the default rate (EnCodec's lowest bandwidth uses 2 of 4)
+                continue
+            vectors = seen[0].reshape(-1, seen[0].shape[-1])
+            size = codebook.cluster_usage.shape[0] if hasattr(codebook, "cluster_usage") else codebook.embed.shape[0]
+            picks = vectors[torch.randperm(len(vectors))[:size]]
+            if hasattr(codebook, "embed_sum"):  # Mimi: codes are embed_sum / cluster_usage, cached
+                codebook.embed_sum.copy_(picks)
+                codebook.cluster_usage.fill_(1.0)
+                codebook._embed = None
+            else:
+                codebook.embed.copy_(picks)
+                codebook.embed_avg.copy_(picks)
+                codebook.cluster_size.fill_(1.0)
 
 
 def save(family: str, folder: Path) -> Path:
@@ -179,7 +219,7 @@ def example(family: str, frames: int, seed: int) -> torch.Tensor:
     `frames` x `frames` tokens."""
     generator = torch.Generator().manual_seed(seed)
     if family in AUDIO:
-        return torch.randn(1, frames * HOPS[family] + 3, generator=generator) * 0.3
+        return torch.rand(1, frames * HOPS[family] + 3, generator=generator) - 0.5  # within [-1, 1]: no clipping
     side = frames * 2  # every tiny image model downsamples by 2
     return torch.rand(3, side, side, generator=generator) * 2 - 1
 

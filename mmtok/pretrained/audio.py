@@ -117,6 +117,21 @@ class EncodecTokenizer(AudioCodecTokenizer):
     def causal(self) -> bool:
         return bool(self.model.config.use_causal_conv)  # its LSTM runs forward only
 
+    @property
+    def min_padded_length(self) -> int:
+        """Its convolutions reflect-pad on the left, and reflect an input no longer than the padding
+        only after extending it with zeros on the right: then padding reaches earlier frames. So a
+        clip shares a padded batch only when it is longer than every padding it meets."""
+        if self.model.config.pad_mode != "reflect":
+            return 0
+        from transformers.models.encodec.modeling_encodec import EncodecConv1d
+
+        need, stride = 0, 1  # stride: input samples per step at the current layer
+        for conv in (m for m in self.model.encoder.modules() if isinstance(m, EncodecConv1d)):
+            need = max(need, (int(conv.padding_total) + 1) * stride)
+            stride *= conv.conv.stride[0]
+        return need
+
     def codebook_sizes_for(self, config) -> list[int]:
         count = self.model.quantizer.get_num_quantizers_for_bandwidth(self.bandwidth)
         return [self.model.config.codebook_size] * count
