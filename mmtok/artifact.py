@@ -194,9 +194,16 @@ class FrozenTokenizer:
 def load_tokenizer(path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> FrozenTokenizer:
     """Loads a directory written by save_pretrained / `mmtok export` (or a hub repo id where a hub
     can be reached). Never unpickles: safetensors and JSON only, and a directory holding a pickle
-    file is refused. The weights' sha256 must match the one recorded at export."""
+    file is refused. The weights' sha256 must match the one recorded at export.
+
+    "hf:ORG/NAME[@REVISION]" is a pretrained model from a hub (EnCodec, Mimi, Chameleon, ...),
+    converted once into ~/.cache/mmtok (see mmtok.pretrained) and loaded like any artifact."""
     from safetensors.torch import load_file
 
+    if str(path).startswith("hf:"):
+        from mmtok.pretrained import load_hub_model
+
+        return load_hub_model(str(path), device=device)
     directory = Path(path)
     if not directory.is_dir():
         directory = _download(str(path))

@@ -42,6 +42,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from mmtok.config import apply_overrides
+    from mmtok.pretrained import convert
+
+    options = apply_overrides({}, args.options)
+    out = convert(args.model, args.out_dir, revision=args.revision, license=args.license, **options)
+    print(f"converted {args.model} to {out}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from mmtok.inspect import describe_artifact
 
@@ -104,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out_dir", help="where to write config.json, model.safetensors, vocab.json, README.md")
     export.add_argument("--ema", action="store_true", help="export the EMA weights instead of the raw ones")
     export.set_defaults(func=_cmd_export)
+
+    convert = sub.add_parser(
+        "convert",
+        help="turn a pretrained tokenizer (EnCodec, DAC, Mimi, X-Codec, Chameleon/Janus/Emu3 VQ, VQModel) "
+        "into an mmtok artifact",
+        description="Read MODEL (a hub id or a local save_pretrained folder; safetensors only) and write "
+        "OUT_DIR as `mmtok export` does. Options are the adapter's config fields, e.g. bandwidth=6.0 "
+        "(EnCodec, X-Codec), num_quantizers=8 (DAC, Mimi), resize_to=256 crop_to=256 (image models).",
+    )
+    convert.add_argument("model", help="a hub id (e.g. facebook/encodec_24khz) or a folder written by save_pretrained")
+    convert.add_argument("out_dir", help="where to write config.json, model.safetensors, vocab.json, README.md")
+    convert.add_argument("options", nargs="*", metavar="KEY=VALUE", help="adapter options")
+    convert.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    convert.add_argument("--license", default=None, help="the licence to record when the source's card states none")
+    convert.set_defaults(func=_cmd_convert)
 
     inspect = sub.add_parser("inspect", help="show an exported tokenizer: config, vocab layout, token counts, bitrate")
     inspect.add_argument("path", help="a directory written by `mmtok export` or save_pretrained")

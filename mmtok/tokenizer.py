@@ -149,6 +149,8 @@ class Tokenizer(nn.Module):
         """Each input (one example, without batch axis) -> its ids, as if encoded alone. Inputs of
         one shape share a batch; along `padding_axes` shorter inputs are right-padded into the
         batch of the longest and their ids cut back, which a causal model makes exact."""
+        for x in inputs:  # what this tokenizer refuses alone it refuses in a batch too, never pads into shape
+            self.check_input(x[None])
         results: list[torch.Tensor | None] = [None] * len(inputs)
         for indices in self._batches(inputs):
             batch = [inputs[i] for i in indices]

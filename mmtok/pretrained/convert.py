@@ -52,14 +52,20 @@ def fetch(repo_id: str, revision: str | None = None) -> Path:
     files (for a multimodal LM with sharded weights, only the shards holding its image tokenizer)."""
     from huggingface_hub import snapshot_download
 
-    folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=["*.json", "README.md"]))
+    def snapshot(patterns: list[str]) -> Path:
+        try:
+            return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+        except Exception as error:  # not found, no network, offline mode, ...: say which model
+            raise ConfigError(f"cannot fetch {repo_id!r} from a hub: {error}") from None
+
+    folder = snapshot(["*.json", "README.md"])
     weights = ["*.safetensors"]
     index = folder / "model.safetensors.index.json"
     config = json.loads((folder / "config.json").read_text())
     if index.is_file() and _identify(config)[1]:
         weight_map = json.loads(index.read_text())["weight_map"]
         weights = sorted({file for key, file in weight_map.items() if SUBMODEL_PREFIX in key})
-    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=["*.json", "README.md", *weights]))
+    return snapshot(["*.json", "README.md", *weights])
 
 
 def _source_folder(model: str | Path, revision: str | None) -> tuple[Path, str]:
