@@ -73,6 +73,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
             llm_ids=args.llm_ids,
             limit=args.limit,
             column=args.column,
+            split=args.split,
+            streaming=args.streaming,
             precision=args.precision,
         )
     except TokenizeInterrupted as stop:
@@ -141,9 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         "errors.jsonl. "
         "Running the same command again resumes: completed shards are kept, partial ones redone.",
     )
-    tokenize.add_argument("tokenizer_dir", help="a directory written by `mmtok export` or save_pretrained")
-    tokenize.add_argument("input", help="a folder of media files, a quoted glob, a webdataset-style .tar or a .parquet")
-    tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go")
+    tokenize.add_argument(
+        "tokenizer_dir", help="a directory written by `mmtok export`, save_pretrained or `mmtok convert`, or hf:ID"
+    )
+    tokenize.add_argument(
+        "input",
+        help="a folder of media files, a quoted glob, a webdataset-style .tar or a .parquet, local or an fsspec "
+        "URL (s3://, gs://, hf://, https://); or datasets:NAME_OR_PATH[:SPLIT], a Hugging Face dataset",
+    )
+    tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go (a folder or URL)")
     tokenize.add_argument("--batch-size", type=int, default=32, help="inputs per encode call (default: 32)")
     tokenize.add_argument(
         "--num-workers", type=int, default=4, help="DataLoader workers decoding per process (default: 4)"
@@ -153,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--llm-ids", action="store_true", help="store framed ids at their LLM vocabulary offsets (vocab.json)"
     )
     tokenize.add_argument("--limit", type=int, default=None, help="tokenize only the first N inputs")
-    tokenize.add_argument("--column", default=None, help="parquet column holding the encoded media (default: by name)")
+    tokenize.add_argument(
+        "--column", default=None, help="parquet or dataset column holding the encoded media (default: by name)"
+    )
+    tokenize.add_argument("--split", default=None, help="datasets: inputs: the split (default: train)")
+    tokenize.add_argument(
+        "--streaming", action="store_true", help="datasets: inputs: stream the dataset instead of downloading it first"
+    )
     tokenize.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"), default="auto", help="auto: bf16 on GPU, fp32 on CPU"
     )
