@@ -47,7 +47,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from mmtok.pretrained import convert
 
     options = apply_overrides({}, args.options)
-    out = convert(args.model, args.out_dir, revision=args.revision, license=args.license, **options)
+    out = convert(
+        args.model, args.out_dir, revision=args.revision, subfolder=args.subfolder, license=args.license, **options
+    )
     print(f"converted {args.model} to {out}")
     return 0
 
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out_dir", help="where to write config.json, model.safetensors, vocab.json, README.md")
     convert.add_argument("options", nargs="*", metavar="KEY=VALUE", help="adapter options")
     convert.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    convert.add_argument("--subfolder", default=None, help="the model's folder inside MODEL (e.g. movq)")
     convert.add_argument("--license", default=None, help="the licence to record when the source's card states none")
     convert.set_defaults(func=_cmd_convert)
 

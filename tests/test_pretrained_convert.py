@@ -142,6 +142,16 @@ def test_hf_id_converts_once_from_the_hub_cache(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot fetch .acme/missing. from a hub"):
         load_tokenizer("hf:acme/missing")
 
+    # A diffusers pipeline keeps its VQ model in a subfolder; the licence is the repository's.
+    pipeline = tmp_path / "hub" / "models--acme--pipeline"
+    save("diffusers-vqmodel", pipeline / "snapshots" / commit / "movq")
+    (pipeline / "snapshots" / commit / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    (pipeline / "refs").mkdir()
+    (pipeline / "refs" / "main").write_text(commit)
+    movq = load_tokenizer(convert("acme/pipeline", tmp_path / "movq", subfolder="movq"))
+    assert movq.config["card"]["source"] == f"acme/pipeline@{commit}/movq"
+    assert movq.config["card"]["license"] == "apache-2.0" and movq.family == "diffusers-vqmodel"
+
 
 def test_llm_client_takes_converted_tokenizers(tmp_path):
     from mmtok.eval.llm_client import run_llm_client

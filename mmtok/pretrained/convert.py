@@ -47,10 +47,13 @@ def _identify(config: dict) -> tuple[str, str | None]:
 
 
 # -- finding the files ---------------------------------------------------------------------------------------
-def fetch(repo_id: str, revision: str | None = None) -> Path:
-    """A hub snapshot holding what conversion reads: JSON, the model card, and the safetensors
-    files (for a multimodal LM with sharded weights, only the shards holding its image tokenizer)."""
+def fetch(repo_id: str, revision: str | None = None, subfolder: str | None = None) -> tuple[Path, str]:
+    """A hub snapshot holding what conversion reads from `subfolder` (e.g. a diffusers pipeline's
+    "movq"): JSON, the model card, and the safetensors files (for a multimodal LM with sharded
+    weights, only the shards holding its image tokenizer). Returns the (sub)folder and the commit."""
     from huggingface_hub import snapshot_download
+
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
 
     def snapshot(patterns: list[str]) -> Path:
         try:
@@ -58,30 +61,32 @@ def fetch(repo_id: str, revision: str | None = None) -> Path:
         except Exception as error:  # not found, no network, offline mode, ...: say which model
             raise ConfigError(f"cannot fetch {repo_id!r} from a hub: {error}") from None
 
-    folder = snapshot(["*.json", "README.md"])
-    weights = ["*.safetensors"]
+    card = ["README.md"]
+    folder = snapshot([f"{prefix}*.json", *card]) / prefix
+    weights = [f"{prefix}*.safetensors"]
     index = folder / "model.safetensors.index.json"
     config = json.loads((folder / "config.json").read_text())
     if index.is_file() and _identify(config)[1]:
         weight_map = json.loads(index.read_text())["weight_map"]
-        weights = sorted({file for key, file in weight_map.items() if SUBMODEL_PREFIX in key})
-    return snapshot(["*.json", "README.md", *weights])
+        weights = sorted({prefix + file for key, file in weight_map.items() if SUBMODEL_PREFIX in key})
+    root = snapshot([f"{prefix}*.json", *card, *weights])
+    return root / prefix, root.name  # snapshot folders are named by their commit
 
 
-def _source_folder(model: str | Path, revision: str | None) -> tuple[Path, str]:
+def _source_folder(model: str | Path, revision: str | None, subfolder: str | None) -> tuple[Path, str]:
     """(folder, provenance): a local folder as it is, a hub id through `fetch`."""
     path = Path(model)
     if path.is_dir():
-        return path, str(path.resolve())
+        return (path / subfolder if subfolder else path), str((path / (subfolder or "")).resolve())
     if path.exists():
         raise ConfigError(f"{model} is a file; give a folder written by save_pretrained or a hub id")
-    folder = fetch(str(model), revision)
-    return folder, f"{model}@{folder.name}"  # snapshot folders are named by commit
+    folder, commit = fetch(str(model), revision, subfolder)
+    return folder, f"{model}@{commit}" + (f"/{subfolder}" if subfolder else "")
 
 
 def _license(folder: Path) -> str:
     """The licence the source's model card states (its metadata header), or a warning to look."""
-    card = folder / "README.md"
+    card = folder / "README.md" if (folder / "README.md").is_file() else folder.parent / "README.md"
     if card.is_file():
         from huggingface_hub import ModelCard
 
@@ -153,18 +158,20 @@ def convert(
     out_dir: str | Path,
     *,
     revision: str | None = None,
+    subfolder: str | None = None,
     license: str | None = None,
     verify: bool = True,
     **options,
 ) -> Path:
-    """Writes the artifact of `model` (a local folder or a hub id) to `out_dir`. `options` are the
+    """Writes the artifact of `model` (a local folder or a hub id, the model in its `subfolder`
+    if given) to `out_dir`. `options` are the
     family's config fields (bandwidth=, num_quantizers=, resize_to=, ...); unknown ones are an
     error naming them. With `verify`, the written artifact is loaded back and must give the
     source model's ids on a probe input."""
     from mmtok.models.registry import tokenizer_class
     from mmtok.pretrained.base import own_config
 
-    folder, provenance = _source_folder(model, revision)
+    folder, provenance = _source_folder(model, revision, subfolder)
     family, source_model = load_model(folder)
     adapter = tokenizer_class(family)
     model_config = own_config(source_model)
@@ -216,14 +223,14 @@ def load_hub_model(spec: str, *, device="cpu"):
     from mmtok.artifact import CONFIG_FILE, load_tokenizer
 
     repo_id, _, revision = spec.removeprefix("hf:").partition("@")
-    folder = fetch(repo_id, revision or None)
-    target = cache_root() / f"{repo_id.replace('/', '--')}--{folder.name}"
+    _, commit = fetch(repo_id, revision or None)
+    target = cache_root() / f"{repo_id.replace('/', '--')}--{commit}"
     if not (target / CONFIG_FILE).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         # Converted next to the target and renamed into place: a half-written cache is never read.
         scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
         try:
-            convert(repo_id, scratch / "artifact", revision=folder.name)
+            convert(repo_id, scratch / "artifact", revision=commit)
             (scratch / "artifact").rename(target)
         except OSError:
             if not (target / CONFIG_FILE).is_file():  # not another process winning the rename
