@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
-from train_helpers import write_images
+from train_helpers import TINY_AUDIO_MODEL, TINY_IMAGE_MODEL, write_images
 
 from mmtok import load_tokenizer
 from mmtok.data import AudioDataset, ImageDataset
@@ -19,24 +19,6 @@ from mmtok.shards import shard_files
 from mmtok.tokenize import tokenize
 
 datasets = pytest.importorskip("datasets")
-TINY_IMAGE = {
-    "family": "image",
-    "base_channels": 8,
-    "channel_multipliers": [1, 2],
-    "num_res_blocks": 1,
-    "attention": False,
-    "latent_dim": 4,
-    "image_size": 16,
-    "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-}
-TINY_AUDIO = {
-    "family": "audio",
-    "sample_rate": 16000,
-    "base_channels": 8,
-    "strides": [2, 4],
-    "latent_dim": 8,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}},
-}
 
 
 def rows(output_dir) -> list[dict]:
@@ -57,7 +39,7 @@ def images(tmp_path_factory):
         root / "saved"
     )
     torch.manual_seed(0)
-    return root, build_tokenizer(TINY_IMAGE).save_pretrained(root / "tok")
+    return root, build_tokenizer(TINY_IMAGE_MODEL).save_pretrained(root / "tok")
 
 
 def test_image_column_gives_the_folders_ids(images):
@@ -126,7 +108,7 @@ def test_audio_column(tmp_path):
     table = datasets.Dataset.from_dict({"audio": clips, "text": ["a", "b", "c"]})
     table.cast_column("audio", datasets.Audio()).save_to_disk(tmp_path / "speech")
     torch.manual_seed(0)
-    tok = build_tokenizer(TINY_AUDIO).save_pretrained(tmp_path / "tok")
+    tok = build_tokenizer(TINY_AUDIO_MODEL).save_pretrained(tmp_path / "tok")
     manifest = tokenize(tok, f"datasets:{tmp_path / 'speech'}", tmp_path / "out", num_workers=0, progress=False)
     assert manifest["counts"] == {"inputs": 3, "samples": 3, "tokens": (2000 + 1000 + 1000) * 2, "errors": 0}
     frozen = load_tokenizer(tok)

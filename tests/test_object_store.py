@@ -14,23 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from train_helpers import write_images
+from train_helpers import TINY_IMAGE_MODEL, write_images
 
 from mmtok.data import ImageDataset
 from mmtok.models import build_tokenizer
 from mmtok.shards import ShardDataset, read_manifest, shard_files
 from mmtok.tokenize import tokenize
-
-TINY_IMAGE = {
-    "family": "image",
-    "base_channels": 8,
-    "channel_multipliers": [1, 2],
-    "num_res_blocks": 1,
-    "attention": False,
-    "latent_dim": 4,
-    "image_size": 16,
-    "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +67,7 @@ def data(s3, tmp_path_factory):
     with s3.open("media/part.parquet", "wb") as f:
         pq.write_table(table, f, row_group_size=3)
     torch.manual_seed(0)
-    tok = build_tokenizer(TINY_IMAGE).save_pretrained(root / "tok")
+    tok = build_tokenizer(TINY_IMAGE_MODEL).save_pretrained(root / "tok")
     tokenize(tok, images, root / "local", shard_size=3, batch_size=2, num_workers=0, progress=False)
     return root, tok
 

@@ -17,7 +17,7 @@ import dataclasses
 import torch
 
 from mmtok.data.audio_io import AudioInputSpec
-from mmtok.pretrained.base import PretrainedConfig, PretrainedTokenizer, checked
+from mmtok.pretrained.base import PretrainedConfig, PretrainedTokenizer, check_bandwidth, check_num_quantizers, checked
 from mmtok.vocab import VocabLayout
 
 
@@ -103,11 +103,7 @@ class EncodecTokenizer(AudioCodecTokenizer):
             model.get("chunk_length_s") is None,
             "EnCodec models that encode overlapping chunks (chunk_length_s) are not supported",
         )
-        bandwidths = model.get("target_bandwidths", [])
-        checked(
-            config.bandwidth is None or config.bandwidth in bandwidths,
-            f"model.bandwidth: {config.bandwidth} is not one of this EnCodec's bandwidths {bandwidths}",
-        )
+        check_bandwidth(config, "EnCodec")
 
     @property
     def bandwidth(self) -> float:
@@ -159,11 +155,7 @@ class DacTokenizer(AudioCodecTokenizer):
 
     @classmethod
     def check_supported(cls, config: DacTokenizerConfig) -> None:
-        total = config.model_config.get("n_codebooks")
-        checked(
-            config.num_quantizers is None or 1 <= config.num_quantizers <= total,
-            f"model.num_quantizers: must be in [1, {total}], got {config.num_quantizers}",
-        )
+        check_num_quantizers(config, 1, config.model_config.get("n_codebooks"))
 
     def codebook_sizes_for(self, config) -> list[int]:
         return [self.model.config.codebook_size] * (config.num_quantizers or self.model.config.n_codebooks)
@@ -193,11 +185,7 @@ class MimiTokenizer(AudioCodecTokenizer):
     @classmethod
     def check_supported(cls, config: MimiTokenizerConfig) -> None:
         model = config.model_config
-        low, high = model.get("num_semantic_quantizers", 1), model.get("num_quantizers")
-        checked(
-            config.num_quantizers is None or low <= config.num_quantizers <= high,
-            f"model.num_quantizers: must be in [{low}, {high}], got {config.num_quantizers}",
-        )
+        check_num_quantizers(config, model.get("num_semantic_quantizers", 1), model.get("num_quantizers"))
 
     @property
     def hop_length(self) -> int:

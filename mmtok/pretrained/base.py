@@ -197,3 +197,20 @@ class PretrainedTokenizer(Tokenizer):
 def checked(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def check_bandwidth(config, model_name: str) -> None:
+    """`config.bandwidth` (kbps) is None or one the model offers."""
+    bandwidths = config.model_config.get("target_bandwidths", [])
+    checked(
+        config.bandwidth is None or config.bandwidth in bandwidths,
+        f"model.bandwidth: {config.bandwidth} is not one of this {model_name}'s bandwidths {bandwidths}",
+    )
+
+
+def check_num_quantizers(config, low: int, high: int) -> None:
+    """`config.num_quantizers` is None or in [low, high]."""
+    checked(
+        config.num_quantizers is None or low <= config.num_quantizers <= high,
+        f"model.num_quantizers: must be in [{low}, {high}], got {config.num_quantizers}",
+    )

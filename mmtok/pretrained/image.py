@@ -46,8 +46,10 @@ class ImageVQTokenizer(PretrainedTokenizer):
         return 2 ** (len(model_config["channel_multiplier"]) - 1)
 
     def model_indices(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Model-normalised pixels (B, 3, H, W) -> code indices (B, H/f, W/f)."""
-        raise NotImplementedError
+        """Model-normalised pixels (B, 3, H, W) -> code indices (B, H/f, W/f). Chameleon's and
+        Janus's `encode` return them flat, in raster order."""
+        b, _, h, w = pixels.shape
+        return self.model.encode(pixels, return_dict=True).image_tokens.view(b, h // self.factor, w // self.factor)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices (B, h, w) -> model-normalised pixels (B, 3, H, W), through the model's decode."""
@@ -142,10 +144,6 @@ class ChameleonTokenizer(ImageVQTokenizer):
         size = model_config.get("resolution", 512)
         return {"resize_to": size, "crop_to": size}
 
-    def model_indices(self, pixels: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = pixels.shape
-        return self.model.encode(pixels, return_dict=True).image_tokens.view(b, h // self.factor, w // self.factor)
-
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(
             "transformers' ChameleonVQVAE is an encoder only (Meta released no image decoder weights): "
@@ -182,10 +180,6 @@ class JanusTokenizer(ImageVQTokenizer):
         size = self.config.crop_to
         if tuple(x.shape[-2:]) != (size, size):
             raise ValueError(f"Janus takes {size}x{size} images only, got {x.shape[-2]}x{x.shape[-1]}")
-
-    def model_indices(self, pixels: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = pixels.shape
-        return self.model.encode(pixels, return_dict=True).image_tokens.view(b, h // self.factor, w // self.factor)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         return self.model.decode(indices.flatten(1))

@@ -12,7 +12,7 @@ from functools import cached_property
 import torch
 
 from mmtok.pretrained.audio import AudioCodecTokenizer
-from mmtok.pretrained.base import PretrainedConfig, checked
+from mmtok.pretrained.base import PretrainedConfig, check_bandwidth, checked
 
 
 @dataclasses.dataclass
@@ -28,11 +28,7 @@ class XcodecTokenizer(AudioCodecTokenizer):
 
     @classmethod
     def check_supported(cls, config: XcodecTokenizerConfig) -> None:
-        bandwidths = config.model_config.get("target_bandwidths", [])
-        checked(
-            config.bandwidth is None or config.bandwidth in bandwidths,
-            f"model.bandwidth: {config.bandwidth} is not one of this X-Codec's bandwidths {bandwidths}",
-        )
+        check_bandwidth(config, "X-Codec")
 
     @property
     def bandwidth(self) -> float:
