@@ -109,7 +109,11 @@ class PretrainedTokenizer(Tokenizer):
     """A frozen tokenizer around a pretrained model. Subclasses name the model class they wrap and
     fill in `model_ids` / `model_decode` with the model's own calls, `codebook_sizes_for`, and
     `code_vectors` for `Codebooks.decode_ids` (besides the usual `check_input`, `token_shape_for`,
-    `input_spec_for`, `vocab_layout`, `rate_examples`, and `padding_axes` where it is causal)."""
+    `input_spec_for`, `vocab_layout`, `rate_examples`, and `padding_axes` where it is causal).
+
+    Built from a config alone (as `load_tokenizer` builds it), the model's weights are left
+    uninitialised, unwritten memory, until its state dict is loaded: only `mmtok.load_tokenizer`
+    and `mmtok convert` make these tokenizers."""
 
     library: ClassVar[str] = "transformers"
     model_class_name: ClassVar[str] = ""
