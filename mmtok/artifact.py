@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -85,17 +86,19 @@ def model_card(config: dict, layout: VocabLayout):
 
     card = config["card"]
     data = ModelCardData(library_name="mmtok", tags=["mmtok", "tokenizer", config["modality"]])
-    lines = [
-        f"# mmtok {config['family']} tokenizer",
-        "",
-        f"- modality: {config['modality']}",
-        f"- quantizer: {config['model'].get('quantizer', {})}",
+    if re.fullmatch(r"[\w.+-]+", card.get("license", "")):  # a licence id, as a source's card states it
+        data.license = card["license"]
+    lines = [f"# mmtok {config['family']} tokenizer", "", f"- modality: {config['modality']}"]
+    if "quantizer" in config["model"]:
+        lines.append(f"- quantizer: {config['model']['quantizer']}")
+    lines += [
         f"- codebooks: {layout.num_codebooks} x {layout.codebook_sizes}",
         f"- vocabulary ids: {layout.size} from base offset {layout.base_offset}",
         f"- input: {config['input']}",
         f"- weights sha256: {config['weights_sha256']}",
     ]
-    lines += [f"- {key.replace('_', ' ')}: {card[key]}" for key in ("training_data", "steps", "weights") if key in card]
+    keys = ("source", "license", "converted_from", "training_data", "steps", "weights")
+    lines += [f"- {key.replace('_', ' ')}: {card[key]}" for key in keys if key in card]
     if card.get("eval"):
         lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {_number(value)} |" for name, value in card["eval"].items()]
@@ -191,9 +194,16 @@ class FrozenTokenizer:
 def load_tokenizer(path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> FrozenTokenizer:
     """Loads a directory written by save_pretrained / `mmtok export` (or a hub repo id where a hub
     can be reached). Never unpickles: safetensors and JSON only, and a directory holding a pickle
-    file is refused. The weights' sha256 must match the one recorded at export."""
+    file is refused. The weights' sha256 must match the one recorded at export.
+
+    "hf:ORG/NAME[@REVISION]" is a pretrained model from a hub (EnCodec, Mimi, Chameleon, ...),
+    converted once into ~/.cache/mmtok (see mmtok.pretrained) and loaded like any artifact."""
     from safetensors.torch import load_file
 
+    if str(path).startswith("hf:"):
+        from mmtok.pretrained import load_hub_model
+
+        return load_hub_model(str(path), device=device)
     directory = Path(path)
     if not directory.is_dir():
         directory = _download(str(path))

@@ -42,6 +42,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from mmtok.config import apply_overrides
+    from mmtok.pretrained import convert
+
+    options = apply_overrides({}, args.options)
+    out = convert(
+        args.model, args.out_dir, revision=args.revision, subfolder=args.subfolder, license=args.license, **options
+    )
+    print(f"converted {args.model} to {out}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from mmtok.inspect import describe_artifact
 
@@ -63,6 +75,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
             llm_ids=args.llm_ids,
             limit=args.limit,
             column=args.column,
+            split=args.split,
+            streaming=args.streaming,
             precision=args.precision,
         )
     except TokenizeInterrupted as stop:
@@ -105,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--ema", action="store_true", help="export the EMA weights instead of the raw ones")
     export.set_defaults(func=_cmd_export)
 
+    convert = sub.add_parser(
+        "convert",
+        help="turn a pretrained tokenizer (EnCodec, DAC, Mimi, X-Codec, Chameleon/Janus/Emu3 VQ, VQModel) "
+        "into an mmtok artifact",
+        description="Read MODEL (a hub id or a local save_pretrained folder; safetensors only) and write "
+        "OUT_DIR as `mmtok export` does. Options are the adapter's config fields, e.g. bandwidth=6.0 "
+        "(EnCodec, X-Codec), num_quantizers=8 (DAC, Mimi), resize_to=256 crop_to=256 (image models).",
+    )
+    convert.add_argument("model", help="a hub id (e.g. facebook/encodec_24khz) or a folder written by save_pretrained")
+    convert.add_argument("out_dir", help="where to write config.json, model.safetensors, vocab.json, README.md")
+    convert.add_argument("options", nargs="*", metavar="KEY=VALUE", help="adapter options")
+    convert.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    convert.add_argument("--subfolder", default=None, help="the model's folder inside MODEL (e.g. movq)")
+    convert.add_argument("--license", default=None, help="the licence to record when the source's card states none")
+    convert.set_defaults(func=_cmd_convert)
+
     inspect = sub.add_parser("inspect", help="show an exported tokenizer: config, vocab layout, token counts, bitrate")
     inspect.add_argument("path", help="a directory written by `mmtok export` or save_pretrained")
     inspect.set_defaults(func=_cmd_inspect)
@@ -116,9 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
         "errors.jsonl. "
         "Running the same command again resumes: completed shards are kept, partial ones redone.",
     )
-    tokenize.add_argument("tokenizer_dir", help="a directory written by `mmtok export` or save_pretrained")
-    tokenize.add_argument("input", help="a folder of media files, a quoted glob, a webdataset-style .tar or a .parquet")
-    tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go")
+    tokenize.add_argument(
+        "tokenizer_dir", help="a directory written by `mmtok export`, save_pretrained or `mmtok convert`, or hf:ID"
+    )
+    tokenize.add_argument(
+        "input",
+        help="a folder of media files, a quoted glob, a webdataset-style .tar or a .parquet, local or an fsspec "
+        "URL (s3://, gs://, hf://, https://); or datasets:NAME_OR_PATH[:SPLIT], a Hugging Face dataset",
+    )
+    tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go (a folder or URL)")
     tokenize.add_argument("--batch-size", type=int, default=32, help="inputs per encode call (default: 32)")
     tokenize.add_argument(
         "--num-workers", type=int, default=4, help="DataLoader workers decoding per process (default: 4)"
@@ -128,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--llm-ids", action="store_true", help="store framed ids at their LLM vocabulary offsets (vocab.json)"
     )
     tokenize.add_argument("--limit", type=int, default=None, help="tokenize only the first N inputs")
-    tokenize.add_argument("--column", default=None, help="parquet column holding the encoded media (default: by name)")
+    tokenize.add_argument(
+        "--column", default=None, help="parquet or dataset column holding the encoded media (default: by name)"
+    )
+    tokenize.add_argument("--split", default=None, help="datasets: inputs: the split (default: train)")
+    tokenize.add_argument(
+        "--streaming", action="store_true", help="datasets: inputs: stream the dataset instead of downloading it first"
+    )
     tokenize.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"), default="auto", help="auto: bf16 on GPU, fp32 on CPU"
     )

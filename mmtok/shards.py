@@ -1,7 +1,7 @@
 """The token shard format: its writer, and a torch dataset that reads it back for LLM training.
 
-`mmtok tokenize` (mmtok.tokenize) writes into its output directory, through `ShardWriter` and
-`write_atomic`:
+`mmtok tokenize` (mmtok.tokenize) writes into its output directory (a local folder or an fsspec
+URL such as s3://bucket/shards), through `ShardWriter` and `mmtok.storage.Folder.write_atomic`:
 
     shard-000000.parquet, ...   one row per sample: key, ids, token_shape, source, index, and the
                                 media's metadata from its input spec (size, sample rate, gain_db, ...)
@@ -19,16 +19,15 @@ sit in its parquet schema metadata, so the manifest is written without rereading
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mmtok import distributed
+from mmtok.storage import Folder
 from mmtok.vocab import VocabLayout
 
 MANIFEST_FILE, ERRORS_FILE, JOB_FILE, ERRORS_DIR = "manifest.json", "errors.jsonl", "job.json", "errors"
@@ -39,16 +38,25 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.parquet"
 
 
-def shard_files(output_dir: str | Path) -> list[Path]:
-    """The completed shards of an output directory, in order (for `datasets` or `pyarrow.dataset`)."""
-    return sorted(Path(output_dir).glob(SHARD_PATTERN))
+def errors_name(shard: str) -> str:
+    """Where a shard's failed inputs are recorded, relative to the output directory."""
+    return f"{ERRORS_DIR}/{shard.removesuffix('.parquet')}.jsonl"
 
 
-def read_manifest(output_dir: str | Path) -> dict:
-    path = Path(output_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the tokenize job writing {output_dir} has not finished")
-    return json.loads(path.read_text())
+def shard_files(output_dir: str | Path | Folder) -> list[Path | str]:
+    """The completed shards of an output directory, in order (for `datasets` or `pyarrow.dataset`):
+    local Paths, or URLs for a directory on an object store."""
+    folder = output_dir if isinstance(output_dir, Folder) else Folder(output_dir)
+    return [folder.file(name) for name in folder.names(SHARD_PATTERN)]
+
+
+def read_manifest(output_dir: str | Path | Folder) -> dict:
+    folder = output_dir if isinstance(output_dir, Folder) else Folder(output_dir)
+    if not folder.exists(MANIFEST_FILE):
+        raise FileNotFoundError(
+            f"{folder.file(MANIFEST_FILE)} is missing: the tokenize job writing {folder} has not finished"
+        )
+    return json.loads(folder.read_text(MANIFEST_FILE))
 
 
 def ids_dtype(id_limit: int) -> str:
@@ -59,33 +67,19 @@ def ids_dtype(id_limit: int) -> str:
 STATS_KEY = b"mmtok"  # parquet schema metadata: the shard's own counts
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """`write(file)` into path.tmp, on disk before the rename: readers, and a restarted job, see
-    the whole file or none of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode()))
-
-
-def shard_stats(path: Path) -> dict:
+def shard_stats(folder: Folder, name: str) -> dict:
     """A finished shard's counts (samples, tokens, errors, process), from its schema metadata."""
     import pyarrow.parquet as pq
 
-    return json.loads(pq.read_schema(path).metadata[STATS_KEY])
+    with folder.open(name) as f:
+        return json.loads(pq.read_schema(f).metadata[STATS_KEY])
 
 
 class ShardWriter:
     """Writes one shard's rows (and its errors) atomically. `info_fields` are the input spec's
     per-example metadata (name -> int or float), each a column."""
 
-    def __init__(self, output_dir: Path, source, info_fields: dict[str, type], dtype: str):
+    def __init__(self, output_dir: Folder, source, info_fields: dict[str, type], dtype: str):
         import pyarrow as pa
 
         self.output_dir, self.source, self.dtype = output_dir, source, dtype
@@ -119,18 +113,17 @@ class ShardWriter:
         }
         stats = {**stats, "samples": len(rows), "tokens": int(lengths.sum()), "errors": len(errors)}
         table = pa.table(columns, schema=self.schema.with_metadata({STATS_KEY: json.dumps(stats)}))
-        path = self.output_dir / shard_name(shard)
-        # The error file goes first: a shard file on disk means its errors are on disk too.
-        errors_path = self.output_dir / ERRORS_DIR / f"{path.stem}.jsonl"
+        name = shard_name(shard)
+        # The error file goes first: a committed shard means its errors are committed too.
         if errors:
             lines = [
                 {"key": self.source.key(i), "source": self.source.describe(i), "reason": reason}
                 for i, reason in sorted(errors)
             ]
-            write_text_atomic(errors_path, "".join(json.dumps(line) + "\n" for line in lines))
+            self.output_dir.write_text_atomic(errors_name(name), "".join(json.dumps(line) + "\n" for line in lines))
         else:
-            errors_path.unlink(missing_ok=True)
-        write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+            self.output_dir.remove(errors_name(name))
+        self.output_dir.write_atomic(name, lambda f: pq.write_table(table, f, compression="zstd"))
         return stats
 
 
@@ -163,9 +156,9 @@ class ShardDataset(IterableDataset):
         super().__init__()
         if pack_to is not None and pack_to < 1:
             raise ValueError(f"pack_to must be positive, got {pack_to}")
-        self.output_dir = Path(output_dir)
+        self.output_dir = output_dir if isinstance(output_dir, Folder) else Folder(output_dir)
         manifest = read_manifest(self.output_dir)
-        self.shards = [self.output_dir / name for name in manifest["shards"]]
+        self.shards = list(manifest["shards"])
         self.stored_vocab = VocabLayout.from_json(manifest["vocab"])
         self.stored_llm_ids = bool(manifest["llm_ids"])
         self.vocab = vocab or self.stored_vocab
@@ -174,7 +167,7 @@ class ShardDataset(IterableDataset):
         self.rank = distributed.rank() if rank is None else rank
         self.world_size = distributed.world_size() if world_size is None else world_size
 
-    def _my_shards(self) -> list[Path]:
+    def _my_shards(self) -> list[str]:
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         return self.shards[self.rank * workers + worker_id :: self.world_size * workers]
@@ -191,16 +184,17 @@ class ShardDataset(IterableDataset):
     def samples(self) -> Iterator[dict]:
         import pyarrow.parquet as pq
 
-        for path in self._my_shards():
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024, columns=["key", "ids", "token_shape"]):
-                ids = batch.column("ids")
-                offsets = ids.offsets.to_numpy()
-                values = ids.flatten().to_numpy().astype(np.int64)
-                offsets = offsets - offsets[0]  # a batch may be a slice of the column
-                shapes = batch.column("token_shape").to_pylist()
-                for row, key in enumerate(batch.column("key").to_pylist()):
-                    flat = torch.from_numpy(values[offsets[row] : offsets[row + 1]])
-                    yield {"key": key, "ids": self._convert(flat, shapes[row]), "token_shape": tuple(shapes[row])}
+        for name in self._my_shards():
+            with self.output_dir.open(name) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=["key", "ids", "token_shape"]):
+                    ids = batch.column("ids")
+                    offsets = ids.offsets.to_numpy()
+                    values = ids.flatten().to_numpy().astype(np.int64)
+                    offsets = offsets - offsets[0]  # a batch may be a slice of the column
+                    shapes = batch.column("token_shape").to_pylist()
+                    for row, key in enumerate(batch.column("key").to_pylist()):
+                        flat = torch.from_numpy(values[offsets[row] : offsets[row + 1]])
+                        yield {"key": key, "ids": self._convert(flat, shapes[row]), "token_shape": tuple(shapes[row])}
 
     def __iter__(self) -> Iterator:
         if self.pack_to is None:

@@ -3,9 +3,11 @@
 The plan is a pure function of the sorted input listing and the shard size: shard i holds items
 [i*S, (i+1)*S) and is written by process i % world_size, in batches that never cross a shard. So
 the rows (ids included: every shard is encoded in the same batches) do not depend on the number of
-processes or on restarts. A shard file appears only when complete (written to a .tmp name, then
-renamed), and a restarted job redoes exactly the shards that have no file yet: nothing lost,
-nothing twice. Layout of the output directory: see mmtok.shards.
+processes or on restarts. A shard file appears only when complete (written under a .tmp name,
+then renamed, or on an object store copied to its final key), and a restarted job redoes exactly
+the shards that have no committed file yet: nothing lost, nothing twice. The input and the output
+directory may be local paths or fsspec URLs (mmtok.storage); the input may also be a Hugging Face
+`datasets` dataset ("datasets:NAME_OR_PATH"). Layout of the output directory: see mmtok.shards.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from mmtok.shards import (
     ERRORS_FILE,
     JOB_FILE,
     MANIFEST_FILE,
+    SHARD_PATTERN,
     ShardWriter,
+    errors_name,
     ids_dtype,
     read_manifest,
     shard_name,
     shard_stats,
-    write_text_atomic,
 )
+from mmtok.storage import Folder, is_url
 
 logger = logging.getLogger("mmtok.tokenize")
 
@@ -141,10 +145,9 @@ class _StopAfterShard:
             signal.signal(sig, handler)
 
 
-def _check_job(output_dir: Path, job: dict) -> None:
-    path = output_dir / JOB_FILE
-    if path.is_file():
-        previous = json.loads(path.read_text())
+def _check_job(output_dir: Folder, job: dict) -> None:
+    if output_dir.exists(JOB_FILE):
+        previous = json.loads(output_dir.read_text(JOB_FILE))
         changed = sorted(k for k in job.keys() | previous.keys() if job.get(k) != previous.get(k))
         if changed:
             raise ValueError(
@@ -251,12 +254,16 @@ def tokenize(
     llm_ids: bool = False,
     limit: int | None = None,
     column: str | None = None,
+    split: str | None = None,
+    streaming: bool = False,
     precision: str = "auto",
     progress: bool = True,
 ) -> dict:
-    """Tokenizes every item of `input` (a folder, glob, .tar or .parquet) into shards in
-    `output_dir`, on this process's part of the plan; under `accelerate launch` on all of them.
-    Returns the manifest. Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed shards kept)."""
+    """Tokenizes every item of `input` (a folder, glob, .tar or .parquet, local or an fsspec URL;
+    or "datasets:NAME_OR_PATH", a Hugging Face dataset's `split`, streamed when `streaming`) into
+    shards in `output_dir` (a local folder or an fsspec URL), on this process's part of the plan;
+    under `accelerate launch` on all of them. Returns the manifest. Raises TokenizeInterrupted
+    after Ctrl-C / SIGTERM (completed shards kept)."""
     from accelerate import Accelerator
 
     from mmtok.artifact import load_tokenizer
@@ -272,13 +279,15 @@ def tokenize(
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     frozen = load_tokenizer(tokenizer_dir, device=acc.device)
     vocab = frozen.vocab
-    source = open_source(input, modality=frozen.modality, column=column, in_memory=False)
+    source = open_source(
+        input, modality=frozen.modality, column=column, in_memory=False, split=split, streaming=streaming, limit=limit
+    )
     num_items = len(source) if limit is None else min(limit, len(source))
     if num_items == 0:
         raise ValueError(f"no {frozen.modality} inputs in {input}")
     num_shards = math.ceil(num_items / shard_size)
     dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
-    output_dir = Path(output_dir)
+    output_dir = Folder(output_dir)
 
     job = {
         "tokenizer_sha256": frozen.config["weights_sha256"],
@@ -286,6 +295,7 @@ def tokenize(
         "first_key": source.key(0),
         "last_key": source.key(num_items - 1),
         "column": column,
+        "split": split,
         "shard_size": shard_size,
         "llm_ids": llm_ids,
         "ids_dtype": dtype,
@@ -293,13 +303,12 @@ def tokenize(
     }
     _check_job(output_dir, job)  # every process, before any barrier, so a mismatch stops them all
     if acc.is_main_process:
-        (output_dir / ERRORS_DIR).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(output_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")
+        output_dir.makedirs(ERRORS_DIR)
+        output_dir.write_text_atomic(JOB_FILE, json.dumps(job, indent=2) + "\n")
     acc.wait_for_everyone()
 
-    mine = [
-        s for s in range(acc.process_index, num_shards, acc.num_processes) if not (output_dir / shard_name(s)).is_file()
-    ]
+    committed = set(output_dir.names(SHARD_PATTERN))  # one listing, however many shards
+    mine = [s for s in range(acc.process_index, num_shards, acc.num_processes) if shard_name(s) not in committed]
     writer = ShardWriter(output_dir, source, frozen.input_spec.info_fields, dtype)
     done = _run_shards(
         acc,
@@ -332,7 +341,8 @@ def tokenize(
             "batch_size": batch_size,
             "num_workers": num_workers,
         }
-        manifest = _write_manifest(output_dir, frozen, job, os.path.abspath(input), num_shards, run)
+        where = str(input) if is_url(input) or str(input).startswith("datasets:") else os.path.abspath(input)
+        manifest = _write_manifest(output_dir, frozen, job, where, num_shards, run)
         counts = manifest["counts"]
         logger.info(
             "tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, processes: %d); %s holds %d rows, "
@@ -351,22 +361,23 @@ def tokenize(
     return read_manifest(output_dir)
 
 
-def _write_manifest(output_dir: Path, frozen, job: dict, input: str, num_shards: int, run: dict) -> dict:
+def _write_manifest(output_dir: Folder, frozen, job: dict, input: str, num_shards: int, run: dict) -> dict:
     """After every process is done: errors.jsonl from the per-shard files, then manifest.json."""
     from mmtok.artifact import mmtok_version
 
     names = [shard_name(i) for i in range(num_shards)]
-    missing = [name for name in names if not (output_dir / name).is_file()]
+    committed = set(output_dir.names(SHARD_PATTERN))
+    missing = [name for name in names if name not in committed]
     if missing:
         raise RuntimeError(f"{len(missing)} shard(s) missing after every process finished, e.g. {missing[:3]}")
-    stats = [shard_stats(output_dir / name) for name in names]
+    stats = [shard_stats(output_dir, name) for name in names]
     counts = {"inputs": job["num_items"], **{k: sum(s[k] for s in stats) for k in ("samples", "tokens", "errors")}}
     if counts["samples"] + counts["errors"] != counts["inputs"]:
         raise RuntimeError(
             f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs"
         )
-    error_files = [output_dir / ERRORS_DIR / f"{Path(name).stem}.jsonl" for name in names]
-    write_text_atomic(output_dir / ERRORS_FILE, "".join(f.read_text() for f in error_files if f.is_file()))
+    with_errors = [name for name, s in zip(names, stats) if s["errors"]]
+    output_dir.write_text_atomic(ERRORS_FILE, "".join(output_dir.read_text(errors_name(n)) for n in with_errors))
     manifest = {
         "mmtok_version": mmtok_version(),
         "tokenizer": {
@@ -382,11 +393,12 @@ def _write_manifest(output_dir: Path, frozen, job: dict, input: str, num_shards:
         "precision": job["precision"],
         "input": input,
         "column": job["column"],
+        "split": job["split"],
         "shard_size": job["shard_size"],
         "num_shards": num_shards,
         "shards": names,
         "counts": counts,
         "run": run,
     }
-    write_text_atomic(output_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    output_dir.write_text_atomic(MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -100,6 +100,13 @@ class Tokenizer(nn.Module):
         can share a batch right-padded to the longest; None: they are encoded in separate batches."""
         return None
 
+    @property
+    def min_padded_length(self) -> int:
+        """Inputs shorter than this along the padding axis are batched only with inputs of their own
+        shape: for models whose padding is harmless only past some length (a convolution that
+        reflect-pads a short input reads what lies on its right)."""
+        return 0
+
     # -- the template ---------------------------------------------------------------------------------
     @property
     def num_codebooks(self) -> int:
@@ -147,6 +154,8 @@ class Tokenizer(nn.Module):
         """Each input (one example, without batch axis) -> its ids, as if encoded alone. Inputs of
         one shape share a batch; along `padding_axes` shorter inputs are right-padded into the
         batch of the longest and their ids cut back, which a causal model makes exact."""
+        for x in inputs:  # what this tokenizer refuses alone it refuses in a batch too, never pads into shape
+            self.check_input(x[None])
         results: list[torch.Tensor | None] = [None] * len(inputs)
         for indices in self._batches(inputs):
             batch = [inputs[i] for i in indices]
@@ -169,7 +178,7 @@ class Tokenizer(nn.Module):
         groups: dict[tuple, list[int]] = {}
         for i, x in enumerate(inputs):
             shape = list(x.shape)
-            if self.padding_axes is not None:
+            if self.padding_axes is not None and shape[self.padding_axes[0]] >= self.min_padded_length:
                 shape[self.padding_axes[0]] = -1
             groups.setdefault(tuple(shape), []).append(i)
         return list(groups.values())

@@ -17,7 +17,7 @@ from mmtok.config import ConfigError, from_dict
 @dataclasses.dataclass(frozen=True)
 class Family:
     tokenizer: str  # "module:Class" of the Tokenizer subclass
-    recipe: str  # "module:Class" of the training Recipe (mmtok.train)
+    recipe: str | None  # "module:Class" of the training Recipe (mmtok.train); None: mmtok does not train it
 
 
 FAMILIES: dict[str, Family] = {
@@ -26,6 +26,22 @@ FAMILIES: dict[str, Family] = {
     "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
     "video": Family("mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe"),
 }
+
+
+# Pretrained models converted by `mmtok convert` (mmtok.pretrained): frozen, never trained here.
+FAMILIES.update(
+    {
+        "hf-encodec": Family("mmtok.pretrained.audio:EncodecTokenizer", None),
+        "hf-dac": Family("mmtok.pretrained.audio:DacTokenizer", None),
+        "hf-mimi": Family("mmtok.pretrained.audio:MimiTokenizer", None),
+        "hf-xcodec": Family("mmtok.pretrained.xcodec:XcodecTokenizer", None),
+        "hf-xcodec2": Family("mmtok.pretrained.xcodec:Xcodec2Tokenizer", None),
+        "hf-chameleon": Family("mmtok.pretrained.image:ChameleonTokenizer", None),
+        "hf-janus": Family("mmtok.pretrained.image:JanusTokenizer", None),
+        "hf-emu3": Family("mmtok.pretrained.image:Emu3Tokenizer", None),
+        "diffusers-vqmodel": Family("mmtok.pretrained.image:VQModelTokenizer", None),
+    }
+)
 
 
 def _load(target: str) -> Any:
@@ -45,7 +61,12 @@ def tokenizer_class(family: str):
 
 def recipe_class(family: str):
     """The training recipe of a family (imports mmtok.train)."""
-    return _load(_family(family).recipe)
+    recipe = _family(family).recipe
+    if recipe is None:
+        raise ConfigError(
+            f"model.family: {family!r} is a pretrained model converted with `mmtok convert`; mmtok does not train it"
+        )
+    return _load(recipe)
 
 
 def tokenizer_config(config: Any):

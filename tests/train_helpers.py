@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -30,19 +31,30 @@ def write_images(folder: Path, count: int, size: int = 40, seed: int = 0) -> lis
     return paths
 
 
+TINY_IMAGE_MODEL = {
+    "family": "image",
+    "base_channels": 8,
+    "channel_multipliers": [1, 2],
+    "num_res_blocks": 1,
+    "attention": False,
+    "latent_dim": 4,
+    "image_size": 16,
+    "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
+}
+TINY_AUDIO_MODEL = {
+    "family": "audio",
+    "sample_rate": 16000,
+    "base_channels": 8,
+    "strides": [2, 4],
+    "latent_dim": 8,
+    "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}},
+}
+
+
 def tiny_config(output_dir: Path, data_dir: Path, **sections) -> dict:
     config = {
         "output_dir": str(output_dir),
-        "model": {
-            "family": "image",
-            "base_channels": 8,
-            "channel_multipliers": [1, 2],
-            "num_res_blocks": 1,
-            "attention": False,
-            "latent_dim": 4,
-            "image_size": 16,
-            "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-        },
+        "model": copy.deepcopy(TINY_IMAGE_MODEL),
         "data": {"source": str(data_dir), "size": 16},
         "train": {
             "max_steps": 4,

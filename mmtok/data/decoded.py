@@ -24,8 +24,9 @@ class DecodedSourceDataset(Dataset):
     """
 
     def __init__(self, source: str | Path, *, modality: str, column: str | None = None):
-        self.source, self.modality = Path(source), modality
-        self._reader = open_source(self.source, modality=modality, column=column)
+        # A local path, an fsspec URL or "datasets:NAME[:SPLIT]" (mmtok.data.sources.open_source).
+        self.source, self.modality = source, modality
+        self._reader = open_source(source, modality=modality, column=column)
         if len(self._reader) == 0:
             looked = ", ".join(MEDIA_EXTENSIONS[modality])
             raise ValueError(f"no {modality} files in {self.source} (looked for {looked})")

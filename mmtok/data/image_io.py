@@ -6,7 +6,8 @@ pixels prepared differently from the ones it was trained on:
 
 - every file becomes 8-bit RGB: 16-bit images are rescaled (not clipped), transparency is
   composited on white, palettes, CMYK and grayscale are converted, EXIF rotation is applied;
-- an image whose shorter side is below `min_side` is upscaled (bicubic) to it;
+- an image whose shorter side is below `min_side` is upscaled (bicubic) to it (or, for models
+  trained at one resolution, the shorter side is resized to `resize_to`, up or down);
 - then a window is cut: training takes random crops, encoding a centred crop of at most
   `crop_size` per side whose sides are multiples of `multiple_of`;
 - pixels map to [-1, 1].
@@ -70,14 +71,21 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     return _to_rgb(Image.fromarray(array)) if array.shape[-1] == 4 else array
 
 
+def resize_shorter_side(pixels: np.ndarray, side: int) -> np.ndarray:
+    """Bicubic resizing (antialiased when shrinking) so the shorter side is `side`, aspect kept."""
+    h, w = pixels.shape[:2]
+    if min(h, w) == side:
+        return pixels
+    scale = side / min(h, w)
+    size = (max(side, round(w * scale)), max(side, round(h * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC))
+
+
 def upscale_to_min_side(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
     """Bicubic upscaling so the shorter side is `min_side` when it is below; larger images are left alone."""
-    h, w = pixels.shape[:2]
-    if not min_side or min(h, w) >= min_side:
+    if not min_side or min(pixels.shape[:2]) >= min_side:
         return pixels
-    scale = min_side / min(h, w)
-    size = (max(min_side, round(w * scale)), max(min_side, round(h * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC))
+    return resize_shorter_side(pixels, min_side)
 
 
 def centre_window(h: int, w: int, size: int | None, multiple: int) -> Window:
@@ -124,11 +132,16 @@ class ImageInputSpec(InputSpec):
     min_side: int | None = None  # shorter sides below this are upscaled to it (training's crop size)
     crop_size: int | None = None  # encoding keeps a centred crop of at most this per side
     multiple_of: int = 1  # ... whose sides are multiples of this (the tokenizer's downsampling)
+    # Pretrained models that expect one resolution: the shorter side is resized (up or down) to
+    # this before the crop. None: only the min_side upscaling.
+    resize_to: int | None = None
 
     def prepare_pixels(self, pixels: np.ndarray, window: Callable[[int, int], Window] | None = None) -> Prepared:
         """uint8 (H, W, 3) -> one example: upscaled to min_side, cut to `window(h, w)` (default:
         the centred crop this spec describes), in [-1, 1]."""
         source_h, source_w = pixels.shape[:2]
+        if self.resize_to:
+            pixels = resize_shorter_side(pixels, self.resize_to)
         pixels = upscale_to_min_side(pixels, self.min_side)
         h, w = pixels.shape[:2]
         top, left, ch, cw = (window or self._centre)(h, w)

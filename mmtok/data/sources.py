@@ -1,9 +1,12 @@
-"""Where encoded media come from: a folder, a glob, webdataset-style tars, or parquet files.
+"""Where encoded media come from: a folder, a glob, webdataset-style tars, or parquet files, on
+local disk or wherever an fsspec URL points (s3://, gs://, hf://, http(s)://, ...), or a Hugging
+Face `datasets` dataset ("datasets:NAME_OR_PATH", mmtok.data.hf_datasets).
 
 Every source is a sorted, indexable list of items. `read(i)` returns item i's encoded bytes (a
 file's contents, a tar member, a parquet cell) without decoding it; `describe(i)` says where it
 lives (for error reports) and `key(i)` names it uniquely within the source. Indexing never
-decodes, so listing a few million files costs one directory walk.
+decodes, so listing a few million files costs one directory walk (one listing on an object store).
+Sources hold a `mmtok.storage.Storage`, which DataLoader workers inherit safely.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import glob
 import itertools
 import os
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePath
+
+from mmtok.storage import Storage, resolve
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")  # what mmtok.data.audio decodes
@@ -47,18 +52,18 @@ def _join_key(prefix: str, name: str) -> str:
 class FileListSource:
     """Plain files; keys are their paths relative to `root`."""
 
-    def __init__(self, paths: list[Path], root: Path):
-        self.root = root
+    def __init__(self, paths: list[PurePath], root: PurePath, storage: Storage | None = None):
+        self.root, self.storage = root, storage or Storage.local()
         self.paths = sorted(paths, key=lambda p: p.relative_to(root).as_posix())
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read(self, i: int) -> bytes:
-        return self.paths[i].read_bytes()
+        return self.storage.read(self.paths[i])
 
     def describe(self, i: int) -> str:
-        return str(self.paths[i])
+        return self.storage.url(self.paths[i])
 
     def key(self, i: int) -> str:
         return self.paths[i].relative_to(self.root).as_posix()
@@ -67,19 +72,20 @@ class FileListSource:
 class FolderSource(FileListSource):
     """A folder searched recursively for files with one of `extensions`, sorted by relative path."""
 
-    def __init__(self, root: Path, extensions: tuple[str, ...]):
-        files = [p for p in root.rglob("*") if p.is_file() and _has_extension(p.name, extensions)]
-        super().__init__(files, root)
+    def __init__(self, root: PurePath, extensions: tuple[str, ...], storage: Storage | None = None):
+        storage = storage or Storage.local()
+        files = [p for p in storage.find(root) if _has_extension(p.name, extensions)]
+        super().__init__(files, root, storage)
 
 
 class TarSource:
     """An uncompressed (webdataset-style) tar; members are read by byte offset, so every DataLoader
-    worker just seeks in the file."""
+    worker just seeks in the file (a ranged request on an object store)."""
 
-    def __init__(self, path: Path, extensions: tuple[str, ...], prefix: str = ""):
-        self.path, self.prefix = path, prefix
+    def __init__(self, path: PurePath, extensions: tuple[str, ...], prefix: str = "", storage: Storage | None = None):
+        self.path, self.prefix, self.storage = path, prefix, storage or Storage.local()
         try:
-            with tarfile.open(path, mode="r:") as tar:
+            with self.storage.open(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
                 members = [
                     (m.name, m.offset_data, m.size) for m in tar if m.isreg() and _has_extension(m.name, extensions)
                 ]
@@ -92,15 +98,13 @@ class TarSource:
 
     def read(self, i: int) -> bytes:
         _, offset, size = self.members[i]
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            data = f.read(size)
+        data = self.storage.read(self.path, offset, size)
         if len(data) != size:
             raise ValueError(f"tar member is truncated: {len(data)} of {size} bytes")
         return data
 
     def describe(self, i: int) -> str:
-        return f"{self.path}::{self.members[i][0]}"
+        return f"{self.storage.url(self.path)}::{self.members[i][0]}"
 
     def key(self, i: int) -> str:
         return _join_key(self.prefix, self.members[i][0])
@@ -117,17 +121,18 @@ class ParquetSource:
 
     def __init__(
         self,
-        path: Path,
+        path: PurePath,
         column: str | None,
         *,
         candidates: tuple[str, ...] = PARQUET_IMAGE_COLUMNS,
         in_memory: bool = True,
         prefix: str = "",
+        storage: Storage | None = None,
     ):
         import pyarrow.parquet as pq
 
-        self.path, self.prefix = path, prefix
-        schema = pq.read_schema(path)
+        self.path, self.prefix, self.storage = path, prefix, storage or Storage.local()
+        schema = pq.read_schema(str(path), filesystem=self.storage.arrow_filesystem())
         if column is None:
             column = next((c for c in candidates if c in schema.names), None)
             if column is None:
@@ -136,11 +141,16 @@ class ParquetSource:
             raise ValueError(f"{path} has no column {column!r}; columns: {schema.names}")
         self.column = column
         self._check_type(schema.field(column).type)
-        metadata = pq.ParquetFile(path).metadata
+        metadata = self._file().metadata
         sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
         self._group_starts = [0, *itertools.accumulate(sizes)]
         self.values = self._read_column(None) if in_memory else None
         self._cached_group: tuple[int, object] | None = None
+
+    def _file(self):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(str(self.path), filesystem=self.storage.arrow_filesystem())
 
     def _check_type(self, type_) -> None:
         import pyarrow as pa
@@ -159,9 +169,10 @@ class ParquetSource:
         import pyarrow.parquet as pq
 
         if row_group is None:
-            values = pq.read_table(self.path, columns=[self.column]).column(self.column)
+            filesystem = self.storage.arrow_filesystem()
+            values = pq.read_table(str(self.path), columns=[self.column], filesystem=filesystem).column(self.column)
         else:
-            values = pq.ParquetFile(self.path).read_row_group(row_group, columns=[self.column]).column(self.column)
+            values = self._file().read_row_group(row_group, columns=[self.column]).column(self.column)
         if pa.types.is_struct(values.type):
             k = values.type.get_field_index("bytes")
             values = pa.chunked_array([chunk.flatten()[k] for chunk in values.chunks], type=values.type.field(k).type)
@@ -183,7 +194,7 @@ class ParquetSource:
         return data
 
     def describe(self, i: int) -> str:
-        return f"{self.path}[{self.column}, row {i}]"
+        return f"{self.storage.url(self.path)}[{self.column}, row {i}]"
 
     def key(self, i: int) -> str:
         return _join_key(self.prefix, str(i))
@@ -218,40 +229,60 @@ class ConcatSource:
         return part.key(j)
 
 
-def open_source(spec: str | Path, *, modality: str = "image", column: str | None = None, in_memory: bool = True):
+def open_source(
+    spec: str | Path,
+    *,
+    modality: str = "image",
+    column: str | None = None,
+    in_memory: bool = True,
+    split: str | None = None,
+    streaming: bool = False,
+    limit: int | None = None,
+):
     """A folder (recursive, by the modality's extensions), a .tar, a .parquet, or a glob matching
-    any of those and plain media files -> one source with items in a deterministic order."""
+    any of those and plain media files, each local or at an fsspec URL -> one source with items in
+    a deterministic order. "datasets:NAME_OR_PATH[:SPLIT]" is a Hugging Face dataset (see
+    mmtok.data.hf_datasets; `split`, `streaming` and `limit` apply to it)."""
+    if str(spec).startswith(DATASETS_PREFIX):
+        from mmtok.data.hf_datasets import DatasetsSource
+
+        name = str(spec)[len(DATASETS_PREFIX) :]
+        return DatasetsSource(name, modality=modality, column=column, split=split, streaming=streaming, limit=limit)
+    if split is not None or streaming:
+        raise ValueError(f"split and streaming are for {DATASETS_PREFIX}NAME sources, not {spec}")
     extensions = MEDIA_EXTENSIONS[modality]
-    spec = str(spec)
-    path = Path(spec)
-    if glob.has_magic(spec):
-        matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True))]
+    storage, path = resolve(spec)
+    if glob.has_magic(str(path)):
+        matches = storage.glob(path)
         if not matches:
             raise FileNotFoundError(f"no files match {spec}")
         # Keys are relative to the folder the pattern starts from, so they stay unique.
         first_magic = next(i for i, part in enumerate(path.parts) if glob.has_magic(part))
-        root = Path(*path.parts[:first_magic]) if first_magic else Path(".")
-        files = [m for m in matches if m.is_file() and _has_extension(m.name, extensions)]
-        containers = [m for m in matches if m.is_dir() or m.suffix.lower() in (".tar", ".parquet")]
-        parts = [FileListSource(files, root)] if files else []
-        parts += [_open_one(c, root, extensions, modality, column, in_memory) for c in containers]
+        root = type(path)(*path.parts[:first_magic]) if first_magic else type(path)(".")
+        files = [m for m in matches if _has_extension(m.name, extensions) and not storage.isdir(m)]
+        containers = [m for m in matches if m.suffix.lower() in (".tar", ".parquet") or storage.isdir(m)]
+        parts = [FileListSource(files, root, storage)] if files else []
+        parts += [_open_one(storage, c, root, extensions, modality, column, in_memory) for c in containers]
         return ConcatSource(parts)
-    if not path.exists():
-        raise FileNotFoundError(f"media source {path} does not exist")
-    return _open_one(path, path if path.is_dir() else path.parent, extensions, modality, column, in_memory)
+    if not storage.exists(path):
+        raise FileNotFoundError(f"media source {spec} does not exist")
+    root = path if storage.isdir(path) else path.parent
+    return _open_one(storage, path, root, extensions, modality, column, in_memory)
 
 
-def _open_one(path: Path, root: Path, extensions, modality: str, column: str | None, in_memory: bool):
+DATASETS_PREFIX = "datasets:"
+
+
+def _open_one(storage: Storage, path, root, extensions, modality: str, column: str | None, in_memory: bool):
     """One folder, tar or parquet file; keys are relative to `root`."""
     if column is not None and path.suffix.lower() != ".parquet":
-        raise ValueError("column= only applies to .parquet sources")
-    if path.is_dir():
-        return FileListSource(FolderSource(path, extensions).paths, root)
-    prefix = os.path.relpath(path, root)
+        raise ValueError("column= only applies to .parquet and datasets: sources")
+    if storage.isdir(path):
+        return FileListSource(FolderSource(path, extensions, storage).paths, root, storage)
+    prefix = os.path.relpath(path, root) if storage.is_local else path.relative_to(root).as_posix()
     if path.suffix.lower() == ".tar":
-        return TarSource(path, extensions, prefix)
+        return TarSource(path, extensions, prefix, storage)
     if path.suffix.lower() == ".parquet":
-        return ParquetSource(
-            path, column, candidates=PARQUET_MEDIA_COLUMNS[modality], in_memory=in_memory, prefix=prefix
-        )
+        candidates = PARQUET_MEDIA_COLUMNS[modality]
+        return ParquetSource(path, column, candidates=candidates, in_memory=in_memory, prefix=prefix, storage=storage)
     raise ValueError(f"unsupported media source {path}: expected a folder, a .tar or a .parquet file")
