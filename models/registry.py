@@ -24,6 +24,7 @@ FAMILIES: dict[str, Family] = {
     "image": Family("mmtok.models.image:ImageTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
     "image1d": Family("mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
     "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
+    "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe"),
 }
 
 

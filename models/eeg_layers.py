@@ -1,0 +1,130 @@
+"""The layers of the EEG tokenizer: patch and electrode embeddings, and attention over a window of
+patches that is causal in time.
+
+Every token is one patch of one channel. A token attends to the tokens at most `context - 1`
+patches before it and never after, so an input's ids do not depend on anything appended to it
+(right padding is exact) and any duration works; with `mix_channels` it attends to every
+channel's tokens in that window (no channel index anywhere, so shuffling the channels shuffles
+the outputs and changes nothing else), otherwise only to its own channel's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_RADIUS_M = 0.1  # template-montage positions (metres) are divided by this: about unit scale
+
+
+class PatchEmbedding(nn.Module):
+    """One patch of samples -> a vector: temporal convolutions at several scales (the kernel sizes
+    of NeuroRVQ's multi-scale encoder) for waveform shape, plus the log-amplitude spectrum for rhythm."""
+
+    def __init__(self, patch_size: int, width: int, kernels: list[int], channels: int, pooled: int = 8):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv1d(1, channels, k, stride=4, padding=k // 2),
+                nn.GELU(),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.AdaptiveAvgPool1d(pooled),
+            )
+            for k in kernels
+        )
+        self.from_convolutions = nn.Linear(len(kernels) * channels * pooled, width)
+        self.from_spectrum = nn.Linear(patch_size // 2 + 1, width)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """(..., patch_size) -> (..., width)."""
+        flat = patches.reshape(-1, 1, patches.shape[-1])
+        shape = torch.cat([branch(flat).flatten(1) for branch in self.branches], dim=1)
+        spectrum = torch.log1p(torch.fft.rfft(flat[:, 0].float(), norm="ortho").abs()).to(flat.dtype)
+        out = self.from_convolutions(shape) + self.from_spectrum(spectrum)
+        return out.reshape(*patches.shape[:-1], -1)
+
+
+class ElectrodeEmbedding(nn.Module):
+    """An electrode's 3-D position -> a vector (Fourier features of the position through an MLP),
+    so any named electrode has an embedding, one never seen in training included; positions that
+    are NaN (names without one) take a learned fallback vector."""
+
+    def __init__(self, width: int, frequencies: int):
+        super().__init__()
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(frequencies), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(3 + 6 * frequencies, width), nn.GELU(), nn.Linear(width, width))
+        self.fallback = nn.Parameter(torch.randn(width) * 0.02)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """(..., 3) metres, NaN where unknown -> (..., width)."""
+        unknown = positions.isnan().any(dim=-1, keepdim=True)
+        p = torch.nan_to_num(positions.float()) / HEAD_RADIUS_M
+        angles = (p[..., None] * self.frequencies).flatten(-2)
+        features = torch.cat([p, angles.sin(), angles.cos()], dim=-1)
+        return torch.where(unknown, self.fallback.to(features.dtype), self.mlp(features))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head attention of each token over its causal window (see the module docstring).
+
+    The temporal embedding is relative: a learned vector per distance (0 .. context-1 patches back)
+    added to the keys and values, so a patch is encoded the same wherever it sits in a recording."""
+
+    def __init__(self, width: int, heads: int, context: int, mix_channels: bool):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} must be a multiple of heads {heads}")
+        self.heads, self.context, self.mix_channels = heads, context, mix_channels
+        self.query = nn.Linear(width, width)
+        self.key_value = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.time_embedding = nn.Parameter(torch.randn(context, width) * 0.02)  # index context-1: the patch itself
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """h (B, C, N, width); present (B, C, N) bool (False: a missing patch, never attended to)."""
+        b, c, n, d = h.shape
+        w = self.context
+        window = F.pad(h, (0, 0, w - 1, 0)).unfold(2, w, 1).transpose(-1, -2) + self.time_embedding  # (B,C,N,W,D)
+        allowed = F.pad(present, (w - 1, 0), value=False).unfold(2, w, 1)  # (B, C, N, W)
+        if self.mix_channels:
+            queries = h.transpose(1, 2).reshape(b * n, c, d)
+            context = window.transpose(1, 2).reshape(b * n, c * w, d)
+            mask = allowed.transpose(1, 2).reshape(b * n, 1, c * w).expand(-1, c, -1).clone()
+            channels = torch.arange(c, device=h.device)
+            mask[:, channels, channels * w + w - 1] = True  # a token always sees itself
+        else:
+            queries = h.reshape(b * c * n, 1, d)
+            context = window.reshape(b * c * n, w, d)
+            mask = allowed.reshape(b * c * n, 1, w).clone()
+            mask[..., w - 1] = True
+        out = self._attend(queries, context, mask)
+        if self.mix_channels:
+            return out.reshape(b, n, c, d).transpose(1, 2)
+        return out.reshape(b, c, n, d)
+
+    def _attend(self, queries: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """queries (G, Q, D), context (G, K, D), mask (G, Q, K) -> (G, Q, D)."""
+        g, q_len, d = queries.shape
+        split = lambda t: t.reshape(g, t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        keys, values = self.key_value(context).chunk(2, dim=-1)
+        out = F.scaled_dot_product_attention(
+            split(self.query(queries)), split(keys), split(values), attn_mask=mask[:, None]
+        )
+        return self.out(out.transpose(1, 2).reshape(g, q_len, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block over the token grid (B, C, N, width)."""
+
+    def __init__(self, width: int, heads: int, context: int, mix_channels: bool):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attention = WindowAttention(width, heads, context, mix_channels)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        h = h + self.attention(self.norm1(h), present)
+        return h + self.mlp(self.norm2(h))
