@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -41,10 +42,8 @@ def band_power_features(x: torch.Tensor, sample_rate: float) -> np.ndarray:
 
 def linear_probe(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, seed: int = 0) -> dict[str, float]:
     """Fits on (train_x, train_y) and scores on the test trials."""
-    probe = make_pipeline(
-        StandardScaler(),
-        LogisticRegressionCV(Cs=10, cv=5, scoring="balanced_accuracy", max_iter=5000, random_state=seed),
-    )
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
+    probe = GridSearchCV(pipeline, {"logisticregression__C": np.logspace(-3, 3, 13)}, cv=5, scoring="balanced_accuracy")
     probe.fit(train_x, train_y)
     predicted = probe.predict(test_x)
     return {

@@ -17,12 +17,17 @@ FAMILIES = {
                      "quantizer": RVQ},
     "audio-noncausal": {"family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [2, 4],
                         "latent_dim": 8, "causal": False, "quantizer": RVQ},
+    "eeg": {"family": "eeg", "patch_size": 50, "width": 16, "depth": 2, "decoder_depth": 1, "heads": 2,
+            "context_patches": 3, "conv_channels": 2, "latent_dim": 8, "quantizer": RVQ},
 }  # fmt: skip
 
 
 def example(family: str, size: int, seed: int) -> torch.Tensor:
-    """One input (no batch axis): images of size x size, or audio of size * 50 samples."""
+    """One input (no batch axis): images of size x size, audio of size * 50 samples, or EEG."""
     generator = torch.Generator().manual_seed(seed)
+    if family == "eeg":  # 5 electrodes (positions, then microvolts), size * 25 samples
+        positions = torch.rand(5, 3, generator=generator) * 0.2 - 0.1
+        return torch.cat([positions, torch.randn(5, size * 25, generator=generator) * 20], dim=1)
     if family.startswith("audio"):
         return torch.randn(1, size * 50, generator=generator) * 0.3
     return torch.rand(3, size, size, generator=generator) * 2 - 1

@@ -8,7 +8,8 @@ for training (`EEGDataset`), `FrozenTokenizer.encode`, `mmtok tokenize` and eval
    recording, but a 1 s trial is shorter than the filter), then they are resampled to
    `sample_rate` (MNE's polyphase resampler: 128 or 256 Hz -> 200 Hz);
 4. MNE's FIR band-pass and notch filters are applied at that rate (notches at or above Nyquist
-   are skipped);
+   are skipped; recordings shorter than the high-pass filter, 33 s at 0.1 Hz, are not
+   high-passed: see `band_filter`);
 5. samples beyond +-`clip_uv` are clipped, and counted.
 
 The result is packed with the electrode positions (`pack_eeg`): (1, channels, 3 + samples). Per
@@ -19,6 +20,7 @@ recording, `info` records what was done, channel names included, and `to_media` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -51,20 +53,35 @@ def resample(data: np.ndarray, rate: float, target: int) -> np.ndarray:
     return mne.filter.resample(data, up=ratio.numerator, down=ratio.denominator, method="polyphase", verbose=False)
 
 
-def band_filter(data: np.ndarray, rate: int, band: list[float] | None, notches: list[float]) -> np.ndarray:
-    """MNE's zero-phase FIR band-pass (`band` = [low, high] Hz, either None) and notch filters."""
+@functools.cache
+def high_pass_length(rate: int, low: float) -> int:
+    """Samples of MNE's default FIR high-pass at `low` Hz (6,601 at 0.1 Hz and 200 Hz: 33 s)."""
     import mne
 
+    return len(mne.filter.create_filter(None, rate, low, None, verbose=False))
+
+
+def band_filter(data: np.ndarray, rate: int, band: list[float | None] | None, notches: list[float]) -> tuple:
+    """MNE's zero-phase FIR band-pass (`band` = [low, high] Hz, either None) and notch filters.
+    -> (filtered data, whether the high-pass was applied).
+
+    A recording shorter than the high-pass filter is not high-passed: on a 1-4 s trial a 0.1 Hz
+    FIR distorts a 10 Hz rhythm by a third of its amplitude (measured), while removing the mean,
+    which the input path does first, is all a 0.1 Hz high-pass does over a few seconds."""
+    import mne
+
+    low, high = band if band is not None else (None, None)
+    high = high if high is None or high < rate / 2 else None  # nothing above Nyquist to cut
+    if low is not None and data.shape[-1] < high_pass_length(rate, low):
+        low = None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "filter_length is longer than the signal" on short trials
-        if band is not None and any(edge is not None for edge in band):
-            low, high = band
-            high = high if high is None or high < rate / 2 else None  # nothing above Nyquist to cut
+        warnings.simplefilter("ignore")  # MNE's notes on filter lengths and transition bands
+        if low is not None or high is not None:
             data = mne.filter.filter_data(data, rate, low, high, verbose=False)
         notches = [f for f in notches if f < rate / 2]
         if notches:
             data = mne.filter.notch_filter(data, rate, notches, verbose=False)
-    return data
+    return data, low is not None
 
 
 @dataclasses.dataclass
@@ -83,6 +100,7 @@ class EEGInputSpec(InputSpec):
         "dropped_channels": int,  # not EEG by their names
         "unknown_positions": int,  # channels that take the learned fallback embedding
         "clipped_samples": int,
+        "high_passed": int,  # 1: band_pass[0] applied; 0: the recording is shorter than that filter
         "channel_names": str,  # comma-separated, in the order of the ids' channel axis
     }
 
@@ -102,7 +120,7 @@ class EEGInputSpec(InputSpec):
             raise EEGDecodeError("the recording holds NaN or infinite samples")
         data = data - data.mean(axis=1, keepdims=True)
         data = resample(data, recording.sample_rate, self.sample_rate)
-        data = band_filter(data, self.sample_rate, self.band_pass, self.notch_hz)
+        data, high_passed = band_filter(data, self.sample_rate, self.band_pass, self.notch_hz)
         clipped = 0
         if self.clip_uv is not None:
             clipped = int((np.abs(data) > self.clip_uv).sum())
@@ -119,6 +137,7 @@ class EEGInputSpec(InputSpec):
             "dropped_channels": len(recording.channel_names) - len(keep),
             "unknown_positions": int(np.isnan(positions).any(axis=1).sum()),
             "clipped_samples": clipped,
+            "high_passed": int(high_passed),
             "channel_names": ",".join(names),
         }
         return Prepared(x[None], [info])
@@ -162,6 +181,7 @@ class EEGInputSpec(InputSpec):
             "source_channels": x.shape[1],
             "dropped_channels": 0,
             "clipped_samples": 0,
+            "high_passed": 0,
             "channel_names": "",
         }
         unknown = positions.isnan().any(-1).sum(-1).tolist()
@@ -182,7 +202,7 @@ class EEGInputSpec(InputSpec):
         steps = (
             "non-EEG channels dropped by name; names normalised to 10-05; positions from MNE's "
             f"{MONTAGE} montage; microvolts; channel means removed; MNE polyphase resampling; "
-            "MNE FIR band-pass and notch; clipping at +-clip_uv"
+            "MNE FIR band-pass (no high-pass on recordings shorter than its filter) and notch; clipping at +-clip_uv"
         )
         layout = "(channels, 3 + samples): xyz in metres, then the samples"
         return {**super().to_json(), "units": "uV", "layout": layout, "preparation": steps}
