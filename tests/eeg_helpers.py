@@ -27,7 +27,8 @@ def synthetic_eeg(names=CAP, rate: float = 200, seconds: float = 2.0, seed: int 
         phase = rng.uniform(0, 2 * np.pi, 2)
         noise = np.cumsum(rng.normal(0, 1, t.size)) * 0.3
         noise -= np.convolve(noise, np.ones(25) / 25, mode="same")
-        rows.append(alpha * back * np.sin(2 * np.pi * 10 * t + phase[0]) + 6 * np.sin(2 * np.pi * 5 * t + phase[1]) + noise)
+        rhythms = alpha * back * np.sin(2 * np.pi * 10 * t + phase[0]) + 6 * np.sin(2 * np.pi * 5 * t + phase[1])
+        rows.append(rhythms + noise)
     return np.stack(rows)
 
 

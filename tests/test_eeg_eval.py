@@ -55,8 +55,8 @@ def two_class_trials(count: int, seed: int) -> tuple[list, np.ndarray]:
     """Eyes shut (strong 10 Hz at the back) against eyes open (weak), 1 s at 128 Hz."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, count)
-    trials = [recording(CAP, rate=128, seconds=1, seed=seed * 1000 + i, alpha=25.0 if y else 3.0) for i, y in enumerate(labels)]
-    return trials, labels
+    alphas = np.where(labels == 1, 25.0, 3.0)
+    return [recording(CAP, rate=128, seconds=1, seed=seed * 1000 + i, alpha=a) for i, a in enumerate(alphas)], labels
 
 
 @pytest.fixture(scope="module")
