@@ -11,8 +11,8 @@ names without one), then transformer blocks whose attention is causal in time ov
 (`mix_channels: false`: a channel gets the same ids whatever else the montage holds). Then a
 quantizer: residual VQ with cosine codes by default (mmtok's VQ), FSQ or any other kind as an
 option. The decoder mirrors the encoder without electrode embeddings (ids carry no positions)
-and gives back microvolts, (B, channels, patches * patch_size): a tail shorter than a patch is
-not encoded.
+and gives back microvolts, (B, channels, patches * patch_size), each token's frame crossfaded into
+its neighbours' (`CrossfadeSynthesis`); a tail shorter than a patch is not encoded.
 
 Patches whose samples are NaN are missing (the training dataset pads short recordings and small
 caps so): nothing attends to them, they get no code (id -1) and feed no codebook update.
@@ -27,7 +27,7 @@ from torch import nn
 
 from mmtok.data.eeg_io import EEGInputSpec
 from mmtok.data.eeg_montage import POSITION_VALUES, unpack_eeg
-from mmtok.models.eeg_layers import Block, ElectrodeEmbedding, PatchEmbedding
+from mmtok.models.eeg_layers import Block, CosineBasis, CrossfadeSynthesis, ElectrodeEmbedding, PatchEmbedding
 from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
@@ -56,6 +56,7 @@ class EEGTokenizerConfig:
     # The network sees microvolts / signal_scale_uv.
     signal_scale_uv: float = 100.0
     patch_size: int = 200
+    crossfade: int = 50  # samples over which decoded neighbouring patches are blended (even)
     width: int = 128
     depth: int = 4
     decoder_depth: int = 2
@@ -102,7 +103,9 @@ class EEGTokenizer(Tokenizer):
         self.from_latent = nn.Linear(c.latent_dim, c.width)
         self.decoder = _blocks(c, c.decoder_depth)
         self.decoder_norm = nn.LayerNorm(c.width)
-        self.to_samples = nn.Linear(c.width, c.patch_size)
+        self.to_samples = nn.Linear(c.width, c.patch_size + c.crossfade)
+        self.to_waveform = CosineBasis(c.patch_size + c.crossfade)
+        self.synthesis = CrossfadeSynthesis(c.patch_size, c.crossfade)
 
     # -- the family's part of the template ----------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
@@ -142,8 +145,8 @@ class EEGTokenizer(Tokenizer):
         h = self.from_latent(latent)
         for block in self.decoder:
             h = block(h, present)
-        patches = self.to_samples(self.decoder_norm(h)) * self.config.signal_scale_uv
-        return patches.flatten(-2)
+        frames = self.to_waveform(self.to_samples(self.decoder_norm(h))) * self.config.signal_scale_uv
+        return self.synthesis(frames, present)
 
     def quantize(
         self, x: torch.Tensor, *, num_codebooks: int | None = None, num_tokens: int | None = None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 HEAD_RADIUS_M = 0.1  # template-montage positions (metres) are divided by this: about unit scale
+SPECTRUM_FLOOR = 1e-3  # network units: the log spectrum's floor, far below EEG's weakest bins
 
 
 class PatchEmbedding(nn.Module):
@@ -37,13 +38,15 @@ class PatchEmbedding(nn.Module):
         )
         self.from_convolutions = nn.Linear(len(kernels) * channels * pooled, width)
         self.from_spectrum = nn.Linear(patch_size // 2 + 1, width)
+        self.from_samples = nn.Linear(patch_size, width)  # the waveform itself, phase included
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(..., patch_size) -> (..., width)."""
         flat = patches.reshape(-1, 1, patches.shape[-1])
         shape = torch.cat([branch(flat).flatten(1) for branch in self.branches], dim=1)
-        spectrum = torch.log1p(torch.fft.rfft(flat[:, 0].float(), norm="ortho").abs()).to(flat.dtype)
-        out = self.from_convolutions(shape) + self.from_spectrum(spectrum)
+        # On a log scale, so that a weak band (gamma at 1 % of the power) is as visible as a strong one.
+        spectrum = torch.log(torch.fft.rfft(flat[:, 0].float(), norm="ortho").abs() + SPECTRUM_FLOOR).to(flat.dtype)
+        out = self.from_convolutions(shape) + self.from_spectrum(spectrum) + self.from_samples(flat[:, 0])
         return out.reshape(*patches.shape[:-1], -1)
 
 
@@ -56,7 +59,11 @@ class ElectrodeEmbedding(nn.Module):
         super().__init__()
         self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(frequencies), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(3 + 6 * frequencies, width), nn.GELU(), nn.Linear(width, width))
-        self.fallback = nn.Parameter(torch.randn(width) * 0.02)
+        # Zero at the start, so the first steps learn from the signal rather than tell electrodes
+        # apart (otherwise the codes first fill up with electrode identities).
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.fallback = nn.Parameter(torch.zeros(width))
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         """(..., 3) metres, NaN where unknown -> (..., width)."""
@@ -128,3 +135,54 @@ class Block(nn.Module):
     def forward(self, h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         h = h + self.attention(self.norm1(h), present)
         return h + self.mlp(self.norm2(h))
+
+
+class CosineBasis(nn.Module):
+    """Frames written in an orthonormal DCT basis (the layer before it gives coefficients): the same
+    functions as a plain linear output, but Adam then adapts each frequency's scale on its own,
+    and learns the quiet bands of a spectrum much sooner than through 250 samples that must cancel."""
+
+    def __init__(self, length: int):
+        super().__init__()
+        import scipy.fft
+
+        basis = scipy.fft.idct(torch.eye(length).numpy(), type=2, norm="ortho", axis=0)
+        self.register_buffer("basis", torch.from_numpy(basis).float().T.contiguous(), persistent=False)
+
+    def forward(self, coefficients: torch.Tensor) -> torch.Tensor:
+        return coefficients @ self.basis.to(coefficients.dtype)
+
+
+class CrossfadeSynthesis(nn.Module):
+    """Per-token frames -> one continuous signal. Each token's frame is its patch plus crossfade / 2
+    samples on either side; neighbouring frames overlap there and are blended with complementary
+    raised-cosine ramps, normalised by the ramps present (so the outer edges, and the edges next to
+    a missing patch, keep their own frame's values). Patches decoded on their own would meet in
+    steps, and a step's broadband spectrum is power that was never in the recording."""
+
+    def __init__(self, patch_size: int, crossfade: int):
+        super().__init__()
+        if crossfade % 2 or not 0 <= crossfade <= patch_size:
+            raise ValueError(f"crossfade must be even and at most patch_size, got {crossfade}")
+        self.patch_size, self.crossfade = patch_size, crossfade
+        ramp = torch.sin(torch.pi * (torch.arange(crossfade) + 0.5) / (2 * crossfade)).square()
+        window = torch.ones(patch_size + crossfade)
+        window[:crossfade], window[patch_size:] = ramp, ramp.flip(0)
+        self.register_buffer("window", window, persistent=False)
+
+    def forward(self, frames: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., N, patch_size + crossfade), present (..., N) -> (..., N * patch_size); missing
+        patches come out as zeros and do not reach their neighbours."""
+        *lead, count, length = frames.shape
+        weights = self.window.to(frames.dtype).expand_as(frames)
+        if present is not None:
+            weights = weights * present[..., None].to(frames.dtype)
+        total = self._overlap_add(frames * weights, count)
+        return total / self._overlap_add(weights, count).clamp_min(1e-12)
+
+    def _overlap_add(self, frames: torch.Tensor, count: int) -> torch.Tensor:
+        *lead, _, length = frames.shape
+        p, half = self.patch_size, self.crossfade // 2
+        columns = frames.reshape(-1, count, length).transpose(1, 2)  # (M, length, N), as fold takes them
+        signal = F.fold(columns, (1, count * p + self.crossfade), (1, length), stride=(1, p))
+        return signal.reshape(*lead, -1)[..., half : half + count * p]

