@@ -4,7 +4,7 @@ channel order and duration; ids (B, channels, patches, num_codebooks).
 Input is the packed layout of mmtok.data.eeg_montage: (B, channels, 3 + samples), each channel's
 electrode position (NaN: unknown) followed by its microvolts, as `EEGInputSpec` prepares it.
 
-Encoder: each patch -> `PatchEmbedding` (multi-scale convolutions + log spectrum), plus the
+Encoder: each patch -> `PatchEmbedding` (samples, multi-scale convolutions, log spectrum), plus the
 electrode's `ElectrodeEmbedding` (from its position on the 10-05 montage, a learned fallback for
 names without one), then transformer blocks whose attention is causal in time over a window of
 `context_patches` with a relative temporal embedding, mixing channels (default) or not

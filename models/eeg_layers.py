@@ -1,5 +1,6 @@
-"""The layers of the EEG tokenizer: patch and electrode embeddings, and attention over a window of
-patches that is causal in time.
+"""The layers of the EEG tokenizer: patch and electrode embeddings, attention over a window of
+patches that is causal in time, and the way back to a signal (frames written in a DCT basis,
+crossfaded into their neighbours).
 
 Every token is one patch of one channel. A token attends to the tokens at most `context - 1`
 patches before it and never after, so an input's ids do not depend on anything appended to it
@@ -21,8 +22,10 @@ SPECTRUM_FLOOR = 1e-3  # network units: the log spectrum's floor, far below EEG'
 
 
 class PatchEmbedding(nn.Module):
-    """One patch of samples -> a vector: temporal convolutions at several scales (the kernel sizes
-    of NeuroRVQ's multi-scale encoder) for waveform shape, plus the log-amplitude spectrum for rhythm."""
+    """One patch of samples -> a vector: the samples themselves through a linear map (the only
+    branch that keeps their phase: without it the codes could not place a wave in time), temporal
+    convolutions at several scales (the kernel sizes of NeuroRVQ's multi-scale encoder) for
+    waveform shape, and the log-amplitude spectrum for rhythm."""
 
     def __init__(self, patch_size: int, width: int, kernels: list[int], channels: int, pooled: int = 8):
         super().__init__()
