@@ -77,7 +77,7 @@ def shard_stats(folder: Folder, name: str) -> dict:
 
 class ShardWriter:
     """Writes one shard's rows (and its errors) atomically. `info_fields` are the input spec's
-    per-example metadata (name -> int or float), each a column."""
+    per-example metadata (name -> int, float or str), each a column."""
 
     def __init__(self, output_dir: Folder, source, info_fields: dict[str, type], dtype: str):
         import pyarrow as pa
@@ -91,7 +91,8 @@ class ShardWriter:
             ("source", pa.string()),
             ("index", pa.int64()),
         ]
-        columns += [(name, pa.float64() if kind is float else pa.int64()) for name, kind in info_fields.items()]
+        arrow_types = {float: pa.float64(), str: pa.string()}  # int otherwise
+        columns += [(name, arrow_types.get(kind, pa.int64())) for name, kind in info_fields.items()]
         self.schema = pa.schema([*columns, ("num_bytes", pa.int64())])
 
     def write(self, shard: int, rows: list[dict], errors: list[tuple[int, str]], stats: dict) -> dict:

@@ -70,7 +70,10 @@ class _PreparedItems(Dataset):
     def __getitem__(self, index: int) -> _Item:
         try:
             data = self.source.read(index)
-            prepared = self.spec.prepare(data)
+            # A spec that reads companion files (BrainVision EEG) gets the file's path where there is one.
+            local_path = getattr(self.source, "local_path", None) if self.spec.reads_paths else None
+            path = local_path(index) if local_path is not None else None
+            prepared = self.spec.prepare(data if path is None else path)
             if prepared.tensor.shape[0] != 1:
                 raise ValueError(f"one input decoded to {prepared.tensor.shape[0]} examples")
             return _Item(index, prepared.tensor[0], {**prepared.info[0], "num_bytes": len(data)}, None)

@@ -49,8 +49,9 @@ class VocabLayout:
             raise ValueError("row_markers need a 2-D token grid flattened codebook_minor")
         if self.base_offset < 0:
             raise ValueError("base_offset must be >= 0")
-        if sum(s is None for s in self.token_shape) > 1:
-            raise ValueError("at most one axis of token_shape may vary in length")
+        if sum(s is None for s in self.token_shape) > 1 and not self.row_markers:
+            # With row markers the rows delimit themselves, so both axes of a grid may vary (EEG).
+            raise ValueError("at most one axis of token_shape may vary in length (unless rows are marked)")
 
     # -- the id ranges ----------------------------------------------------------------------------
     @property

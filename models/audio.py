@@ -21,8 +21,9 @@ from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
 
-def _default_quantizer() -> QuantizerConfig:
-    # DAC's recipe: 8 residual codebooks of 1024 codes, factorised 8-d l2-normalised codes.
+def dac_residual_vq() -> QuantizerConfig:
+    # DAC's recipe: 8 residual codebooks of 1024 codes, factorised 8-d l2-normalised codes; quantizer
+    # dropout trains every prefix, so the first n codebooks are a coarser tokenizer of their own.
     options = {
         "codebook_size": 1024,
         "num_codebooks": 8,
@@ -44,7 +45,7 @@ class AudioTokenizerConfig:
     activation: str = "snake"  # "snake" or "elu"
     causal: bool = True
     latent_dim: int = 64
-    quantizer: QuantizerConfig = dataclasses.field(default_factory=_default_quantizer)
+    quantizer: QuantizerConfig = dataclasses.field(default_factory=dac_residual_vq)
     # Every recording is scaled to this RMS level (dBFS) before encoding, in training and when
     # tokenizing; the gain is recorded so decoding can restore the level. None: keep the level.
     loudness_db: float | None = -20.0

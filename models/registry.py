@@ -25,6 +25,7 @@ FAMILIES: dict[str, Family] = {
     "image1d": Family("mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
     "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
     "video": Family("mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe"),
+    "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe"),
 }
 
 

@@ -19,13 +19,18 @@ FAMILIES = {
                         "latent_dim": 8, "causal": False, "quantizer": RVQ},
     "video": {"family": "video", "image_size": 16, "base_channels": 8, "channel_multipliers": [1, 2, 2],
               "num_res_blocks": 1, "latent_dim": 4, "chunk_latent_frames": 2, "quantizer": FSQ},
+    "eeg": {"family": "eeg", "patch_size": 50, "width": 16, "depth": 2, "decoder_depth": 1, "heads": 2,
+            "context_patches": 3, "conv_channels": 2, "latent_dim": 8, "quantizer": RVQ},
 }  # fmt: skip
 
 
 def example(family: str, size: int, seed: int) -> torch.Tensor:
-    """One input (no batch axis): images of size x size, audio of size * 50 samples, or videos of
-    1 + size / 2 frames of 16 x 16."""
+    """One input (no batch axis): images of size x size, audio of size * 50 samples, videos of
+    1 + size / 2 frames of 16 x 16, or EEG."""
     generator = torch.Generator().manual_seed(seed)
+    if family == "eeg":  # 5 electrodes (positions, then microvolts), size * 25 samples
+        positions = torch.rand(5, 3, generator=generator) * 0.2 - 0.1
+        return torch.cat([positions, torch.randn(5, size * 25, generator=generator) * 20], dim=1)
     if family.startswith("audio"):
         return torch.randn(1, size * 50, generator=generator) * 0.3
     if family == "video":

@@ -25,12 +25,17 @@ TINY_AUDIO = {
     "family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [2, 4], "dilations": [1],
     "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
 }  # fmt: skip
+TINY_EEG = {
+    "family": "eeg", "patch_size": 50, "width": 16, "depth": 1, "decoder_depth": 1, "heads": 2,
+    "context_patches": 2, "conv_channels": 2, "conv_kernels": [9, 5], "latent_dim": 8,
+    "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
+}  # fmt: skip
 GAN = list(itertools.product(["hinge", "non_saturating"], [True, False], [0.0, 0.1]))  # kind, adaptive, LeCam
 CASES = [
     (recipe, *gan, perceptual, ema)
-    for recipe in ("image", "image1d", "audio")
+    for recipe in ("image", "image1d", "audio", "eeg")
     for gan in GAN
-    for perceptual in ([False, True] if recipe != "audio" else [False])
+    for perceptual in ([False, True] if recipe not in ("audio", "eeg") else [False])
     for ema in (0.0, 0.99)
 ]
 CASES += [("video", *gan, perceptual, 0.99) for gan, perceptual in zip(GAN, [False, True] * 4)]
@@ -47,6 +52,10 @@ def data(tmp_path_factory):
         sf.write(root / "audio" / f"clip{i}.wav", tone.astype(np.float32), 8000)
     for i in range(2):
         write_clip(root / "videos" / f"clip{i}.mp4", moving_frames(9, 20, 24, seed=i))
+    (root / "eeg").mkdir()
+    for i in range(2):
+        eeg = rng.normal(0, 20, (3, 300))
+        np.savez(root / "eeg" / f"rec{i}.npz", data=eeg, channel_names=["Fz", "Cz", "Pz"], sample_rate=200)
     torch.manual_seed(0)
     save_perceptual_weights(PerceptualLoss.from_random_init(seed=0), root / "vgg.safetensors")
     return root
@@ -59,10 +68,13 @@ def run_config(recipe: str, data, out, gan_loss, adaptive, lecam, perceptual, em
     if recipe == "audio":
         config["model"] = TINY_AUDIO
         config["data"] = {"source": str(data / "audio"), "segment_seconds": 0.25}
+    if recipe == "eeg":
+        config["model"] = TINY_EEG
+        config["data"] = {"source": str(data / "eeg"), "segment_patches": 2, "channels": 4}
     config["train"].update(max_steps=1, checkpoint_every=100, ema_decay=ema)
     config["loss"] = {"gan_start_step": 0, "gan_loss": gan_loss, "adaptive_gan_weight": adaptive,
                       "lecam_weight": lecam}  # fmt: skip
-    if recipe == "audio":
+    if recipe in ("audio", "eeg"):
         config["loss"]["modality"] = {"discriminator_channels": 4}
     if recipe == "video":
         config["model"] = TINY_VIDEO
@@ -97,7 +109,7 @@ def test_one_step_of_every_recipe_and_loss_option(data, tmp_path, recipe, gan_lo
     assert (metrics["loss/adaptive_weight"] != 1.0) == adaptive
     assert ("loss/lecam" in metrics) == (lecam > 0)
     assert ("loss/perceptual" in metrics) == perceptual
-    assert ("loss/feature_matching" in metrics) == (recipe == "audio")
+    assert ("loss/feature_matching" in metrics) == (recipe in ("audio", "eeg"))
     checkpoint = trainer.output_dir / "checkpoints" / "step_00000001"
     assert (trainer.ema is not None) == (ema > 0) == (checkpoint / "ema.safetensors").is_file()
     assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 1

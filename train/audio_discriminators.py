@@ -2,6 +2,8 @@
 
 Each sub-discriminator returns (logits, features); the combined module returns one such pair per
 sub-discriminator, so losses can average over scales and feature matching can use every layer.
+`WaveformAdversarial` is the part of a recipe that trains against them (audio, and EEG channels
+seen as waveforms).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mmtok.train.audio_losses import feature_matching_loss
+from mmtok.train.losses import generator_loss
 
 
 def _leaky(x: torch.Tensor) -> torch.Tensor:
@@ -82,3 +87,26 @@ class AudioDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         return [d(x) for d in self.discriminators]
+
+
+class WaveformAdversarial:
+    """Recipe methods for a `AudioDiscriminator` (a list of (logits, features)):
+    the generator's adversarial loss with feature matching, and the discriminator's logits. The
+    recipe's `terms` must have `feature_matching_weight`; signals are (B, channels, samples)."""
+
+    def generator_adversarial(self, disc, x, recon, kind):
+        x = x[..., : recon.shape[-1]]  # codecs reconstruct whole frames only
+        fake = disc(recon)
+        with torch.no_grad():
+            real = disc(x)
+        matching = feature_matching_loss([f for _, f in real], [f for _, f in fake])
+        return generator_loss([logits for logits, _ in fake], kind), {
+            "feature_matching": (self.terms.feature_matching_weight, matching)
+        }
+
+    def discriminator_logits(self, disc, x, fake):
+        x = x[..., : fake.shape[-1]]
+        outputs = disc(torch.cat([x, fake]))
+        real = [logits[: x.shape[0]] for logits, _ in outputs]
+        fake_logits = [logits[x.shape[0] :] for logits, _ in outputs]
+        return real, fake_logits

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch.utils.data import Dataset
 
-from mmtok.train.audio_discriminators import AudioDiscriminator
-from mmtok.train.audio_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, feature_matching_loss
-from mmtok.train.losses import generator_loss, reconstruction_loss
+from mmtok.train.audio_discriminators import AudioDiscriminator, WaveformAdversarial
+from mmtok.train.audio_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from mmtok.train.losses import reconstruction_loss
 from mmtok.train.recipe import Recipe
 
 
@@ -28,7 +27,7 @@ class AudioLossConfig:
     discriminator_channels: int = 32
 
 
-class AudioRecipe(Recipe):
+class AudioRecipe(WaveformAdversarial, Recipe):
     modality = "audio"
     data_config_class = AudioDataConfig
     loss_config_class = AudioLossConfig
@@ -58,23 +57,6 @@ class AudioRecipe(Recipe):
             "mel": (self.terms.mel_weight, self.mel(recon, x)),
             "stft": (self.terms.stft_weight, self.stft(recon, x)),
         }
-
-    def generator_adversarial(self, disc, x, recon, kind):
-        x = x[..., : recon.shape[-1]]
-        fake = disc(recon)
-        with torch.no_grad():
-            real = disc(x)
-        matching = feature_matching_loss([f for _, f in real], [f for _, f in fake])
-        return generator_loss([logits for logits, _ in fake], kind), {
-            "feature_matching": (self.terms.feature_matching_weight, matching)
-        }
-
-    def discriminator_logits(self, disc, x, fake):
-        x = x[..., : fake.shape[-1]]
-        outputs = disc(torch.cat([x, fake]))
-        real = [logits[: x.shape[0]] for logits, _ in outputs]
-        fake_logits = [logits[x.shape[0] :] for logits, _ in outputs]
-        return real, fake_logits
 
     def log_media(self, writer, x, recon, step):
         rate = self.model_config.sample_rate

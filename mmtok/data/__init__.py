@@ -2,6 +2,10 @@
 
 from .audio import AUDIO_EXTENSIONS, AudioDataset
 from .audio_io import AudioDecodeError, AudioInputSpec, load_audio, normalize_loudness
+from .eeg import EEGDataset
+from .eeg_io import EEGInputSpec
+from .eeg_read import EEGDecodeError, EEGRecording, read_recordings
+from .eeg_ts import read_ts
 from .image_io import ImageInputSpec, decode_image
 from .images import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS, ImageDataset
 from .sample_images import SAMPLE_IMAGE_NAMES, sample_images, write_sample_images
@@ -17,6 +21,10 @@ __all__ = [
     "AudioDataset",
     "AudioDecodeError",
     "AudioInputSpec",
+    "EEGDataset",
+    "EEGDecodeError",
+    "EEGInputSpec",
+    "EEGRecording",
     "ImageDataset",
     "ImageInputSpec",
     "InputSpec",
@@ -24,6 +32,8 @@ __all__ = [
     "decode_image",
     "load_audio",
     "normalize_loudness",
+    "read_recordings",
+    "read_ts",
     "sample_images",
     "write_sample_images",
     "VIDEO_EXTENSIONS",

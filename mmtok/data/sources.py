@@ -23,7 +23,7 @@ from mmtok.storage import Storage, resolve
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")  # what mmtok.data.audio decodes
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
-EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".npy")
+EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".vhdr", ".set", ".npz")  # what mmtok.data.eeg_read reads
 MEDIA_EXTENSIONS = {
     "image": IMAGE_EXTENSIONS,
     "audio": AUDIO_EXTENSIONS,
@@ -64,6 +64,9 @@ class FileListSource:
 
     def describe(self, i: int) -> str:
         return self.storage.url(self.paths[i])
+
+    def local_path(self, i: int) -> Path:
+        return self.paths[i]
 
     def key(self, i: int) -> str:
         return self.paths[i].relative_to(self.root).as_posix()
@@ -227,6 +230,10 @@ class ConcatSource:
     def key(self, i: int) -> str:
         part, j = self._locate(i)
         return part.key(j)
+
+    def local_path(self, i: int) -> Path | None:
+        part, j = self._locate(i)
+        return part.local_path(j) if hasattr(part, "local_path") else None
 
 
 def open_source(

@@ -26,8 +26,11 @@ class InputSpec:
     and implement `prepare` and `to_media`."""
 
     modality: ClassVar[str] = ""
-    # Per-example metadata `prepare` reports, name -> type (int or float): the shard row's columns.
+    # Per-example metadata `prepare` reports, name -> type (int, float or str): the shard row's columns.
     info_fields: ClassVar[dict[str, type]] = {}
+    # True: `mmtok tokenize` hands `prepare` a file's path instead of its bytes where the source is
+    # plain files (formats that keep their data in companion files, such as BrainVision EEG).
+    reads_paths: ClassVar[bool] = False
 
     def prepare(self, media: Any) -> Prepared:
         """Paths, encoded bytes, arrays or tensors of this modality -> a batch and its info."""
