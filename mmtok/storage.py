@@ -152,6 +152,16 @@ class Folder:
         if fs.isfile(self._path(name)):
             fs.rm_file(self._path(name))
 
+    def remove_temporaries(self) -> int:
+        """Deletes the temporary files a killed job left here (a kill between the copy to the final
+        key and the delete leaves one beside its committed file); only safe when nothing writes."""
+        fs = self.storage.fs
+        fs.invalidate_cache(str(self.path))
+        stale = [p for p in fs.find(str(self.path)) if p.endswith(TMP_SUFFIX)]
+        for path in stale:
+            fs.rm_file(path)
+        return len(stale)
+
     def write_atomic(self, name: str, write: Callable[[BinaryIO], object]) -> None:
         """`write(file)` into a temporary file, then committed under `name`: readers, and a
         restarted job, see the whole file or none of it."""

@@ -344,6 +344,7 @@ def tokenize(
             "batch_size": batch_size,
             "num_workers": num_workers,
         }
+        output_dir.remove_temporaries()  # every process is done writing
         where = str(input) if is_url(input) or str(input).startswith("datasets:") else os.path.abspath(input)
         manifest = _write_manifest(output_dir, frozen, job, where, num_shards, run)
         counts = manifest["counts"]

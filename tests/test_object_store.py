@@ -148,6 +148,8 @@ def test_killed_job_on_a_bucket_resumes(data, s3, tmp_path):
     assert 3 <= len(kept) < 20, f"the kill did not land mid-way ({len(kept)} of 20 shards committed)"
     assert not s3.exists("shards/killed/manifest.json")
     s3.pipe("shards/killed/shard-000019.parquet.tmp", b"half an upload")  # never read, overwritten
+    # A kill between the copy to the final key and the delete leaves a temporary beside a committed shard.
+    s3.pipe("shards/killed/shard-000000.parquet.tmp", b"already copied")
 
     manifest = tokenize(tok, "s3://media/images", out, shard_size=1, batch_size=1, num_workers=0, progress=False)
     assert manifest["run"]["shards"] == 20 - len(kept)  # only what had no committed shard was redone
