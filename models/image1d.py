@@ -139,6 +139,9 @@ class Image1DDecoder(nn.Module):
         self.to_pixels = nn.Linear(config.width, config.in_channels * config.patch_size**2)
         pixels, latents = config.in_channels * config.image_size**2, config.num_latent_tokens * config.latent_dim
         self.linear = nn.Linear(latents, pixels) if config.linear_path else None
+        if self.linear is not None:  # starts silent: a random 320 -> 12,288 map would add loud noise
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
 
     def forward(self, latents: torch.Tensor, num_tokens: torch.Tensor) -> torch.Tensor:
         """latents: (B, K, latent_dim); num_tokens: (B,) how many leading tokens each example keeps."""

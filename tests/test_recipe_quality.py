@@ -98,6 +98,8 @@ def test_linear_path_of_the_1d_tokenizer_ignores_the_tokens_left_out():
         "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
     }
     tok = build_tokenizer(config).eval()
+    assert tok.decoder.linear.weight.abs().sum() == 0  # starts silent
+    torch.nn.init.normal_(tok.decoder.linear.weight)  # as if trained
     latents = torch.randn(1, 4, 3)
     changed = latents.clone()
     changed[:, 2:] += 1.0
