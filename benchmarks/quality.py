@@ -83,25 +83,27 @@ def train(recipe: Recipe, out: Path, minutes: float, data_source: str | None, ex
     return trainer
 
 
-def run_image(recipe, trainer: Trainer, out: Path, photos, minutes: float) -> dict:
+def run_image(recipe, trainer: Trainer, out: Path, photos, minutes: float, peer: bool = True) -> dict:
     tokenizer = trainer.inference_model.eval()
-    peer_model = vqgan(tokenizer.config, math.prod(tokenizer.codebook_sizes))
-    peer = train_peer_like(peer_model, vqgan_loss, trainer, minutes, "VQGAN")
     monitor = CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks)
-    methods = [
-        tokenizer_method("mmtok", tokenizer, monitor),
-        Method(
-            "VQGAN",
-            lambda x: vqgan_reconstruct(peer.model, x),
-            lambda x: vqgan_bits_per_pixel(peer.model, *x.shape[-2:]),
-        ),
-    ]
+    methods = [tokenizer_method("mmtok", tokenizer, monitor)]
+    peer_steps = None
+    if peer:
+        peer_model = vqgan(tokenizer.config, math.prod(tokenizer.codebook_sizes))
+        peer_steps = train_peer_like(peer_model, vqgan_loss, trainer, minutes, "VQGAN").steps
+        methods.append(
+            Method(
+                "VQGAN",
+                lambda x: vqgan_reconstruct(peer_model, x),
+                lambda x: vqgan_bits_per_pixel(peer_model, *x.shape[-2:]),
+            )
+        )
     results, pictures = compare(methods, photos, tokenizer.input_spec(), codecs_at="mmtok")
     grid = out / recipe.name / "grid.png"
     save_grid(pictures, ["original", *results], grid)
     return {
         "steps": trainer.step,
-        "peer_steps": peer.steps,
+        "peer_steps": peer_steps,
         "train_window_use": [h["utilization"] for h in trainer.last_health],
         "heldout_use": [h["utilization"] for h in monitor.compute()],
         "methods": results,
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--minutes", type=float, default=None, help="every recipe's budget (default: its own)")
     parser.add_argument("--smoke", action="store_true", help="tiny models, seconds each, generated audio")
+    parser.add_argument("--no-peers", action="store_true", help="image recipes only: skip the VQGAN (saves its budget)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every recipe")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
@@ -150,7 +153,7 @@ def main() -> None:
         source = None if recipe.data is None or args.smoke else str(data / recipe.data)
         trainer = train(recipe, out, minutes, source, extra)
         if recipe.kind == "image":
-            report[name] = run_image(recipe, trainer, out, photos, minutes)
+            report[name] = run_image(recipe, trainer, out, photos, minutes, peer=not args.no_peers)
             trained_2d = trained_2d or trainer.inference_model.eval()
         else:
             report[name] = run_image1d(recipe, trainer, out, photos, trained_2d)

@@ -9,19 +9,21 @@ def _pct(values) -> str:
 
 def print_image(name: str, result: dict) -> None:
     methods = result["methods"]
+    peer = f", VQGAN {result['peer_steps']} steps" if "VQGAN" in methods else ""
     print(
-        f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps, VQGAN {result['peer_steps']} steps; "
+        f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps{peer}; "
         f"code use: last training window {_pct(result['train_window_use'])}, held-out {_pct(result['heldout_use'])}"
     )
     print("| method | bits per pixel | PSNR dB | SSIM | colour kept |\n|---|---:|---:|---:|---:|")
     for label, entry in methods.items():
         m = entry["mean"]
         print(f"| {label} | {m['bpp']:.3f} | {m['psnr']:.2f} | {m['ssim']:.3f} | {100 * m['colour_kept']:.0f}% |")
-    ours, peer = methods["mmtok"]["mean"], methods["VQGAN"]["mean"]
-    print(
-        f"mmtok - VQGAN: {ours['psnr'] - peer['psnr']:+.2f} dB PSNR, {ours['ssim'] - peer['ssim']:+.3f} SSIM, "
-        f"colour kept x{ours['colour_kept'] / max(peer['colour_kept'], 1e-9):.2f}"
-    )
+    if "VQGAN" in methods:
+        ours, theirs = methods["mmtok"]["mean"], methods["VQGAN"]["mean"]
+        print(
+            f"mmtok - VQGAN: {ours['psnr'] - theirs['psnr']:+.2f} dB PSNR, {ours['ssim'] - theirs['ssim']:+.3f} SSIM, "
+            f"colour kept x{ours['colour_kept'] / max(theirs['colour_kept'], 1e-9):.2f}"
+        )
 
 
 def print_image1d(name: str, result: dict) -> None:
