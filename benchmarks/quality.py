@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--minutes", type=float, default=None, help="every recipe's budget (default: its own)")
     parser.add_argument("--smoke", action="store_true", help="tiny models, seconds each, generated audio")
-    parser.add_argument("--no-peers", action="store_true", help="image recipes only: skip the VQGAN (saves its budget)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peers (VQGAN, DAC): saves their budget")
     parser.add_argument("overrides", nargs="*", help="config overrides for every recipe")
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
@@ -148,7 +148,9 @@ def main() -> None:
         if recipe.kind == "audio":
             from quality_audio import run_audio
 
-            report[name] = run_audio(recipe, data, out, minutes, extra, smoke=args.smoke, train=train)
+            report[name] = run_audio(
+                recipe, data, out, minutes, extra, smoke=args.smoke, train=train, peer=not args.no_peers
+            )
             continue
         source = None if recipe.data is None or args.smoke else str(data / recipe.data)
         trainer = train(recipe, out, minutes, source, extra)

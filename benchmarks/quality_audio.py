@@ -69,7 +69,9 @@ def _mean(rows: list[dict]) -> dict:
     return {k: statistics.fmean([r[k] for r in rows if not math.isnan(r[k])] or [math.nan]) for k in rows[0]}
 
 
-def run_audio(recipe, data: Path, out: Path, minutes: float, extra: list[str], *, smoke: bool, train) -> dict:
+def run_audio(
+    recipe, data: Path, out: Path, minutes: float, extra: list[str], *, smoke: bool, train, peer: bool = True
+) -> dict:
     folder = out / recipe.name
     if smoke:
         held = synthetic_clips(folder / "clips")
@@ -81,12 +83,13 @@ def run_audio(recipe, data: Path, out: Path, minutes: float, extra: list[str], *
     trainer = train(recipe, out, minutes, str(source), extra)
     model = trainer.inference_model.eval()
     rate, quantizer = model.config.sample_rate, model.quantizer
-    peer = train_peer_like(dac(model.config), DacLoss(rate), trainer, minutes, "DAC")
+    peer_run = train_peer_like(dac(model.config), DacLoss(rate), trainer, minutes, "DAC") if peer else None
+    systems = ("mmtok", "DAC") if peer else ("mmtok",)
     depths = [n for n in (2, 4, 8) if n <= quantizer.num_codebooks]
     kbps = {
         f"{who} {n} codebooks": bitrate_kbps(model.config.frame_rate, n, quantizer.codebook_sizes[:n])
         for n in depths
-        for who in ("mmtok", "DAC")
+        for who in systems
     }
     rows: dict[str, list[dict]] = {name: [] for name in kbps}
     rows.update({f"Opus {k} kbps": [] for k in OPUS_KBPS})
@@ -99,7 +102,8 @@ def run_audio(recipe, data: Path, out: Path, minutes: float, extra: list[str], *
             ids = model.encode(x)
             for n in depths:
                 decoded[f"mmtok {n} codebooks"] = model.decode(ids[..., :n]).clamp(-1, 1)
-                decoded[f"DAC {n} codebooks"] = dac_reconstruct(peer.model, x, n)
+                if peer_run is not None:
+                    decoded[f"DAC {n} codebooks"] = dac_reconstruct(peer_run.model, x, n)
         music = "music" in path.parts
         for k in OPUS_KBPS:
             wave_opus, actual = opus_roundtrip(x[0], rate, k, application="audio" if music else "voip")
@@ -112,7 +116,7 @@ def run_audio(recipe, data: Path, out: Path, minutes: float, extra: list[str], *
     pictures = [_save_clip(folder, stem, waves, rate, depths[-1]) for stem, waves, _ in pictured]
     return {
         "steps": trainer.step,
-        "peer_steps": peer.steps,
+        "peer_steps": peer_run.steps if peer_run is not None else None,
         "minutes": minutes,
         "clips": len(held),
         "train_window_use": [h["utilization"] for h in trainer.last_health],
@@ -128,7 +132,11 @@ def _save_clip(folder: Path, stem: str, waves: dict, rate: int, depth: int) -> d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = ["original", f"mmtok {depth} codebooks", f"DAC {depth} codebooks", "Opus 6 kbps"]
+    shown = [
+        name
+        for name in ("original", f"mmtok {depth} codebooks", f"DAC {depth} codebooks", "Opus 6 kbps")
+        if name in waves
+    ]
     files = {}
     figure, axes = plt.subplots(len(shown), 1, figsize=(8, 2.0 * len(shown)), sharex=True)
     for axis, name in zip(axes, shown):

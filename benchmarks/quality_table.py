@@ -42,8 +42,9 @@ def print_image1d(name: str, result: dict) -> None:
 
 
 def print_audio(name: str, result: dict) -> None:
+    peer = result["peer_steps"] or "no"
     print(
-        f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps, DAC {result['peer_steps']} steps, "
+        f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps, DAC {peer} steps, "
         f"{result['clips']} held-out clips; code use {_pct(result['train_window_use'])}"
     )
     print("| codec | kbps | mel distance | STOI | PESQ-WB | SI-SDR dB |\n|---|---:|---:|---:|---:|---:|")
@@ -57,7 +58,8 @@ def print_audio(name: str, result: dict) -> None:
     print("mmtok mel distance as codebooks are added: " + ", ".join(steps))
     for label in ours:
         peer = label.replace("mmtok", "DAC")
-        print(f"{label} vs {peer}: mel distance x{mel[label] / max(mel[peer], 1e-9):.2f}")
+        if peer in mel:
+            print(f"{label} vs {peer}: mel distance x{mel[label] / max(mel[peer], 1e-9):.2f}")
 
 
 PRINTERS = {"image": print_image, "image1d": print_image1d, "audio": print_audio}

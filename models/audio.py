@@ -50,6 +50,10 @@ class AudioTokenizerConfig:
     # tokenizing; the gain is recorded so decoding can restore the level. None: keep the level.
     loudness_db: float | None = -20.0
     max_gain_db: float = 30.0
+    # A linear path from each hop of samples to its frame's latent beside the encoder, and back
+    # beside the decoder (starting silent): a learned block transform that carries the waveform,
+    # phase included, from the first steps, which the deep layers then refine.
+    frame_skip: bool = False
 
     def __post_init__(self):
         if self.activation not in ("snake", "elu"):
@@ -115,9 +119,16 @@ class AudioEncoder(nn.Module):
             StreamableConv(width, config.latent_dim, 3, causal=config.causal),
         ]
         self.layers = nn.Sequential(*layers)
+        hop = config.hop_length
+        self.frame_in = (
+            StreamableConv(config.channels, config.latent_dim, hop, stride=hop, causal=config.causal)
+            if config.frame_skip
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        latent = self.layers(x)
+        return latent if self.frame_in is None else latent + self.frame_in(x)
 
     def receptive_field(self) -> int:
         """Input samples that can influence one output frame (walks the convolutions in order)."""
@@ -155,9 +166,17 @@ class AudioDecoder(nn.Module):
         layers += [activation(config.activation, width)]
         self.layers = nn.Sequential(*layers)
         self.to_waveform = StreamableConv(width, config.channels, config.kernel_size, causal=config.causal)
+        hop = config.hop_length
+        self.frame_out = (
+            nn.ConvTranspose1d(config.latent_dim, config.channels, hop, stride=hop) if config.frame_skip else None
+        )
+        if self.frame_out is not None:
+            nn.init.zeros_(self.frame_out.weight)
+            nn.init.zeros_(self.frame_out.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.to_waveform(self.layers(z))
+        wave = self.to_waveform(self.layers(z))
+        return wave if self.frame_out is None else wave + self.frame_out(z)
 
 
 class AudioTokenizer(Tokenizer):

@@ -37,8 +37,9 @@ def tiny_codec(**changes):
     return model.eval()
 
 
-def test_causal_streaming_ids_equal_whole_signal_ids():
-    model = tiny_codec()
+@pytest.mark.parametrize("frame_skip", [False, True])
+def test_causal_streaming_ids_equal_whole_signal_ids(frame_skip):
+    model = tiny_codec(frame_skip=frame_skip)
     hop = model.config.hop_length
     x = torch.randn(2, 1, 50 * hop + 17)  # not a multiple of the hop
     whole = model.encode(x)
@@ -55,6 +56,22 @@ def test_causal_streaming_ids_equal_whole_signal_ids():
     # Streaming state is gone after the context: a plain encode works again.
     assert torch.equal(model.encode(x), whole)
     assert torch.equal(model.encode_long(x, chunk_seconds=0.1), whole)
+
+
+def test_frame_skip_maps_each_hop_to_its_own_frame_and_back():
+    model = tiny_codec(frame_skip=True)
+    hop = model.config.hop_length
+    assert model.decoder.frame_out.weight.abs().sum() == 0  # the decoder's path starts silent
+    x = torch.randn(1, 1, 6 * hop)
+    y = x.clone()
+    y[..., 2 * hop : 3 * hop] += 1.0  # frame 2's samples only
+    changed = (model.encoder.frame_in(y) - model.encoder.frame_in(x)).abs().sum(dim=1)[0]
+    assert changed[2] > 0 and changed[:2].sum() == 0 and changed[3:].sum() == 0
+    torch.nn.init.normal_(model.decoder.frame_out.weight)
+    z = torch.zeros(1, model.config.latent_dim, 6)
+    z[..., 4] = 1.0
+    out = model.decoder.frame_out(z)[0, 0]
+    assert out[4 * hop : 5 * hop].abs().sum() > 0 and out[: 4 * hop].abs().sum() == 0 == out[5 * hop :].abs().sum()
 
 
 def test_encode_chunk_outside_streaming_is_an_error():
