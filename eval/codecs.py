@@ -1,5 +1,6 @@
-"""Classical codecs as baselines at matching bits: JPEG and WebP (Pillow) for images, Opus (PyAV's
-libopus, no system ffmpeg needed) for audio. H.264 for video lives in mmtok.eval.h264."""
+"""Classical codecs as baselines at matching bits: JPEG, WebP and AVIF (Pillow; AVIF where Pillow
+was built with it) for images, Opus (PyAV's libopus, no system ffmpeg needed) for audio. H.264 for
+video lives in mmtok.eval.h264."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import torch
 from PIL import Image
 
 # Pillow's encoder options per codec; the quality setting is searched.
-IMAGE_CODECS = {"JPEG": {"format": "JPEG", "optimize": True}, "WebP": {"format": "WEBP", "method": 6}}
+IMAGE_CODECS = {
+    "JPEG": {"format": "JPEG", "optimize": True},
+    "WebP": {"format": "WEBP", "method": 6},
+    "AVIF": {"format": "AVIF", "speed": 6},
+}
 QUALITIES = range(1, 96)
 
 
@@ -23,6 +28,13 @@ class ImageCodecResult:
     quality: int
     bpp: float
     decoded: np.ndarray  # uint8 (H, W, 3)
+
+
+def available_image_codecs() -> list[str]:
+    """The image codecs this Pillow can write (AVIF needs Pillow >= 11.3 or its plugin)."""
+    from PIL import features
+
+    return [name for name in IMAGE_CODECS if name != "AVIF" or features.check("avif")]
 
 
 def image_roundtrip(codec: str, pixels: np.ndarray, quality: int) -> ImageCodecResult:

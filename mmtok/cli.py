@@ -85,6 +85,31 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mmtok.eval.harness import EvalOptions, run_eval
+
+    *tokenizers, data = args.inputs
+    if not tokenizers:
+        raise SystemExit("mmtok eval: give at least one TOKENIZER and then DATA")
+    options = EvalOptions(
+        limit=args.limit,
+        sweep=not args.no_sweep,
+        baselines=not args.no_baselines,
+        media_items=args.media_items,
+        lpips_weights=args.lpips_weights,
+        fid_weights=args.fid_weights,
+    )
+    report = run_eval(tokenizers, data, args.report, options)
+    for tok in report["tokenizers"]:
+        rate = tok["summary"]["rate"]["mean"]
+        scores = ", ".join(
+            f"{m} {tok['summary'][m]['mean']:.4g}" for m in report["metrics"] if tok["summary"].get(m, {}).get("mean")
+        )
+        print(f"{tok['name']}: {rate:.4g} {report['rate_name']}, {scores}")
+    print(f"report: {args.report}/index.html ({report['seconds']:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmtok",
@@ -178,6 +203,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes"
     )
     tokenize.set_defaults(func=_cmd_tokenize)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="compare tokenizers (and classical codecs) on held-out media; writes a report folder",
+        description="Evaluate every TOKENIZER on the items of DATA through each one's input path, next to the "
+        "classical codecs (JPEG/WebP/AVIF, Opus, H.264, DCT) at matching bits, with rate-distortion sweeps; "
+        "writes REPORT/report.json, PNG plots and a static index.html.",
+    )
+    evaluate.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="TOKENIZER... DATA",
+        help="tokenizer folders (or hf: ids), then the data: a folder, glob, .tar, .parquet, datasets:NAME, or "
+        "sample-images[:N] (scikit-image's N held-out photos, default 5)",
+    )
+    evaluate.add_argument("--report", required=True, help="the report folder to write")
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    evaluate.add_argument("--media-items", type=int, default=4, help="items shown with their media (default: 4)")
+    evaluate.add_argument("--no-sweep", action="store_true", help="skip the k-token / codebook-count sweeps")
+    evaluate.add_argument("--no-baselines", action="store_true", help="skip the classical codecs")
+    evaluate.add_argument("--lpips-weights", default=None, help="a torchvision VGG16 state dict: adds LPIPS")
+    evaluate.add_argument("--fid-weights", default=None, help="a torchvision Inception v3 state dict: adds FID")
+    evaluate.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""Speech quality that needs no reference signal (DNSMOS) and speaker similarity between a clip and
+its reconstruction, with the models that ship inside their packages (no download):
+
+- DNSMOS P.835 (Reddy et al. 2022): the ONNX models in the ``speechmos`` wheel, run with
+  onnxruntime. SIG (speech), BAK (background) and OVRL (overall) on a 1-5 MOS scale; clips are
+  scored at 16 kHz in 9 s windows (speechmos repeats shorter clips to fill one).
+- Speaker similarity: cosine of the ``resemblyzer`` voice-encoder embeddings (GE2E, the weights in
+  its wheel) of the reference and the reconstruction; 1 for the same voice.
+
+Both models are loaded once per process and kept.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+MODEL_RATE = 16_000  # both models take 16 kHz mono
+
+
+def _mono_16k(wave, sample_rate: int) -> np.ndarray:
+    x = torch.as_tensor(wave, dtype=torch.float32)
+    x = x.reshape(-1, x.shape[-1]).mean(dim=0) if x.ndim > 1 else x
+    if sample_rate != MODEL_RATE:
+        x = AF.resample(x, sample_rate, MODEL_RATE)
+    return x.clamp(-1, 1).numpy()
+
+
+@functools.cache
+def _dnsmos_model():
+    import onnxruntime as ort
+    from speechmos import dnsmos
+
+    folder = Path(dnsmos.__file__).parent / "dnsmos_models"
+
+    class SingleThreadDNSMOS(dnsmos.DNSMOS):
+        # speechmos' sessions take every core; evaluation runs beside other work, so use torch's thread count.
+        def __init__(self, primary: str, p808: str):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = torch.get_num_threads()
+            self.primary_model_path = primary
+            self.onnx_sess = ort.InferenceSession(primary, options, providers=["CPUExecutionProvider"])
+            self.p808_onnx_sess = ort.InferenceSession(p808, options, providers=["CPUExecutionProvider"])
+
+    return SingleThreadDNSMOS(str(folder / "sig_bak_ovr.onnx"), str(folder / "model_v8.onnx"))
+
+
+def dnsmos(wave, sample_rate: int) -> dict[str, float]:
+    """{"sig", "bak", "ovrl"}: DNSMOS P.835 scores (about 1 to 5, higher is better) of one clip
+    ``(samples,)`` or ``(channels, samples)`` in [-1, 1]; channels are mixed down."""
+    scores = _dnsmos_model()(_mono_16k(wave, sample_rate), MODEL_RATE, False)
+    return {"sig": float(scores["sig_mos"]), "bak": float(scores["bak_mos"]), "ovrl": float(scores["ovrl_mos"])}
+
+
+@functools.cache
+def _voice_encoder():
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder("cpu", verbose=False)
+
+
+def speaker_embedding(wave, sample_rate: int) -> np.ndarray:
+    """The unit-norm 256-d resemblyzer embedding of one clip (long silences trimmed by its VAD)."""
+    from resemblyzer import preprocess_wav
+
+    samples = preprocess_wav(_mono_16k(wave, sample_rate), MODEL_RATE)
+    if samples.size < MODEL_RATE // 10:  # the VAD kept almost nothing: embed the clip as it is
+        samples = _mono_16k(wave, sample_rate)
+    return _voice_encoder().embed_utterance(samples)
+
+
+def speaker_similarity(reference, reconstruction, sample_rate: int) -> float:
+    """Cosine similarity of the two clips' speaker embeddings, in [-1, 1]; higher is the same voice."""
+    a, b = speaker_embedding(reference, sample_rate), speaker_embedding(reconstruction, sample_rate)
+    return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
