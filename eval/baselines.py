@@ -23,7 +23,7 @@ from mmtok.eval.codecs import available_image_codecs, image_at_bits, image_round
 from mmtok.eval.eeg import DCTCodec, best_dct_codec
 from mmtok.eval.h264 import h264_at_bits, h264_roundtrip
 
-IMAGE_CURVE_QUALITIES = (5, 15, 30, 50, 75, 90)
+IMAGE_CURVE_QUALITIES = (5, 25, 50, 75, 90)
 OPUS_CURVE_KBPS = (6.0, 8.0, 12.0, 16.0, 24.0)
 OPUS_MIN_KBPS = 6.0  # libopus' floor: asked for less, it spends this much
 H264_CURVE_CRF = (23, 30, 37, 44, 51)
@@ -57,7 +57,7 @@ def image_matched(reference: torch.Tensor, bpp: float) -> list[Coded]:
     pixels = tensor_to_images(reference)[0]
     coded = []
     for codec in available_image_codecs():
-        lowest, matched = image_at_bits(codec, pixels, bpp)
+        lowest, matched = image_at_bits(codec, pixels, bpp, bisect=True)
         coded.append(_image(codec, matched or lowest))
     return coded
 

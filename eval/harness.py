@@ -37,6 +37,7 @@ class EvalOptions:
     sweep: bool = True
     baselines: bool = True
     media_items: int = 4  # items whose media (pictures, players) the report shows
+    crop_size: int | None = None  # images and video: centred crops of at most this per side (None: the spec's)
     lpips_weights: str | None = None  # a torchvision VGG16 state dict
     fid_weights: str | None = None  # a torchvision Inception v3 state dict
 
@@ -100,11 +101,15 @@ def _sweep_ids(frozen, x: torch.Tensor, ids: torch.Tensor, kind: str, value: int
     return ids[:, :value] if kind == "k" else frozen.encode_tensor(x, num_codebooks=value)
 
 
-def _examples(frozen, items: list) -> list[tuple[str, torch.Tensor, dict]]:
-    """Every item through the tokenizer's input spec, one example each (a file may hold several)."""
+def _examples(frozen, items: list, crop_size: int | None = None) -> list[tuple[str, torch.Tensor, dict]]:
+    """Every item through the tokenizer's input spec (with `crop_size` where the spec crops), one
+    example each (a file may hold several)."""
+    spec = frozen.input_spec
+    if crop_size is not None and hasattr(spec, "crop_size"):
+        spec = dataclasses.replace(spec, crop_size=crop_size)
     examples = []
     for name, media in items:
-        prepared = frozen.prepare(media)
+        prepared = spec.prepare(media)
         for b in range(prepared.tensor.shape[0]):
             label = name if prepared.tensor.shape[0] == 1 else f"{name}#{b}"
             examples.append((str(label), prepared.tensor[b : b + 1], prepared.info[b]))
@@ -122,7 +127,7 @@ def _score_coded(suite: Suite, coded, reference: torch.Tensor, info: dict) -> di
 
 @torch.inference_mode()
 def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: EvalOptions, media: Path) -> dict:
-    examples = _examples(frozen, items)
+    examples = _examples(frozen, items, options.crop_size)
     monitor = CodebookMonitor(frozen.codebook_sizes, frozen.num_codebooks)
     settings = sweep_settings(frozen, examples[0][1]) if options.sweep else []
     dataset = suite.dataset_metric()
@@ -147,7 +152,7 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
         if dataset is not None:
             dataset.update(reference, reconstruction)
         if index < options.media_items:
-            row["media"] = suite.write_media(media, slug(f"{name}_{index}"), reconstruction, info)
+            row["media"] = suite.write_media(media, slug(f"{name}_{index}"), reconstruction, info, reference)
         rows.append(row)
         for kind, value in settings:
             prefix_ids = _sweep_ids(frozen, x, ids, kind, value)
@@ -162,7 +167,7 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
                 scored = {"item": label, **_score_coded(suite, coded, reference, info)}
                 if index < options.media_items:
                     scored["media"] = suite.write_media(
-                        media, slug(f"{name}_{coded.codec}_{index}"), coded.decoded, info
+                        media, slug(f"{name}_{coded.codec}_{index}"), coded.decoded, info, reference
                     )
                 matched_rows.append(scored)
     metric_keys = [k for k in numeric_keys(rows) if k not in ("bits",)]
@@ -203,7 +208,7 @@ def evaluate_baselines(frozen, items: list, suite: Suite, media: Path, options: 
     """The codecs' quality sweeps on the items as `frozen` prepares them; the originals' media."""
     curves: dict[tuple[str, str], list[dict]] = {}
     originals = []
-    for index, (label, x, info) in enumerate(_examples(frozen, items)):
+    for index, (label, x, info) in enumerate(_examples(frozen, items, options.crop_size)):
         reference = suite.reference(x).float().cpu()
         if index < options.media_items:
             originals.append(
@@ -242,6 +247,7 @@ def run_eval(tokenizers: list[str], data: str, out: str | Path, options: EvalOpt
     modality = modalities.pop()
     suite = suite_for(modality, lpips_weights=options.lpips_weights, fid_weights=options.fid_weights)
     first = loaded[0][1]
+    suite.configure(first)
     items = load_items(data, modality, reads_paths=first.input_spec.reads_paths, limit=options.limit)
     report: dict[str, Any] = {
         "modality": modality,

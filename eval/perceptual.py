@@ -50,18 +50,18 @@ class LPIPS:
     """LPIPS (VGG) with the backbone from a local torchvision VGG16 state dict."""
 
     def __init__(self, weights: str | Path):
-        import torchvision
         from torchmetrics.functional.image.lpips import _LPIPS
+        from torchvision.models.vgg import cfgs, make_layers
 
-        vgg = torchvision.models.vgg16()
-        state = {k: v for k, v in load_state_dict(weights).items() if k.startswith("features.")}
-        missing = vgg.load_state_dict(state, strict=False).missing_keys
-        if any(k.startswith("features.") for k in missing):
+        features = make_layers(cfgs["D"])  # VGG16's convolutions, without its 120M-weight classifier
+        state = {k[len("features.") :]: v for k, v in load_state_dict(weights).items() if k.startswith("features.")}
+        missing = features.load_state_dict(state, strict=False).missing_keys
+        if missing:
             raise ValueError(f"{weights} is not a torchvision VGG16 state dict: features missing {missing[:3]}")
         self.model = _LPIPS(pretrained=True, net="vgg", pnet_rand=True).eval()
         for part in range(1, 6):  # torchmetrics' VGG slices keep torchvision's layer indices as names
             for index, layer in getattr(self.model.net, f"slice{part}").named_children():
-                layer.load_state_dict(vgg.features[int(index)].state_dict())
+                layer.load_state_dict(features[int(index)].state_dict())
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

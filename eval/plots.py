@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 from PIL import Image
 
 MAX_CODEBOOKS_DRAWN = 4
@@ -50,6 +51,9 @@ def rate_distortion(report: dict, metric: str, path: Path) -> bool:
     if not drawn:
         return False
     axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    axis.tick_params(axis="x", which="minor", labelsize=7)
     axis.set_xlabel(report["rate_name"])
     better = "higher" if report["metrics"].get(metric, True) else "lower"
     axis.set_ylabel(f"{metric} ({better} is better)")

@@ -60,7 +60,7 @@ class ImageSuite(Suite):
     def matched(self, reference: torch.Tensor, info: dict, rate: float):
         return image_matched(reference, rate)
 
-    def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict) -> dict[str, str]:
+    def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict, reference=None) -> dict[str, str]:
         name = f"{stem}.png"
         Image.fromarray(tensor_to_images(x)[0]).save(folder / name)
         return {"image": name}

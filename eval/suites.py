@@ -20,6 +20,9 @@ class Suite:
     def __init__(self, lpips_weights: str | None = None, fid_weights: str | None = None):
         self.lpips_weights, self.fid_weights = lpips_weights, fid_weights
 
+    def configure(self, frozen) -> None:
+        """Takes what the baselines need from the first tokenizer (EEG: its patch length)."""
+
     def reference(self, prepared: torch.Tensor) -> torch.Tensor:
         """A prepared batch -> what reconstructions are compared with (same layout as decode's)."""
         return prepared
@@ -41,8 +44,9 @@ class Suite:
     def matched(self, reference: torch.Tensor, info: dict, rate: float) -> list[Coded]:
         return []
 
-    def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict) -> dict[str, str]:
-        """Files that show one item (paths relative to `folder`), keyed by kind: "image", "audio", ..."""
+    def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict, reference=None) -> dict[str, str]:
+        """Files that show one item (paths relative to `folder`), keyed by kind: "image", "audio", ...;
+        `reference`, when given, is the original the picture may draw beside `x`."""
         return {}
 
 

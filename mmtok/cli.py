@@ -96,6 +96,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         sweep=not args.no_sweep,
         baselines=not args.no_baselines,
         media_items=args.media_items,
+        crop_size=args.crop_size,
         lpips_weights=args.lpips_weights,
         fid_weights=args.fid_weights,
     )
@@ -221,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", required=True, help="the report folder to write")
     evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     evaluate.add_argument("--media-items", type=int, default=4, help="items shown with their media (default: 4)")
+    evaluate.add_argument(
+        "--crop-size", type=int, default=None, help="images, video: centred crops of at most this many px per side"
+    )
     evaluate.add_argument("--no-sweep", action="store_true", help="skip the k-token / codebook-count sweeps")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the classical codecs")
     evaluate.add_argument("--lpips-weights", default=None, help="a torchvision VGG16 state dict: adds LPIPS")

@@ -1,0 +1,148 @@
+"""`mmtok eval` end to end on tiny random-weight tokenizers and generated media: the report's
+numbers, its sweeps, and its page as headless Chromium renders it."""
+
+import math
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+from audio_helpers import speech_like
+from PIL import Image
+from train_helpers import TINY_AUDIO_MODEL, TINY_IMAGE1D_MODEL, TINY_IMAGE_MODEL, write_images
+
+from mmtok.eval.harness import EvalOptions, run_eval
+from mmtok.models import build_tokenizer
+
+IMAGE_SIZE = 48
+TINY_RVQ_IMAGE = {
+    **TINY_IMAGE_MODEL,
+    "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
+}
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def image_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval-image")
+    write_images(root / "images", 3, size=IMAGE_SIZE)
+    grid = build_tokenizer(TINY_RVQ_IMAGE).save_pretrained(root / "grid")
+    flexible = build_tokenizer(TINY_IMAGE1D_MODEL).save_pretrained(root / "flexible")
+    out = root / "report"
+    report = run_eval([grid, flexible], str(root / "images"), out, EvalOptions(media_items=2))
+    return report, out
+
+
+def test_report_rates_and_scores(image_report):
+    report, out = image_report
+    grid, flexible = report["tokenizers"]
+    assert [grid["name"], flexible["name"]] == ["grid", "flexible"]
+    # 2x downsampling, 2 codebooks of 16 codes: (48/2)^2 positions x 8 bits over 48^2 pixels = 2 bpp.
+    assert grid["summary"]["rate"]["mean"] == pytest.approx(2.0)
+    # The 1-D tokenizer's input path centre-crops to its 16 px: 8 tokens x log2(512) bits over 16^2 pixels.
+    assert flexible["summary"]["rate"]["mean"] == pytest.approx(8 * 9 / 16**2)
+    for tok in (grid, flexible):
+        psnr = tok["summary"]["psnr"]
+        assert psnr["n"] == 3 and psnr["low"] <= psnr["mean"] <= psnr["high"]
+        assert set(tok["matched"]) >= {"JPEG", "WebP"}
+        for group in tok["matched"].values():  # every codec at the tokenizer's rate, on every item
+            assert [row["item"] for row in group["items"]] == [row["item"] for row in tok["items"]]
+        health = tok["codebooks"]
+        assert len(health) == tok["num_codebooks"] and all(0 < c["utilization"] <= 1 for c in health)
+    assert (out / "report.json").is_file() and (out / "plots" / "rd_psnr.png").is_file()
+
+
+def test_sweeps_give_monotone_bits(image_report):
+    report, _ = image_report
+    grid, flexible = report["tokenizers"]
+    assert [(p["kind"], p["value"]) for p in grid["sweep"]] == [("codebooks", 1), ("codebooks", 2)]
+    assert [p["value"] for p in flexible["sweep"]] == [1, 2, 4, 8]
+    for tok in (grid, flexible):
+        bits = [p["summary"]["bits"]["mean"] for p in tok["sweep"]]
+        assert all(a < b for a, b in zip(bits, bits[1:]))
+        assert bits[-1] == pytest.approx(tok["summary"]["bits"]["mean"])  # the full setting is the last point
+    assert flexible["sweep"][0]["summary"]["bits"]["mean"] == pytest.approx(9)  # one token of 512 codes
+    for curve in report["baselines"]["curves"].values():
+        rates = [p["summary"]["rate"]["mean"] for p in curve]
+        assert rates == sorted(rates) and len(set(rates)) == len(rates)
+
+
+def _browser():
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("MMTOK_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install -y chromium); .ci/run installs it")
+        pytest.skip("chromium is not installed")
+    return found
+
+
+def test_report_page_renders_in_headless_chromium(image_report, tmp_path):
+    report, out = image_report
+    browser = _browser()
+    page = (out / "index.html").resolve().as_uri()
+    flags = [*BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1800"]
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", page], check=True, capture_output=True, timeout=120)
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.shape == (1800, 1200) and pixels.std() > 10  # a page was drawn, not a blank window
+    summary = re.search(r"<table id=\"summary\">(.*?)</table>", dom, re.S)
+    assert summary, "the summary table is missing"
+    for name in ("grid", "flexible", "JPEG at grid's rate", "WebP at flexible's rate"):
+        assert name in summary.group(1)
+    images = re.findall(r"<img [^>]*src=\"([^\"]+)\"", dom)
+    # The curves, the code-use histograms, the grid and 2 items x (original, 2 tokenizers, codecs).
+    assert len(images) >= len(report["plots"]["rate_distortion"]) + 2 + 1 + 2 * 3
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    broken = re.search(r'data-images-broken="(\d+)"', dom)
+    assert loaded and broken, "the page's load script did not run"
+    assert int(broken.group(1)) == 0 and int(loaded.group(1)) == len(images)
+
+
+@pytest.fixture(scope="module")
+def audio_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval-audio")
+    (root / "clips").mkdir()
+    for index in range(2):
+        sf.write(root / "clips" / f"clip{index}.wav", speech_like(1.0, seed=index), 16_000)
+    codec = build_tokenizer(TINY_AUDIO_MODEL).save_pretrained(root / "codec")
+    out = root / "report"
+    return run_eval([codec], str(root / "clips"), out, EvalOptions(media_items=2)), out
+
+
+def test_audio_report_players_point_at_files(audio_report):
+    report, out = audio_report
+    page = (out / "index.html").read_text()
+    sources = re.findall(r"<audio [^>]*src='([^']+)'", page)
+    assert len(sources) == 2 * 3  # 2 items x (original, the codec, Opus at its rate)
+    for source in sources:
+        samples, rate = sf.read(out / source)
+        assert rate == 16_000 and samples.shape[0] == 16_000
+    tok = report["tokenizers"][0]
+    # 8x downsampling at 16 kHz: 2,000 frames/s x 2 codebooks x 6 bits = 24 kbps.
+    assert tok["summary"]["rate"]["mean"] == pytest.approx(24.0, rel=1e-3)
+    assert [p["value"] for p in tok["sweep"]] == [1, 2]
+    assert tok["sweep"][0]["summary"]["rate"]["mean"] == pytest.approx(12.0, rel=1e-3)
+    opus = tok["matched"]["Opus"]["summary"]
+    assert opus["rate"]["mean"] > 0 and math.isfinite(opus["mel_distance"]["mean"])
+    for key in ("dnsmos_ovrl", "speaker_similarity", "stoi", "si_sdr"):
+        assert key in tok["summary"]
