@@ -63,15 +63,16 @@ def image_matched(reference: torch.Tensor, bpp: float) -> list[Coded]:
 
 
 # -- audio: (1, C, T) ------------------------------------------------------------------------------
-def _opus(reference: torch.Tensor, sample_rate: int, kbps: float) -> Coded:
+def _opus(reference: torch.Tensor, sample_rate: int, kbps: float, application: str = "voip") -> Coded:
     mono = reference[0].mean(dim=0)
-    decoded, actual = opus_roundtrip(mono, sample_rate, max(kbps, OPUS_MIN_KBPS))
+    decoded, actual = opus_roundtrip(mono, sample_rate, max(kbps, OPUS_MIN_KBPS), application=application)
     channels = reference.shape[1]
     return Coded("Opus", f"{max(kbps, OPUS_MIN_KBPS):g} kbps", actual, decoded.expand(channels, -1)[None])
 
 
-def audio_curve(reference: torch.Tensor, sample_rate: int, kbps=OPUS_CURVE_KBPS) -> list[Coded]:
-    return [_opus(reference, sample_rate, k) for k in kbps]
+def audio_curve(reference: torch.Tensor, sample_rate: int, kbps=OPUS_CURVE_KBPS, application="voip") -> list[Coded]:
+    """Opus at each bitrate; `application` is libopus' tuning ("voip" for speech, "audio" for music)."""
+    return [_opus(reference, sample_rate, k, application) for k in kbps]
 
 
 def audio_matched(reference: torch.Tensor, sample_rate: int, kbps: float) -> list[Coded]:
@@ -101,16 +102,19 @@ def video_matched(reference: torch.Tensor, fps: float, bpp: float) -> list[Coded
 
 
 # -- EEG: signals (1, C, T) in microvolts -----------------------------------------------------------
-def _dct(codec: DCTCodec, signal: torch.Tensor, sample_rate: float) -> Coded:
+def _dct(codec: DCTCodec, budget: int, signal: torch.Tensor, sample_rate: float) -> Coded:
+    """The setting names the budget: the split into coefficients x bits that best_dct_codec picks
+    may differ between items."""
     decoded = torch.from_numpy(codec(signal)).float()
     rate = codec.bits_per_patch * sample_rate / codec.patch_size  # bits per channel-second
-    setting = f"{codec.kept} coef x {codec.bits} bits"
-    return Coded("DCT", setting, rate, torch.nn.functional.pad(decoded, (0, signal.shape[-1] - decoded.shape[-1])))
+    return Coded(
+        "DCT", f"{budget} bits/patch", rate, torch.nn.functional.pad(decoded, (0, signal.shape[-1] - decoded.shape[-1]))
+    )
 
 
 def eeg_curve(signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int) -> list[Coded]:
     return [
-        _dct(best_dct_codec(fit_on, patch_size, bits, sample_rate), signal, sample_rate)
+        _dct(best_dct_codec(fit_on, patch_size, bits, sample_rate), bits, signal, sample_rate)
         for bits in DCT_CURVE_BITS_PER_PATCH
     ]
 
@@ -119,4 +123,5 @@ def eeg_matched(
     signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int, rate: float
 ) -> list[Coded]:
     bits_per_patch = max(1, int(rate * patch_size / sample_rate))
-    return [_dct(best_dct_codec(fit_on, patch_size, bits_per_patch, sample_rate), signal, sample_rate)]
+    codec = best_dct_codec(fit_on, patch_size, bits_per_patch, sample_rate)
+    return [_dct(codec, bits_per_patch, signal, sample_rate)]

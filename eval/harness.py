@@ -185,6 +185,8 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
         "throughput": {
             "encode_items_per_s": len(rows) / max(encode_seconds, 1e-9),
             "decode_items_per_s": len(rows) / max(decode_seconds, 1e-9),
+            "encode_seconds": encode_seconds,
+            "decode_seconds": decode_seconds,
             "threads": torch.get_num_threads(),
         },
         "sweep": [

@@ -101,12 +101,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         fid_weights=args.fid_weights,
     )
     report = run_eval(tokenizers, data, args.report, options)
-    for tok in report["tokenizers"]:
-        rate = tok["summary"]["rate"]["mean"]
-        scores = ", ".join(
-            f"{m} {tok['summary'][m]['mean']:.4g}" for m in report["metrics"] if tok["summary"].get(m, {}).get("mean")
-        )
-        print(f"{tok['name']}: {rate:.4g} {report['rate_name']}, {scores}")
+    from mmtok.eval.report_text import markdown_summary
+
+    print(markdown_summary(report, sweeps=False))
     print(f"report: {args.report}/index.html ({report['seconds']:.1f} s)")
     return 0
 
