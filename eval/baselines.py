@@ -23,7 +23,7 @@ from mmtok.eval.codecs import available_image_codecs, image_at_bits, image_round
 from mmtok.eval.eeg import DCTCodec, best_dct_codec
 from mmtok.eval.h264 import h264_at_bits, h264_roundtrip
 
-IMAGE_CURVE_QUALITIES = (5, 25, 50, 75, 90)
+IMAGE_CURVE_QUALITIES = (10, 30, 60, 90)
 OPUS_CURVE_KBPS = (6.0, 8.0, 12.0, 16.0, 24.0)
 OPUS_MIN_KBPS = 6.0  # libopus' floor: asked for less, it spends this much
 H264_CURVE_CRF = (23, 30, 37, 44, 51)
