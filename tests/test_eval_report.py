@@ -146,3 +146,35 @@ def test_audio_report_players_point_at_files(audio_report):
     assert opus["rate"]["mean"] > 0 and math.isfinite(opus["mel_distance"]["mean"])
     for key in ("dnsmos_ovrl", "speaker_similarity", "stoi", "si_sdr"):
         assert key in tok["summary"]
+
+
+def test_video_and_eeg_reports_set_h264_and_dct_beside_the_tokenizer(tmp_path):
+    from eeg_helpers import TINY_EEG, recording, write_npz
+    from video_helpers import TINY_VIDEO, moving_frames, write_clip
+
+    (tmp_path / "clips").mkdir()
+    write_clip(tmp_path / "clips" / "moving.mp4", moving_frames(9))
+    video = run_eval(
+        [build_tokenizer(TINY_VIDEO).save_pretrained(tmp_path / "video")], str(tmp_path / "clips"), tmp_path / "v"
+    )
+    tok = video["tokenizers"][0]
+    assert set(tok["summary"]) >= {"psnr", "ssim", "temporal_error"}
+    assert tok["matched"]["H.264"]["items"][0]["setting"].startswith("CRF")
+    crf_rates = [p["summary"]["rate"]["mean"] for p in video["baselines"]["curves"]["H.264"]]
+    assert crf_rates == sorted(crf_rates) and len(crf_rates) == 5
+    strip = Image.open(tmp_path / "v" / "media" / tok["items"][0]["media"]["strip"])
+    assert strip.size == (6 * 32, 32)  # 6 of the 9 frames side by side
+
+    (tmp_path / "recordings").mkdir()
+    for seed in range(2):
+        write_npz(tmp_path / "recordings" / f"r{seed}.npz", recording(seed=seed))
+    eeg = run_eval(
+        [build_tokenizer(TINY_EEG).save_pretrained(tmp_path / "eeg")], str(tmp_path / "recordings"), tmp_path / "e"
+    )
+    tok = eeg["tokenizers"][0]
+    # 2 codebooks of 16 codes per 50-sample patch at 200 Hz: 4 patches/s x 8 bits = 32 bits per channel-second.
+    assert tok["summary"]["rate"]["mean"] == pytest.approx(32.0)
+    assert [p["summary"]["rate"]["mean"] for p in tok["sweep"]] == pytest.approx([16.0, 32.0])
+    dct = tok["matched"]["DCT"]["summary"]
+    assert dct["rate"]["mean"] <= 32.0 and 0 <= dct["nmse"]["mean"] < 1
+    assert (tmp_path / "e" / "media" / tok["items"][0]["media"]["trace"]).is_file()
