@@ -40,17 +40,21 @@ class EvalOptions:
     crop_size: int | None = None  # images and video: centred crops of at most this per side (None: the spec's)
     lpips_weights: str | None = None  # a torchvision VGG16 state dict
     fid_weights: str | None = None  # a torchvision Inception v3 state dict
+    probe_train: str | None = None  # EEG: labelled training trials (.ts) for linear probes on the tokens
 
 
 def load_items(data: str, modality: str, *, reads_paths: bool = False, limit: int | None = None) -> list:
     """(name, media) pairs: "sample-images[:N]" is scikit-image's N (default 5) held-out photos, as
-    the quickstart splits them; anything else is a source `mmtok tokenize` reads (folder, glob, tar,
-    parquet, datasets:NAME), its items as encoded bytes (or local paths for specs that read paths)."""
+    the quickstart splits them; a single media file is one item (an EEG `.ts` file holds many
+    trials); anything else is a source `mmtok tokenize` reads (folder, glob, tar, parquet,
+    datasets:NAME), its items as encoded bytes (or local paths for specs that read paths)."""
     if str(data).startswith(SAMPLE_IMAGES):
         from mmtok.data.sample_images import sample_images
 
         held_out = int(str(data).split(":", 1)[1]) if ":" in str(data) else 5
         items = sample_images(held_out=held_out)[1]
+    elif Path(data).is_file() and Path(data).suffix.lower() not in (".tar", ".parquet"):
+        items = [(Path(data).name, Path(data) if reads_paths else Path(data).read_bytes())]  # one media file
     else:
         from mmtok.data.sources import open_source
 
@@ -260,6 +264,8 @@ def run_eval(tokenizers: list[str], data: str, out: str | Path, options: EvalOpt
         "tokenizers": [evaluate_tokenizer(n, f, items, suite, options, media) for n, (_, f) in zip(names, loaded)],
         "baselines": evaluate_baselines(first, items, suite, media, options),
     }
+    if options.probe_train:
+        report["probes"] = suite.probes(list(zip(names, (f for _, f in loaded))), str(data), options.probe_train)
     report["plots"] = draw_plots(report, out)
     report["seconds"] = time.perf_counter() - started
     write_html(report, out)

@@ -100,6 +100,19 @@ def _sweep_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _probe_table(report: dict) -> str:
+    probes = report.get("probes")
+    if not probes:
+        return ""
+    keys = list(next(iter(probes.values())))
+    lines = ["<h2>Linear probes</h2><table id='probes'><tr><th>features</th>"]
+    lines.append("".join(f"<th>{_e(k)}</th>" for k in keys) + "</tr>")
+    for name, scores in probes.items():
+        lines.append(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='num'>{scores[k]:.3f}</td>" for k in keys))
+        lines.append("</tr>")
+    return "\n".join([*lines, "</table>"])
+
+
 def _media_cell(media: dict | None, caption: str = "") -> str:
     if not media:
         return "<td>–</td>"
@@ -153,6 +166,7 @@ Means with 95 % confidence intervals over the items; rate in {_e(report["rate_na
 log2 of the codebook size; codecs at their encoded size). Built in {report.get("seconds", 0):.1f} s.</p>
 <h2>Summary</h2>{_summary_table(report)}
 {_extra_metrics_table(report)}
+{_probe_table(report)}
 <h2>Rate–distortion</h2><div class="plots">{curves}</div>
 <h2>Sweeps</h2>{_sweep_table(report)}
 <h2>Reconstructions</h2>{_media_table(report)}

@@ -45,6 +45,34 @@ class EEGSuite(Suite):
         signal = reference.double().numpy()
         return eeg_matched(reference, signal, info["sample_rate"], self._patch(info), rate)
 
+    def probes(self, tokenizers: list[tuple[str, object]], data: str, train: str) -> dict[str, dict]:
+        """Linear probes (mmtok.eval.eeg_probe) fitted on the labelled trials of `train` and scored on
+        those of `data` (both aeon `.ts` files): one on each tokenizer's frozen tokens, one on the raw
+        signal's band powers as prepared by the first tokenizer."""
+        from mmtok.data.eeg_ts import read_ts
+        from mmtok.eval.eeg_probe import band_power_features, linear_probe, token_features
+
+        train_set, test_set = read_ts(train), read_ts(data)
+        if not all(train_set.labels) or not all(test_set.labels):
+            raise ValueError(f"probes need class labels on every trial of {train} and {data}")
+        scores, raw = {}, None
+        for name, frozen in tokenizers:
+            train_x = frozen.prepare(train_set.recordings).tensor
+            test_x = frozen.prepare(test_set.recordings).tensor
+            scores[f"{name} tokens"] = linear_probe(
+                token_features(frozen, train_x), train_set.labels, token_features(frozen, test_x), test_set.labels
+            )
+            if raw is None:
+                rate = frozen.input_spec.sample_rate
+                raw = linear_probe(
+                    band_power_features(train_x, rate),
+                    train_set.labels,
+                    band_power_features(test_x, rate),
+                    test_set.labels,
+                )
+        scores["band powers (raw signal)"] = raw
+        return scores
+
     def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict, reference=None) -> dict[str, str]:
         import matplotlib.pyplot as plt
 

@@ -44,6 +44,10 @@ class Suite:
     def matched(self, reference: torch.Tensor, info: dict, rate: float) -> list[Coded]:
         return []
 
+    def probes(self, tokenizers: list[tuple[str, object]], data: str, train: str) -> dict[str, dict]:
+        """Linear probes on frozen tokens against labelled training items (EEG only so far)."""
+        raise ValueError(f"token probes are not available for {self.modality}")
+
     def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict, reference=None) -> dict[str, str]:
         """Files that show one item (paths relative to `folder`), keyed by kind: "image", "audio", ...;
         `reference`, when given, is the original the picture may draw beside `x`."""

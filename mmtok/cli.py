@@ -99,6 +99,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         lpips_weights=args.lpips_weights,
         fid_weights=args.fid_weights,
+        probe_train=args.probe_train,
     )
     report = run_eval(tokenizers, data, args.report, options)
     from mmtok.eval.report_text import markdown_summary
@@ -226,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the classical codecs")
     evaluate.add_argument("--lpips-weights", default=None, help="a torchvision VGG16 state dict: adds LPIPS")
     evaluate.add_argument("--fid-weights", default=None, help="a torchvision Inception v3 state dict: adds FID")
+    evaluate.add_argument(
+        "--probe-train",
+        default=None,
+        help="EEG: a labelled .ts file of training trials; DATA (a labelled .ts file) is then probed too",
+    )
     evaluate.set_defaults(func=_cmd_eval)
     return parser
 

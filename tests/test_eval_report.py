@@ -178,3 +178,43 @@ def test_video_and_eeg_reports_set_h264_and_dct_beside_the_tokenizer(tmp_path):
     dct = tok["matched"]["DCT"]["summary"]
     assert dct["rate"]["mean"] <= 32.0 and 0 <= dct["nmse"]["mean"] < 1
     assert (tmp_path / "e" / "media" / tok["items"][0]["media"]["trace"]).is_file()
+
+
+def _write_ts(path, trials: list[tuple[np.ndarray, str]]) -> None:
+    header = "@problemName Rhythms\n@timestamps false\n@univariate false\n@equalLength true\n"
+    header += f"@seriesLength {trials[0][0].shape[1]}\n@classLabel true alpha beta\n@data\n"
+    lines = [
+        ":".join(",".join(f"{v:.3f}" for v in channel) for channel in data) + f":{label}" for data, label in trials
+    ]
+    path.write_text(header + "\n".join(lines) + "\n")
+
+
+def test_eeg_token_probes_beside_the_band_power_probe(tmp_path):
+    from eeg_helpers import TINY_EEG
+
+    rng = np.random.default_rng(0)
+    seconds = np.arange(400) / 200
+
+    def trials(count):
+        made = []
+        for index in range(count):
+            label, hz = ("alpha", 10.0) if index % 2 == 0 else ("beta", 22.0)
+            signal = 20 * np.sin(2 * np.pi * hz * seconds + rng.uniform(0, 6)) + rng.normal(0, 3, (2, 400))
+            made.append((signal, label))
+        return made
+
+    folder = tmp_path / "sets" / "Rhythms"
+    folder.mkdir(parents=True)
+    (tmp_path / "sets" / "auxiliary").mkdir()
+    (tmp_path / "sets" / "auxiliary" / "Rhythms.json").write_text('{"sfreq": 200, "channels": ["O1", "O2"]}')
+    _write_ts(folder / "Rhythms_TRAIN.ts", trials(20))
+    _write_ts(folder / "Rhythms_TEST.ts", trials(6))
+    tokenizer = build_tokenizer(TINY_EEG).save_pretrained(tmp_path / "eeg")
+    options = EvalOptions(probe_train=str(folder / "Rhythms_TRAIN.ts"), sweep=False, media_items=1)
+    report = run_eval([tokenizer], str(folder / "Rhythms_TEST.ts"), tmp_path / "report", options)
+    assert report["items"] == ["Rhythms_TEST.ts"]
+    assert [row["item"] for row in report["tokenizers"][0]["items"]] == [f"Rhythms_TEST.ts#{i}" for i in range(6)]
+    probes = report["probes"]
+    assert probes["band powers (raw signal)"]["balanced_accuracy"] == 1.0  # alpha vs beta power separates them
+    assert 0.0 <= probes["eeg tokens"]["balanced_accuracy"] <= 1.0
+    assert "<table id='probes'>" in (tmp_path / "report" / "index.html").read_text()
