@@ -67,7 +67,7 @@ def _opus(reference: torch.Tensor, sample_rate: int, kbps: float, application: s
     mono = reference[0].mean(dim=0)
     decoded, actual = opus_roundtrip(mono, sample_rate, max(kbps, OPUS_MIN_KBPS), application=application)
     channels = reference.shape[1]
-    return Coded("Opus", f"{max(kbps, OPUS_MIN_KBPS):g} kbps", actual, decoded.expand(channels, -1)[None])
+    return Coded("Opus", f"{max(kbps, OPUS_MIN_KBPS):.3g} kbps", actual, decoded.expand(channels, -1)[None])
 
 
 def audio_curve(reference: torch.Tensor, sample_rate: int, kbps=OPUS_CURVE_KBPS, application="voip") -> list[Coded]:
@@ -75,8 +75,20 @@ def audio_curve(reference: torch.Tensor, sample_rate: int, kbps=OPUS_CURVE_KBPS,
     return [_opus(reference, sample_rate, k, application) for k in kbps]
 
 
-def audio_matched(reference: torch.Tensor, sample_rate: int, kbps: float) -> list[Coded]:
-    return [_opus(reference, sample_rate, kbps)]
+OPUS_MATCH_TRIES = 6
+
+
+def audio_matched(reference: torch.Tensor, sample_rate: int, kbps: float, application="voip") -> list[Coded]:
+    """Opus whose actual bitrate reaches `kbps`: libopus' variable rate often spends less than it is
+    asked for on simple or short clips, so the target is raised (up to 6 tries) until it does."""
+    target = kbps
+    coded = _opus(reference, sample_rate, target, application)
+    for _ in range(OPUS_MATCH_TRIES - 1):
+        if coded.rate >= kbps:
+            break
+        target *= max(1.1, kbps / max(coded.rate, 1e-3))
+        coded = _opus(reference, sample_rate, target, application)
+    return [coded]
 
 
 # -- video: (1, 3, T, H, W) in [-1, 1] --------------------------------------------------------------

@@ -16,6 +16,7 @@ Both models are loaded once per process and kept.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +67,22 @@ def dnsmos(wave, sample_rate: int) -> dict[str, float]:
     return {key: float(np.mean([s[f"{key}_mos"] for s in scores])) for key in ("sig", "bak", "ovrl")}
 
 
+def _resemblyzer():
+    with warnings.catch_warnings():  # its imports use deprecated scipy and pkg_resources names; not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        import resemblyzer
+    return resemblyzer
+
+
 @functools.cache
 def _voice_encoder():
-    from resemblyzer import VoiceEncoder
-
-    return VoiceEncoder("cpu", verbose=False)
+    return _resemblyzer().VoiceEncoder("cpu", verbose=False)
 
 
 def speaker_embedding(wave, sample_rate: int) -> np.ndarray:
     """The unit-norm 256-d resemblyzer embedding of one clip (long silences trimmed by its VAD)."""
-    from resemblyzer import preprocess_wav
-
-    samples = preprocess_wav(_mono_16k(wave, sample_rate), MODEL_RATE)
+    samples = _resemblyzer().preprocess_wav(_mono_16k(wave, sample_rate), MODEL_RATE)
     if samples.size < MODEL_RATE // 10:  # the VAD kept almost nothing: embed the clip as it is
         samples = _mono_16k(wave, sample_rate)
     return _voice_encoder().embed_utterance(samples)

@@ -143,7 +143,7 @@ def test_audio_report_players_point_at_files(audio_report):
     assert [p["value"] for p in tok["sweep"]] == [1, 2]
     assert tok["sweep"][0]["summary"]["rate"]["mean"] == pytest.approx(12.0, rel=1e-3)
     opus = tok["matched"]["Opus"]["summary"]
-    assert opus["rate"]["mean"] > 0 and math.isfinite(opus["mel_distance"]["mean"])
+    assert opus["rate"]["mean"] >= 24.0 and math.isfinite(opus["mel_distance"]["mean"])  # at least the same bits
     for key in ("dnsmos_ovrl", "speaker_similarity", "stoi", "si_sdr"):
         assert key in tok["summary"]
 
