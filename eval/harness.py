@@ -17,6 +17,7 @@ import dataclasses
 import math
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +106,17 @@ def _sweep_ids(frozen, x: torch.Tensor, ids: torch.Tensor, kind: str, value: int
     return ids[:, :value] if kind == "k" else frozen.encode_tensor(x, num_codebooks=value)
 
 
-def _examples(frozen, items: list, crop_size: int | None = None) -> list[tuple[str, torch.Tensor, dict]]:
+def _examples(frozen, items: list, crop_size: int | None = None) -> Iterator[tuple[str, torch.Tensor, dict]]:
     """Every item through the tokenizer's input spec (with `crop_size` where the spec crops), one
-    example each (a file may hold several)."""
+    example at a time (a file may hold several), so that only one is in memory."""
     spec = frozen.input_spec
     if crop_size is not None and hasattr(spec, "crop_size"):
         spec = dataclasses.replace(spec, crop_size=crop_size)
-    examples = []
     for name, media in items:
         prepared = spec.prepare(media)
         for b in range(prepared.tensor.shape[0]):
             label = name if prepared.tensor.shape[0] == 1 else f"{name}#{b}"
-            examples.append((str(label), prepared.tensor[b : b + 1], prepared.info[b]))
-    return examples
+            yield str(label), prepared.tensor[b : b + 1], prepared.info[b]
 
 
 def _score_coded(suite: Suite, coded, reference: torch.Tensor, info: dict) -> dict:
@@ -131,13 +130,14 @@ def _score_coded(suite: Suite, coded, reference: torch.Tensor, info: dict) -> di
 
 @torch.inference_mode()
 def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: EvalOptions, media: Path) -> dict:
-    examples = _examples(frozen, items, options.crop_size)
+    first = next(_examples(frozen, items[:1], options.crop_size))
     monitor = CodebookMonitor(frozen.codebook_sizes, frozen.num_codebooks)
-    settings = sweep_settings(frozen, examples[0][1]) if options.sweep else []
+    settings = sweep_settings(frozen, first[1]) if options.sweep else []
     dataset = suite.dataset_metric()
-    frozen.decode(frozen.encode_tensor(examples[0][1]))  # warm-up, not timed
+    frozen.decode(frozen.encode_tensor(first[1]))  # warm-up, not timed
     rows, sweep_rows, matched_rows = [], {s: [] for s in settings}, []
     encode_seconds = decode_seconds = 0.0
+    examples = _examples(frozen, items, options.crop_size)
     for index, (label, x, info) in enumerate(tqdm(examples, desc=f"eval {name}", leave=False)):
         started = time.perf_counter()
         ids = frozen.encode_tensor(x)
@@ -159,6 +159,9 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
             row["media"] = suite.write_media(media, slug(f"{name}_{index}"), reconstruction, info, reference)
         rows.append(row)
         for kind, value in settings:
+            if value == ids.shape[1 if kind == "k" else -1]:  # the full setting: the row above
+                sweep_rows[(kind, value)].append({k: v for k, v in row.items() if k not in ("item", "media")})
+                continue
             prefix_ids = _sweep_ids(frozen, x, ids, kind, value)
             recon = _aligned(frozen.decode(prefix_ids), reference)
             prefix_bits = bits_of(prefix_ids, frozen.codebook_sizes)
