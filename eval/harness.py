@@ -106,14 +106,23 @@ def _sweep_ids(frozen, x: torch.Tensor, ids: torch.Tensor, kind: str, value: int
     return ids[:, :value] if kind == "k" else frozen.encode_tensor(x, num_codebooks=value)
 
 
-def _examples(frozen, items: list, crop_size: int | None = None) -> Iterator[tuple[str, torch.Tensor, dict]]:
+def _examples(
+    frozen, items: list, crop_size: int | None = None, errors: list | None = None
+) -> Iterator[tuple[str, torch.Tensor, dict]]:
     """Every item through the tokenizer's input spec (with `crop_size` where the spec crops), one
-    example at a time (a file may hold several), so that only one is in memory."""
+    example at a time (a file may hold several), so that only one is in memory. An item the input
+    path refuses (a broken file, a clip too short) is left out and recorded in `errors`."""
     spec = frozen.input_spec
     if crop_size is not None and hasattr(spec, "crop_size"):
         spec = dataclasses.replace(spec, crop_size=crop_size)
     for name, media in items:
-        prepared = spec.prepare(media)
+        try:
+            prepared = spec.prepare(media)
+        except ValueError as error:
+            if errors is None:
+                raise
+            errors.append({"item": str(name), "error": str(error)})
+            continue
         for b in range(prepared.tensor.shape[0]):
             label = name if prepared.tensor.shape[0] == 1 else f"{name}#{b}"
             yield str(label), prepared.tensor[b : b + 1], prepared.info[b]
@@ -130,14 +139,17 @@ def _score_coded(suite: Suite, coded, reference: torch.Tensor, info: dict) -> di
 
 @torch.inference_mode()
 def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: EvalOptions, media: Path) -> dict:
-    first = next(_examples(frozen, items[:1], options.crop_size))
+    errors: list[dict] = []
+    first = next(_examples(frozen, items, options.crop_size, []), None)
+    if first is None:
+        raise ValueError(f"{name}: its input path refuses every item")
     monitor = CodebookMonitor(frozen.codebook_sizes, frozen.num_codebooks)
     settings = sweep_settings(frozen, first[1]) if options.sweep else []
     dataset = suite.dataset_metric()
     frozen.decode(frozen.encode_tensor(first[1]))  # warm-up, not timed
     rows, sweep_rows, matched_rows = [], {s: [] for s in settings}, []
     encode_seconds = decode_seconds = 0.0
-    examples = _examples(frozen, items, options.crop_size)
+    examples = _examples(frozen, items, options.crop_size, errors)
     for index, (label, x, info) in enumerate(tqdm(examples, desc=f"eval {name}", leave=False)):
         started = time.perf_counter()
         ids = frozen.encode_tensor(x)
@@ -201,6 +213,7 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
             for (kind, value), values in sweep_rows.items()
         ],
         "matched": _by_codec(matched_rows),
+        "errors": errors,
     }
 
 
@@ -217,7 +230,7 @@ def evaluate_baselines(frozen, items: list, suite: Suite, media: Path, options: 
     """The codecs' quality sweeps on the items as `frozen` prepares them; the originals' media."""
     curves: dict[tuple[str, str], list[dict]] = {}
     originals = []
-    for index, (label, x, info) in enumerate(_examples(frozen, items, options.crop_size)):
+    for index, (label, x, info) in enumerate(_examples(frozen, items, options.crop_size, [])):
         reference = suite.reference(x).float().cpu()
         if index < options.media_items:
             originals.append(

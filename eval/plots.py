@@ -89,12 +89,18 @@ def codebook_use(tok: dict, path: Path) -> None:
 
 def image_grid(report: dict, out: Path, path: Path, max_side: int = 160) -> bool:
     """Rows: items; columns: original, each tokenizer, each codec at the first tokenizer's rate."""
+    names = [o["item"] for o in report["baselines"]["originals"]]
     columns = [("original", [o["media"].get("image") for o in report["baselines"]["originals"]])]
+
+    def images_of(rows: list[dict]) -> list[str | None]:
+        by_item = {row["item"]: row.get("media", {}).get("image") for row in rows}
+        return [by_item.get(name) for name in names]
+
     for tok in report["tokenizers"]:
-        columns.append((tok["name"], [row.get("media", {}).get("image") for row in tok["items"]]))
+        columns.append((tok["name"], images_of(tok["items"])))
     if report["tokenizers"]:
         for codec, group in report["tokenizers"][0]["matched"].items():
-            columns.append((codec, [row.get("media", {}).get("image") for row in group["items"]]))
+            columns.append((codec, images_of(group["items"])))
     rows = len(columns[0][1])
     if rows == 0:
         return False

@@ -134,14 +134,29 @@ def _media_table(report: dict) -> str:
     columns += [f"{codec} at {report['tokenizers'][0]['name']}'s rate" for codec in matched]
     lines = ["<table class='media' id='reconstructions'><tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>"]
     metric = next(iter(report["metrics"]), None)
-    for index, original in enumerate(originals):
+    systems = [{row["item"]: row for row in t["items"]} for t in report["tokenizers"]]
+    systems += [{row["item"]: row for row in g["items"]} for g in matched.values()]
+    for original in originals:
         cells = [f"<td>{_e(original['item'])}</td>", _media_cell(original["media"])]
-        for row in [t["items"][index] for t in report["tokenizers"]] + [g["items"][index] for g in matched.values()]:
+        for rows in systems:
+            row = rows.get(original["item"])
+            if row is None:
+                cells.append("<td>–</td>")
+                continue
             caption = f"{row['rate']:.3g} {report['rate_name']}" + (
                 f", {metric} {row[metric]:.3g}" if metric in row else ""
             )
             cells.append(_media_cell(row.get("media"), caption))
         lines.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join([*lines, "</table>"])
+
+
+def _errors(report: dict) -> str:
+    rows = [(t["name"], e["item"], e["error"]) for t in report["tokenizers"] for e in t.get("errors", [])]
+    if not rows:
+        return ""
+    lines = ["<h2>Items left out</h2><table id='errors'><tr><th>tokenizer</th><th>item</th><th>why</th></tr>"]
+    lines += [f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td>{_e(c)}</td></tr>" for a, b, c in rows]
     return "\n".join([*lines, "</table>"])
 
 
@@ -167,6 +182,7 @@ log2 of the codebook size; codecs at their encoded size). Built in {report.get("
 <h2>Summary</h2>{_summary_table(report)}
 {_extra_metrics_table(report)}
 {_probe_table(report)}
+{_errors(report)}
 <h2>Rate–distortion</h2><div class="plots">{curves}</div>
 <h2>Sweeps</h2>{_sweep_table(report)}
 <h2>Reconstructions</h2>{_media_table(report)}

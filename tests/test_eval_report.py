@@ -38,6 +38,7 @@ BROWSER_FLAGS = [
 def image_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-image")
     write_images(root / "images", 3, size=IMAGE_SIZE)
+    (root / "images" / "broken.png").write_bytes(b"not a picture")  # left out, and said so
     grid = build_tokenizer(TINY_RVQ_IMAGE).save_pretrained(root / "grid")
     flexible = build_tokenizer(TINY_IMAGE1D_MODEL).save_pretrained(root / "flexible")
     out = root / "report"
@@ -61,6 +62,7 @@ def test_report_rates_and_scores(image_report):
             assert [row["item"] for row in group["items"]] == [row["item"] for row in tok["items"]]
         health = tok["codebooks"]
         assert len(health) == tok["num_codebooks"] and all(0 < c["utilization"] <= 1 for c in health)
+        assert [error["item"] for error in tok["errors"]] == ["broken.png"]
     assert (out / "report.json").is_file() and (out / "plots" / "rd_psnr.png").is_file()
 
 
