@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 STYLE = """
@@ -160,6 +161,18 @@ def _errors(report: dict) -> str:
     return "\n".join([*lines, "</table>"])
 
 
+def _finite(value):
+    """NaN and infinities (a score that could not be computed, PSNR of identical images) as null:
+    strict JSON, which browsers and jq read."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_html(report: dict, out: Path) -> Path:
     """Writes out/report.json (without the raw code counts, which the histograms show) and out/index.html."""
     out = Path(out)
@@ -167,7 +180,7 @@ def write_html(report: dict, out: Path) -> Path:
         **report,
         "tokenizers": [{k: v for k, v in t.items() if k != "code_counts"} for t in report["tokenizers"]],
     }
-    (out / "report.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
+    (out / "report.json").write_text(json.dumps(_finite(public), indent=2, allow_nan=False, default=float) + "\n")
     plots = report["plots"]
     curves = "".join(f"<img src='{_e(p)}' alt='{_e(m)} curve'>" for m, p in plots["rate_distortion"].items())
     codebooks = "".join(f"<img src='{_e(p)}' alt='{_e(n)} code use'>" for n, p in plots["codebooks"].items())

@@ -1,6 +1,7 @@
 """`mmtok eval` end to end on tiny random-weight tokenizers and generated media: the report's
 numbers, its sweeps, and its page as headless Chromium renders it."""
 
+import json
 import math
 import os
 import re
@@ -63,7 +64,13 @@ def test_report_rates_and_scores(image_report):
         health = tok["codebooks"]
         assert len(health) == tok["num_codebooks"] and all(0 < c["utilization"] <= 1 for c in health)
         assert [error["item"] for error in tok["errors"]] == ["broken.png"]
-    assert (out / "report.json").is_file() and (out / "plots" / "rd_psnr.png").is_file()
+
+    def refuse(constant):
+        raise AssertionError(f"report.json holds {constant}, which strict JSON readers refuse")
+
+    saved = json.loads((out / "report.json").read_text(), parse_constant=refuse)
+    assert saved["tokenizers"][0]["summary"]["rate"]["mean"] == pytest.approx(2.0)
+    assert (out / "plots" / "rd_psnr.png").is_file()
 
 
 def test_sweeps_give_monotone_bits(image_report):
