@@ -229,9 +229,10 @@ def _by_codec(rows: list[dict]) -> dict[str, dict]:
 def evaluate_baselines(frozen, items: list, suite: Suite, media: Path, options: EvalOptions) -> dict:
     """The codecs' quality sweeps on the items as `frozen` prepares them; the originals' media."""
     curves: dict[tuple[str, str], list[dict]] = {}
-    originals = []
+    originals, reference_rows = [], []
     for index, (label, x, info) in enumerate(_examples(frozen, items, options.crop_size, [])):
         reference = suite.reference(x).float().cpu()
+        reference_rows.append(suite.reference_scores(reference, info))
         if index < options.media_items:
             originals.append(
                 {"item": label, "media": suite.write_media(media, slug(f"original_{index}"), reference, info)}
@@ -244,7 +245,8 @@ def evaluate_baselines(frozen, items: list, suite: Suite, media: Path, options: 
         codecs.setdefault(codec, []).append({"setting": setting, "summary": summarise(rows, numeric_keys(rows))})
     for points in codecs.values():
         points.sort(key=lambda p: p["summary"]["rate"]["mean"])
-    return {"curves": codecs, "originals": originals}
+    reference_summary = summarise(reference_rows, numeric_keys(reference_rows))
+    return {"curves": codecs, "originals": originals, "reference": reference_summary}
 
 
 def run_eval(tokenizers: list[str], data: str, out: str | Path, options: EvalOptions | None = None) -> dict:

@@ -56,6 +56,10 @@ def _summary_table(report: dict) -> str:
             cells = [_value(summary.get("rate"))] + [_value(summary.get(m)) for m in metrics] + ["", "", "", ""]
             label = f"{codec} at {tok['name']}'s rate"
             lines.append(f"<tr><td>{_e(label)}</td>" + "".join(f"<td class='num'>{c}</td>" for c in cells) + "</tr>")
+    reference = report["baselines"].get("reference") or {}
+    if reference:
+        cells = ["–"] + [_value(reference.get(m)) if m in reference else "–" for m in metrics] + ["", "", "", ""]
+        lines.append("<tr><td>original (uncoded)</td>" + "".join(f"<td class='num'>{c}</td>" for c in cells) + "</tr>")
     lines.append("</table>")
     return "\n".join(lines)
 

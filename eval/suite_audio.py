@@ -51,6 +51,10 @@ class AudioSuite(Suite):
             "speaker_similarity": speaker_similarity(x, y, rate),
         }
 
+    def reference_scores(self, reference: torch.Tensor, info: dict) -> dict[str, float]:
+        quality = dnsmos(reference[0].mean(dim=0), info["sample_rate"])
+        return {f"dnsmos_{key}": value for key, value in quality.items()}
+
     def curve(self, reference: torch.Tensor, info: dict):
         return audio_curve(reference, info["sample_rate"])
 

@@ -33,6 +33,10 @@ class Suite:
     def scores(self, reference: torch.Tensor, reconstruction: torch.Tensor, info: dict) -> dict[str, float]:
         raise NotImplementedError
 
+    def reference_scores(self, reference: torch.Tensor, info: dict) -> dict[str, float]:
+        """Scores of the original itself, for metrics that need no reference (DNSMOS): the ceiling."""
+        return {}
+
     def dataset_metric(self):
         """None, or an accumulator with update(reference, reconstruction) and compute() -> {name: value}
         for metrics of a whole set (FID)."""

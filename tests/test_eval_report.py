@@ -155,6 +155,9 @@ def test_audio_report_players_point_at_files(audio_report):
     assert opus["rate"]["mean"] >= 24.0 and math.isfinite(opus["mel_distance"]["mean"])  # at least the same bits
     for key in ("dnsmos_ovrl", "speaker_similarity", "stoi", "si_sdr"):
         assert key in tok["summary"]
+    # DNSMOS needs no reference, so the originals get a score too: the ceiling, on its own row.
+    assert 1.0 <= report["baselines"]["reference"]["dnsmos_ovrl"]["mean"] <= 5.0
+    assert "original (uncoded)" in page
 
 
 def test_video_and_eeg_reports_set_h264_and_dct_beside_the_tokenizer(tmp_path):
