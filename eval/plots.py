@@ -99,8 +99,9 @@ def image_grid(report: dict, out: Path, path: Path, max_side: int = 160) -> bool
     for tok in report["tokenizers"]:
         columns.append((tok["name"], images_of(tok["items"])))
     if report["tokenizers"]:
-        for codec, group in report["tokenizers"][0]["matched"].items():
-            columns.append((codec, images_of(group["items"])))
+        first = report["tokenizers"][0]
+        for codec, group in first["matched"].items():
+            columns.append((f"{codec} at {first['name']}'s rate", images_of(group["items"])))
     rows = len(columns[0][1])
     if rows == 0:
         return False
