@@ -230,3 +230,20 @@ def test_eeg_token_probes_beside_the_band_power_probe(tmp_path):
     assert probes["band powers (raw signal)"]["balanced_accuracy"] == 1.0  # alpha vs beta power separates them
     assert 0.0 <= probes["eeg tokens"]["balanced_accuracy"] <= 1.0
     assert "<table id='probes'>" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_a_converted_pretrained_codec_goes_through_the_same_harness(tmp_path):
+    pytest.importorskip("transformers")
+    from pretrained_models import save
+
+    from mmtok.pretrained import convert
+
+    codec = convert(save("hf-encodec", tmp_path / "source"), tmp_path / "encodec")
+    (tmp_path / "clips").mkdir()
+    sf.write(tmp_path / "clips" / "speech.wav", speech_like(1.0), 16_000)
+    report = run_eval([codec], str(tmp_path / "clips"), tmp_path / "report", EvalOptions(baselines=False))
+    tok = report["tokenizers"][0]
+    assert tok["family"] == "hf-encodec" and tok["summary"]["mel_distance"]["n"] == 1
+    rates = [point["summary"]["rate"]["mean"] for point in tok["sweep"]]  # its residual codebooks, 1..all
+    assert [point["value"] for point in tok["sweep"]] == [1, 2] and rates[0] < rates[1]
+    assert rates[1] == pytest.approx(tok["summary"]["rate"]["mean"])
