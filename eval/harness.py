@@ -39,6 +39,7 @@ class EvalOptions:
     baselines: bool = True
     media_items: int = 4  # items whose media (pictures, players) the report shows
     crop_size: int | None = None  # images and video: centred crops of at most this per side (None: the spec's)
+    device: str = "cpu"  # where the tokenizers run; metrics and codecs run on the CPU
     lpips_weights: str | None = None  # a torchvision VGG16 state dict
     fid_weights: str | None = None  # a torchvision Inception v3 state dict
     probe_train: str | None = None  # EEG: labelled training trials (.ts) for linear probes on the tokens
@@ -128,6 +129,13 @@ def _examples(
             yield str(label), prepared.tensor[b : b + 1], prepared.info[b]
 
 
+def _clock(frozen) -> float:
+    """perf_counter after the device's queued work is done (CUDA kernels run asynchronously)."""
+    if frozen.device.type == "cuda":
+        torch.cuda.synchronize(frozen.device)
+    return time.perf_counter()
+
+
 def _score_coded(suite: Suite, coded, reference: torch.Tensor, info: dict) -> dict:
     return {
         "codec": coded.codec,
@@ -151,14 +159,11 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
     encode_seconds = decode_seconds = 0.0
     examples = _examples(frozen, items, options.crop_size, errors)
     for index, (label, x, info) in enumerate(tqdm(examples, desc=f"eval {name}", leave=False)):
-        started = time.perf_counter()
+        started = _clock(frozen)
         ids = frozen.encode_tensor(x)
-        encoded = time.perf_counter()
+        encoded = _clock(frozen)
         decoded = frozen.decode(ids)
-        encode_seconds, decode_seconds = (
-            encode_seconds + encoded - started,
-            decode_seconds + time.perf_counter() - encoded,
-        )
+        encode_seconds, decode_seconds = encode_seconds + encoded - started, decode_seconds + _clock(frozen) - encoded
         monitor.update(ids)
         reference = suite.reference(x).float().cpu()
         reconstruction = _aligned(decoded, reference)
@@ -261,7 +266,7 @@ def run_eval(tokenizers: list[str], data: str, out: str | Path, options: EvalOpt
     media = out / "media"
     media.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    loaded = [(Path(str(t)).name or str(t), load_tokenizer(t)) for t in tokenizers]
+    loaded = [(Path(str(t)).name or str(t), load_tokenizer(t, device=options.device)) for t in tokenizers]
     names = [slug(n) for n, _ in loaded]
     if len(set(names)) != len(names):  # two folders of one name: number them
         names = [f"{i + 1}_{n}" for i, n in enumerate(names)]

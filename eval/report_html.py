@@ -18,7 +18,8 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}.ci{color:#888;font-size:11px}
 img{max-width:100%}.plots img{width:480px;margin:4px}.media td{vertical-align:top;text-align:center}
-.media img{max-width:220px;display:block;margin:auto}audio{width:220px}h2{margin-top:28px}
+.media img{max-width:220px;display:block;margin:auto}.media img.trace{max-width:420px}
+audio{width:220px}h2{margin-top:28px}
 """
 SCRIPT = """
 window.addEventListener('load',()=>{const images=[...document.images];
@@ -124,7 +125,7 @@ def _media_cell(media: dict | None, caption: str = "") -> str:
     parts = []
     for kind in ("image", "strip", "trace", "spectrogram"):
         if kind in media:
-            parts.append(f"<img src='media/{_e(media[kind])}' alt='{_e(kind)}' loading='eager'>")
+            parts.append(f"<img class='{kind}' src='media/{_e(media[kind])}' alt='{_e(kind)}' loading='eager'>")
     if "audio" in media:
         parts.append(f"<audio controls preload='none' src='media/{_e(media['audio'])}'></audio>")
     return f"<td>{''.join(parts)}<div class='ci'>{_e(caption)}</div></td>"

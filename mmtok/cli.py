@@ -97,6 +97,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         media_items=args.media_items,
         crop_size=args.crop_size,
+        device=args.device,
         lpips_weights=args.lpips_weights,
         fid_weights=args.fid_weights,
         probe_train=args.probe_train,
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--crop-size", type=int, default=None, help="images, video: centred crops of at most this many px per side"
     )
+    evaluate.add_argument("--device", default="cpu", help="where the tokenizers run, e.g. cuda (default: cpu)")
     evaluate.add_argument("--no-sweep", action="store_true", help="skip the k-token / codebook-count sweeps")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the classical codecs")
     evaluate.add_argument("--lpips-weights", default=None, help="a torchvision VGG16 state dict: adds LPIPS")

@@ -247,3 +247,21 @@ def test_a_converted_pretrained_codec_goes_through_the_same_harness(tmp_path):
     rates = [point["summary"]["rate"]["mean"] for point in tok["sweep"]]  # its residual codebooks, 1..all
     assert [point["value"] for point in tok["sweep"]] == [1, 2] and rates[0] < rates[1]
     assert rates[1] == pytest.approx(tok["summary"]["rate"]["mean"])
+
+
+def test_the_eval_command(image_report, capsys):
+    from mmtok.cli import main
+
+    _, out = image_report
+    root, report = out.parent, out.parent / "cli-report"
+    argv = ["eval", str(root / "grid"), str(root / "images"), "--report", str(report), "--no-sweep", "--limit", "2"]
+    assert main([*argv, "--no-baselines"]) == 0
+    printed = capsys.readouterr().out
+    assert "| **grid** | 2 |" in printed and f"report: {report}/index.html" in printed
+    saved = json.loads((report / "report.json").read_text())
+    tok = saved["tokenizers"][0]
+    # The first 2 items in key order: the broken file (left out, listed) and one image.
+    assert [row["item"] for row in tok["items"]] == ["img_000.png"] and tok["errors"][0]["item"] == "broken.png"
+    assert tok["sweep"] == [] and tok["matched"] == {} and saved["baselines"]["curves"] == {}
+    with pytest.raises(SystemExit):  # DATA alone, no tokenizer
+        main(["eval", str(root / "images"), "--report", str(report)])
