@@ -156,7 +156,7 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
     dataset = suite.dataset_metric()
     frozen.decode(frozen.encode_tensor(first[1]))  # warm-up, not timed
     rows, sweep_rows, matched_rows = [], {s: [] for s in settings}, []
-    encode_seconds = decode_seconds = 0.0
+    encode_seconds = decode_seconds = amount = 0.0
     examples = _examples(frozen, items, options.crop_size, errors)
     for index, (label, x, info) in enumerate(tqdm(examples, desc=f"eval {name}", leave=False)):
         started = _clock(frozen)
@@ -166,6 +166,7 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
         encode_seconds, decode_seconds = encode_seconds + encoded - started, decode_seconds + _clock(frozen) - encoded
         monitor.update(ids)
         reference = suite.reference(x).float().cpu()
+        amount += suite.amount(reference, info)
         reconstruction = _aligned(decoded, reference)
         bits = bits_of(ids, frozen.codebook_sizes)
         rate = suite.rate(bits, reference, info)
@@ -209,6 +210,9 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
         "throughput": {
             "encode_items_per_s": len(rows) / max(encode_seconds, 1e-9),
             "decode_items_per_s": len(rows) / max(decode_seconds, 1e-9),
+            "encode_amount_per_s": amount / max(encode_seconds, 1e-9),
+            "decode_amount_per_s": amount / max(decode_seconds, 1e-9),
+            "amount_name": suite.amount_name,
             "encode_seconds": encode_seconds,
             "decode_seconds": decode_seconds,
             "threads": torch.get_num_threads(),

@@ -40,9 +40,14 @@ def _value(entry: dict | None, digits: int = 4) -> str:
     return f"{mean:.{digits}g}{ci}"
 
 
+def _speed(speed: dict, step: str) -> str:
+    amount = f"<br><span class='ci'>{speed[f'{step}_amount_per_s']:.3g} {_e(speed['amount_name'])}</span>"
+    return f"{speed[f'{step}_items_per_s']:.3g} items" + amount
+
+
 def _summary_table(report: dict) -> str:
     metrics = list(report["metrics"])
-    head = ["system", report["rate_name"], *metrics, "encode items/s", "decode items/s", "code use", "perplexity"]
+    head = ["system", report["rate_name"], *metrics, "encode /s", "decode /s", "code use", "perplexity"]
     lines = ["<table id='summary'><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for tok in report["tokenizers"]:
         health = tok["codebooks"]
@@ -50,7 +55,7 @@ def _summary_table(report: dict) -> str:
         perplexity = ", ".join(f"{c['perplexity']:.0f}" for c in health[:4]) + (" …" if len(health) > 4 else "")
         cells = [_value(tok["summary"].get("rate"))] + [_value(tok["summary"].get(m)) for m in metrics]
         speed = tok["throughput"]
-        cells += [f"{speed['encode_items_per_s']:.3g}", f"{speed['decode_items_per_s']:.3g}", use, perplexity]
+        cells += [_speed(speed, "encode"), _speed(speed, "decode"), use, perplexity]
         lines.append(f"<tr><th>{_e(tok['name'])}</th>" + "".join(f"<td class='num'>{c}</td>" for c in cells) + "</tr>")
         for codec, group in tok["matched"].items():
             summary = group["summary"]

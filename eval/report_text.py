@@ -23,11 +23,15 @@ def markdown_summary(report: dict, *, sweeps: bool = True) -> str:
         rows.append((f"**{tok['name']}**", tok["summary"]))
         rows += [(f"{codec} at {tok['name']}'s rate", group["summary"]) for codec, group in tok["matched"].items()]
     lines = _table(report, rows)
-    speed = [
-        f"{tok['name']}: encode {tok['throughput']['encode_items_per_s']:.3g} items/s, "
-        f"decode {tok['throughput']['decode_items_per_s']:.3g} items/s ({tok['throughput']['threads']} threads)"
-        for tok in report["tokenizers"]
-    ]
+    speed = []
+    for tok in report["tokenizers"]:
+        pace, unit = tok["throughput"], tok["throughput"]["amount_name"]
+        speed.append(
+            f"{tok['name']}: encode {pace['encode_items_per_s']:.3g} items/s "
+            f"({pace['encode_amount_per_s']:.3g} {unit}/s), decode {pace['decode_items_per_s']:.3g} items/s "
+            f"({pace['decode_amount_per_s']:.3g} {unit}/s), "
+            f"{pace['threads']} threads"
+        )
     lines += ["", *speed]
     if sweeps:
         curve_rows = [

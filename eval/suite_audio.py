@@ -2,7 +2,8 @@
 DNSMOS of the reconstruction and speaker similarity to the original (mmtok.eval.speech_quality);
 Opus as the baseline. Media: a WAV per item and system, and its spectrogram.
 
-Clips are compared as the tokenizer's input path prepared them (its rate, its loudness)."""
+Clips are compared as the tokenizer's input path prepared them (its rate, its loudness). DNSMOS and
+speaker similarity are speech measures: on music they are reported but say little."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ class AudioSuite(Suite):
         "dnsmos_ovrl": True,
         "speaker_similarity": True,
     }
+
+    amount_name = "s of audio"
+
+    def amount(self, reference: torch.Tensor, info: dict) -> float:
+        return reference.shape[-1] / info["sample_rate"]
 
     def rate(self, bits: float, reference: torch.Tensor, info: dict) -> float:
         return bits / (reference.shape[-1] / info["sample_rate"]) / 1000

@@ -31,6 +31,11 @@ class EEGSuite(Suite):
     def reference(self, prepared: torch.Tensor) -> torch.Tensor:
         return unpack_eeg(prepared)[1]
 
+    amount_name = "channel-s"
+
+    def amount(self, reference: torch.Tensor, info: dict) -> float:
+        return reference.shape[1] * reference.shape[-1] / info["sample_rate"]
+
     def rate(self, bits: float, reference: torch.Tensor, info: dict) -> float:
         return bits / (reference.shape[1] * reference.shape[-1] / info["sample_rate"])
 

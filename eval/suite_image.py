@@ -37,6 +37,11 @@ class ImageSuite(Suite):
         if not self.lpips_weights:
             self.metrics = {k: v for k, v in self.metrics.items() if k != "lpips"}
 
+    amount_name = "Mpx"
+
+    def amount(self, reference: torch.Tensor, info: dict) -> float:
+        return reference.shape[-2] * reference.shape[-1] / 1e6
+
     def rate(self, bits: float, reference: torch.Tensor, info: dict) -> float:
         return bits / (reference.shape[-2] * reference.shape[-1])
 

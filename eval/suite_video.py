@@ -22,6 +22,11 @@ class VideoSuite(Suite):
     rate_name = "bpp"  # bits per pixel of every frame
     metrics = {"psnr": True, "ssim": True, "temporal_error": False}
 
+    amount_name = "frames"
+
+    def amount(self, reference: torch.Tensor, info: dict) -> float:
+        return float(reference.shape[2])
+
     def rate(self, bits: float, reference: torch.Tensor, info: dict) -> float:
         t, h, w = reference.shape[-3:]
         return bits / (t * h * w)

@@ -27,7 +27,13 @@ class Suite:
         """A prepared batch -> what reconstructions are compared with (same layout as decode's)."""
         return prepared
 
+    amount_name = ""  # what `amount` measures, for throughput: "Mpx", "s of audio", ...
+
     def rate(self, bits: float, reference: torch.Tensor, info: dict) -> float:
+        raise NotImplementedError
+
+    def amount(self, reference: torch.Tensor, info: dict) -> float:
+        """How much media the item is, in `amount_name` units (throughput per second of work)."""
         raise NotImplementedError
 
     def scores(self, reference: torch.Tensor, reconstruction: torch.Tensor, info: dict) -> dict[str, float]:

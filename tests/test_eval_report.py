@@ -63,6 +63,10 @@ def test_report_rates_and_scores(image_report):
             assert [row["item"] for row in group["items"]] == [row["item"] for row in tok["items"]]
         health = tok["codebooks"]
         assert len(health) == tok["num_codebooks"] and all(0 < c["utilization"] <= 1 for c in health)
+        speed = tok["throughput"]  # pixels per second of encoding: items per second x the item size
+        assert speed["amount_name"] == "Mpx" and speed["encode_amount_per_s"] == pytest.approx(
+            speed["encode_items_per_s"] * (IMAGE_SIZE**2 if tok is grid else 16**2) / 1e6
+        )
         assert [error["item"] for error in tok["errors"]] == ["broken.png"]
 
     def refuse(constant):
