@@ -66,6 +66,22 @@ def train_for(
     return PeerRun(model, steps, time.perf_counter() - started, label)
 
 
+def train_peer_like(model: torch.nn.Module, loss_fn, trainer, minutes: float, label: str) -> PeerRun:
+    """`train_for` on an mmtok Trainer's dataset with its batch size and generator optimiser settings."""
+    train = trainer.config.train
+    return train_for(
+        model,
+        loss_fn,
+        trainer.dataset,
+        minutes=minutes,
+        batch_size=train.batch_size,
+        lr=train.generator.lr,
+        betas=tuple(train.generator.betas),
+        seed=train.seed,
+        label=label,
+    )
+
+
 # -- images --------------------------------------------------------------------------------------
 def vqgan(config, codebook_size: int):
     """diffusers.VQModel with an mmtok ImageTokenizerConfig's widths, depth and latent size."""

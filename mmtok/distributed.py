@@ -30,6 +30,14 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def mean_keeping_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean over processes that keeps the local gradient (all_reduce itself is not differentiable)."""
+    if not is_distributed():
+        return tensor
+    total = all_reduce_sum(tensor.detach().clone())
+    return tensor + (total / world_size() - tensor).detach()
+
+
 def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Overwrites `tensor` in place with process `src`'s copy and returns it."""
     if is_distributed():

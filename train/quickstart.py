@@ -38,14 +38,17 @@ def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, e
 
 def print_report(report: dict) -> None:
     print(f"\nmmtok quickstart: {report['steps']} steps, tokenizer saved to {report['tokenizer_dir']}")
-    print(f"{'held-out image':<22} {'size':>9} {'bpp':>6} {'PSNR dB':>8} {'SSIM':>6}")
+    print(f"{'held-out image':<22} {'size':>9} {'bpp':>6} {'PSNR dB':>8} {'SSIM':>6} {'colour in -> out':>17}")
     for row in report["images"]:
         print(
             f"{row['name']:<22} {row['height']:>4}x{row['width']:<4} {row['bpp']:>6.3f} "
-            f"{row['psnr']:>8.2f} {row['ssim']:>6.3f}"
+            f"{row['psnr']:>8.2f} {row['ssim']:>6.3f} {row['colour_in']:>8.1f} -> {row['colour_out']:<5.1f}"
         )
     mean = report["mean"]
-    print(f"{'mean':<22} {'':>9} {mean['bpp']:>6.3f} {mean['psnr']:>8.2f} {mean['ssim']:>6.3f}")
+    print(
+        f"{'mean':<22} {'':>9} {mean['bpp']:>6.3f} {mean['psnr']:>8.2f} {mean['ssim']:>6.3f} "
+        f"{mean['colour_in']:>8.1f} -> {mean['colour_out']:<5.1f} (colour kept {100 * mean['colour_kept']:.0f} %)"
+    )
     for label, key in (("last training window", "training_codebooks"), ("held-out images", "codebooks")):
         for index, stats in enumerate(report[key]):
             print(

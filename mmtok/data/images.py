@@ -14,6 +14,7 @@ keep their own counts) and drops the failures from the index.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ class ImageDataset(DecodedSourceDataset):
         spec: ImageInputSpec | None = None,
         random_crop: bool = True,
         random_flip: bool = True,
+        hue_rotation: float = 0.0,
         column: str | None = None,
     ):
         if size <= 0:
@@ -53,7 +55,10 @@ class ImageDataset(DecodedSourceDataset):
         if (self.spec.min_side or 0) < size:
             raise ValueError(f"training crops of {size} px need spec.min_side >= {size}, got {self.spec.min_side}")
         super().__init__(source, modality="image", column=column)
+        if not 0.0 <= hue_rotation <= 1.0:
+            raise ValueError(f"hue_rotation is a probability in [0, 1], got {hue_rotation}")
         self.size, self.random_crop, self.random_flip = size, random_crop, random_flip
+        self.hue_rotation = hue_rotation
 
     def _decode(self, data: bytes, name: str) -> np.ndarray:
         return decode_image(data)
@@ -69,4 +74,22 @@ class ImageDataset(DecodedSourceDataset):
         x = self.spec.prepare_pixels(pixels, window=self._window).tensor[0]
         if self.random_flip and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
+        if self.hue_rotation and bool(torch.rand(()) < self.hue_rotation):
+            x = rotate_hue(x, float(torch.rand(())) * 2 * math.pi)
         return x
+
+
+def rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
+    """Rotates the colours of (3, H, W) pixels in [-1, 1] by `angle` radians about the gray axis
+    R = G = B: every pixel keeps its gray level (the mean of its channels) and its distance from
+    gray, its hue turns (a few clipped where the rotated colour leaves the RGB cube). Few training
+    photos show every hue; rotated copies teach a tokenizer colour as such."""
+    axis = torch.full((3,), 1 / math.sqrt(3), dtype=x.dtype)
+    cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=x.dtype) / math.sqrt(3)
+    # Rodrigues' rotation formula about the unit vector `axis`.
+    rotation = (
+        math.cos(angle) * torch.eye(3, dtype=x.dtype)
+        + math.sin(angle) * cross
+        + (1 - math.cos(angle)) * torch.outer(axis, axis)
+    )
+    return torch.einsum("ij,jhw->ihw", rotation, x).clamp(-1, 1)

@@ -110,18 +110,10 @@ def factorised_entropy(logits: torch.Tensor, group_sizes: list[int]) -> tuple[to
         log_probs = on @ patterns.T + off @ (1.0 - patterns).T  # (N, 2^size), rows sum to 1
         probs = log_probs.exp()
         per_sample = per_sample - (probs * log_probs).sum(dim=-1).mean()
-        mean_probs = distributed_mean(probs.mean(dim=0))
+        mean_probs = distributed.mean_keeping_grad(probs.mean(dim=0))
         codebook = codebook - (mean_probs * mean_probs.clamp_min(1e-12).log()).sum()
         start += size
     return per_sample, codebook
-
-
-def distributed_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean over processes that keeps the local gradient (all_reduce itself is not differentiable)."""
-    if not distributed.is_distributed():
-        return t
-    total = distributed.all_reduce_sum(t.detach().clone())
-    return t + (total / distributed.world_size() - t).detach()
 
 
 def _bit_patterns(size: int, device: torch.device) -> torch.Tensor:

@@ -40,10 +40,13 @@ class FiniteScalarQuantizer(Quantizer):
 
     kind = "fsq"
 
-    def __init__(self, dim: int, levels=(8, 5, 5, 5)):
+    def __init__(self, dim: int, levels=(8, 5, 5, 5), usage_weight: float = 0.0, usage_temperature: float = 0.5):
         super().__init__()
         levels = check_fsq_levels(levels)
+        if usage_weight < 0 or usage_temperature <= 0:
+            raise ValueError("usage_weight must be >= 0 and usage_temperature > 0")
         self.dim, self.num_codebooks, self.levels = dim, 1, levels
+        self.usage_weight, self.usage_temperature = usage_weight, usage_temperature
         # Levels of 2 only round symmetrically in the library's symmetry-preserving mode.
         self.fsq = FSQ(levels=levels, dim=dim, return_indices=False, preserve_symmetry=2 in levels)
         basis = [math.prod(levels[:i]) for i in range(len(levels))]
@@ -58,7 +61,36 @@ class FiniteScalarQuantizer(Quantizer):
         codes = self.fsq.quantize(self.fsq.project_in(x).float())
         level_ids = self.fsq._scale_and_shift(codes.detach()).round().long()
         ids = (level_ids * self.basis).sum(dim=-1, keepdim=True)
-        return QuantizerOutput(self.fsq.project_out(codes.to(x.dtype)), ids, zero_loss(x), {})
+        loss, losses = zero_loss(x), {}
+        if self.usage_weight > 0 and self.training:
+            losses["level_usage"] = self._level_usage_loss(self.fsq.project_in(x).float())
+            loss = self.usage_weight * losses["level_usage"]
+        return QuantizerOutput(self.fsq.project_out(codes.to(x.dtype)), ids, loss, losses)
+
+    def _level_usage_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """1 - the entropy of each dimension's level usage over the batch (soft assignment of the
+        value before rounding to its levels), normalised to [0, 1] and averaged over dimensions.
+
+        FSQ has no codebook to collapse, but a short run leaves most values near 0 (tanh's middle
+        levels), so most codes never occur; spreading each dimension over its levels is what the
+        library's FSQ does not offer. The continuous level position is the one the library rounds
+        (`FSQ.bound` and `FSQ.symmetry_preserving_bound`), written again here because the library
+        returns only the rounded value."""
+        levels = self.level_counts.to(z.dtype)
+        if self.fsq.preserve_symmetry:
+            position = (levels - 1) * (torch.tanh(z) + 1) / 2
+        else:
+            half_l = (levels - 1) * (1 + 1e-3) / 2
+            offset = (self.level_counts % 2 == 0).to(z.dtype) / 2
+            position = torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset + self.level_counts // 2
+        losses = []
+        for d, count in enumerate(self.levels):
+            grid = torch.arange(count, device=z.device, dtype=z.dtype)
+            soft = torch.softmax(-((position[:, d, None] - grid) ** 2) / self.usage_temperature, dim=-1)
+            usage = distributed.mean_keeping_grad(soft.mean(dim=0))  # over the global batch
+            entropy = -(usage * torch.log(usage.clamp_min(1e-12))).sum()
+            losses.append(1 - entropy / math.log(count))
+        return torch.stack(losses).mean()
 
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
         level_ids = (ids[:, :1] // self.basis) % self.level_counts

@@ -1,0 +1,192 @@
+"""What makes the default recipes learn on a CPU budget: the 2-D patch path, the 1-D linear path,
+FSQ's level-usage loss; the default recipes' losses fall in a few steps; benchmarks/quality.py
+end to end at a tiny budget."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmtok.models import build_tokenizer
+from mmtok.quantize.library import FiniteScalarQuantizer
+from mmtok.train.config import load_run_config
+from mmtok.train.trainer import Trainer
+
+ROOT = Path(__file__).parents[1]
+LEVELS = [8, 8, 8, 6, 5]
+
+
+def test_level_usage_loss_is_low_for_spread_values_and_high_for_concentrated_ones():
+    fsq = FiniteScalarQuantizer(5, LEVELS, usage_weight=1.0).train()
+    torch.manual_seed(0)
+    concentrated = fsq(torch.randn(4096, 5) * 0.05).losses["level_usage"]
+    spread = fsq(torch.randn(4096, 5) * 2.0).losses["level_usage"]
+    assert concentrated > 0.5 > 0.2 > spread
+    assert fsq.eval()(torch.randn(8, 5)).loss == 0  # a training loss only
+    assert FiniteScalarQuantizer(5, LEVELS).train()(torch.randn(8, 5)).losses == {}  # off by default
+
+
+def test_level_usage_loss_spreads_values_over_more_codes():
+    torch.manual_seed(0)
+    fsq = FiniteScalarQuantizer(5, LEVELS, usage_weight=1.0).train()
+    z = (torch.randn(2048, 5) * 0.1).requires_grad_()
+    before = fsq(z).ids.unique().numel()
+    optimizer = torch.optim.Adam([z], lr=0.05)
+    for _ in range(50):
+        optimizer.zero_grad()
+        fsq(z).loss.backward()
+        optimizer.step()
+    assert fsq(z).ids.unique().numel() > 4 * before
+
+
+def test_bad_level_usage_options_are_errors():
+    with pytest.raises(ValueError, match="usage_weight"):
+        FiniteScalarQuantizer(5, LEVELS, usage_weight=-1.0)
+    with pytest.raises(ValueError, match="usage_temperature"):
+        FiniteScalarQuantizer(5, LEVELS, usage_temperature=0.0)
+
+
+def _tiny_image(patch_skip: bool) -> dict:
+    return {
+        "family": "image",
+        "image_size": 16,
+        "base_channels": 8,
+        "channel_multipliers": [1, 2],
+        "num_res_blocks": 1,
+        "attention": False,
+        "latent_dim": 3,
+        "patch_skip": patch_skip,
+        "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
+    }
+
+
+def test_patch_skip_is_a_linear_path_from_each_patch_to_its_token():
+    torch.manual_seed(0)
+    tok = build_tokenizer(_tiny_image(True)).eval()
+    with torch.no_grad():  # silence the deep encoder: what is left is the patch path
+        tok.encoder.layers[-1].weight.zero_()
+        tok.encoder.layers[-1].bias.zero_()
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    y = x.clone()
+    y[..., :2, :2] += 0.5  # change one 2x2 patch only
+    dx = tok.encoder(y) - tok.encoder(x)
+    assert dx[..., 0, 0].abs().sum() > 0 and dx[..., 1:, :].abs().sum() == 0 and dx[..., :, 1:].abs().sum() == 0
+    linear = 2 * tok.encoder(x) - tok.encoder.patch_in.bias[:, None, None]
+    assert torch.allclose(tok.encoder(2 * x), linear, atol=1e-5)
+    assert build_tokenizer(_tiny_image(False)).encoder.patch_in is None
+
+
+def test_linear_path_of_the_1d_tokenizer_ignores_the_tokens_left_out():
+    torch.manual_seed(0)
+    config = {
+        "family": "image1d",
+        "image_size": 16,
+        "patch_size": 8,
+        "width": 16,
+        "depth": 1,
+        "heads": 2,
+        "num_latent_tokens": 4,
+        "latent_dim": 3,
+        "linear_path": True,
+        "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
+    }
+    tok = build_tokenizer(config).eval()
+    assert tok.decoder.linear.weight.abs().sum() == 0  # starts silent
+    torch.nn.init.normal_(tok.decoder.linear.weight)  # as if trained
+    latents = torch.randn(1, 4, 3)
+    changed = latents.clone()
+    changed[:, 2:] += 1.0
+    two = torch.tensor([2])
+    assert torch.equal(tok.decoder(latents, two), tok.decoder(changed, two))
+    assert not torch.equal(tok.decoder(latents, torch.tensor([4])), tok.decoder(changed, torch.tensor([4])))
+
+
+def _photos(folder: Path, count: int = 6, size: int = 48) -> None:
+    """Smooth colour images (gradients with a coloured blob): learnable in a few steps."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        colour = rng.uniform(0, 255, 3)
+        blob = np.exp(-((xx - rng.uniform()) ** 2 + (yy - rng.uniform()) ** 2) * 20)[..., None]
+        pixels = colour * (0.4 + 0.6 * xx[..., None]) * (1 - blob) + 255 * blob * rng.uniform(0, 1, 3)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize(
+    "config, overrides",
+    [
+        ("quickstart.yaml", ["model.base_channels=8", "model.image_size=32"]),
+        ("image1d.yaml", ["model.width=32", "model.depth=1", "model.image_size=32"]),
+    ],
+)
+def test_default_image_recipes_lower_their_loss_in_a_few_steps(tmp_path, config, overrides):
+    _photos(tmp_path / "photos")
+    steps = 60
+    run = load_run_config(
+        str(ROOT / "configs" / config),
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.source={tmp_path / 'photos'}",
+            f"train.max_steps={steps}",
+            "train.log_every=1",
+            "train.checkpoint_every=1000",
+            "train.image_every=1000",
+            "train.batch_size=4",
+            *overrides,
+        ],
+    )
+    Trainer(run).fit()
+    losses = [json.loads(line)["loss/total"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == steps
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--smoke", "--out", str(out)]
+    command += ["--recipes", "quickstart", "image1d", "audio"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads((out / "quality.json").read_text()), done.stdout
+
+
+def test_quality_smoke_compares_the_image_tokenizer_with_the_peer_and_the_codecs_at_its_bits(smoke):
+    out, report, stdout = smoke
+    methods = report["quickstart"]["methods"]
+    assert list(methods) == ["mmtok", "VQGAN", "JPEG", "WebP"]
+    ours = methods["mmtok"]["images"]
+    assert len(ours) == 2  # scikit-image's held-out coffee and chelsea
+    assert methods["VQGAN"]["mean"]["bpp"] == pytest.approx(methods["mmtok"]["mean"]["bpp"])  # equal bits
+    for codec in ("JPEG", "WebP"):  # the lowest quality that reaches the tokenizer's bits
+        assert all(c["bpp"] >= o["bpp"] for c, o in zip(methods[codec]["images"], ours))
+        assert methods[codec]["mean"]["colour_kept"] > 0.8
+    grid = Image.open(report["quickstart"]["grid"])
+    assert grid.width > 5 * 150 and grid.height > 2 * 150  # 5 columns, one row per photo
+    assert "mmtok - VQGAN" in stdout and "| JPEG |" in stdout
+
+
+def test_quality_smoke_sweeps_the_1d_tokenizer_and_keeps_the_audio(smoke):
+    out, report, _ = smoke
+    bits = [row["bits"] for row in report["image1d"]["rows"]]
+    assert bits == sorted(bits) and len(bits) == 4  # k = 1, 2, 4, 8
+    assert report["image1d"]["reference_2d"]["bits"] > 0
+    audio = report["audio"]
+    assert {"mmtok 2 codebooks", "DAC 2 codebooks", "Opus 6 kbps", "Opus 12 kbps"} <= set(audio["methods"])
+    assert audio["methods"]["Opus 12 kbps"]["mean"]["mel"] < audio["methods"]["Opus 6 kbps"]["mean"]["mel"]
+    picture = audio["pictures"][0]
+    assert Path(picture["png"]).is_file()
+    import soundfile
+
+    for file in picture["files"].values():
+        info = soundfile.info(file)
+        assert info.samplerate == 16000 and math.isclose(info.duration, 2.0, abs_tol=0.05)
