@@ -1,63 +1,24 @@
-"""Opus at low bitrates, the codec baseline the audio tokenizer is compared with.
-
-`opus_roundtrip` encodes a mono clip with libopus through ffmpeg (`apt-get install ffmpeg`) and
-decodes it back (libsndfile reads Ogg Opus), at the clip's own sample rate. The CLI scores a few
-speech clips at 6 and 12 kbps and prints a Markdown table:
+"""Opus at low bitrates, the codec baseline the audio tokenizer is compared with, on `mmtok eval`'s
+audio suite: libopus through PyAV (mmtok.eval.codecs.opus_roundtrip; no system ffmpeg), scored
+with the harness's metrics (mel and STFT distance, SI-SDR, STOI, wide-band PESQ, DNSMOS, speaker
+similarity). Prints a Markdown table per clip and the means per bitrate:
 
     python benchmarks/opus.py data_cache/speech/pocketsphinx-testdata [--clips 5] [--kbps 6 12]
 
 (`scripts/fetch_data.sh` fetches that folder.) The actual bitrate comes from the size of the Ogg
-file, container overhead included, over the clip's duration.
+stream, container overhead included, over the clip's duration.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
-import subprocess
-import tempfile
 from pathlib import Path
-
-import numpy as np
-import soundfile as sf
-import torch
 
 from mmtok.data.audio_io import load_audio
 from mmtok.data.sources import AUDIO_EXTENSIONS, FolderSource
-from mmtok.eval.audio import mel_distance, pesq_wb, si_sdr, stoi
-
-# Rates libopus takes as input without resampling; other clips are resampled by ffmpeg.
-OPUS_INPUT_RATES = (8000, 12000, 16000, 24000, 48000)
-
-
-def opus_roundtrip(
-    wave: torch.Tensor | np.ndarray, sample_rate: int, kbps: float, *, application: str = "voip"
-) -> tuple[torch.Tensor, float]:
-    """Encode a mono clip ``(samples,)`` or ``(1, samples)`` with Opus at ``kbps`` and decode it.
-
-    ``application`` is libopus' tuning: "voip" for speech, "audio" for music, "lowdelay". Returns
-    the decoded waveform ``(1, samples)`` at ``sample_rate``, cut or zero-padded to the input's
-    length, and the actual bitrate in kbps of the Ogg Opus file.
-    """
-    if shutil.which("ffmpeg") is None:
-        raise RuntimeError("ffmpeg is not installed (apt-get install -y ffmpeg); it encodes the Opus baseline")
-    wave = torch.as_tensor(wave, dtype=torch.float32).reshape(-1)
-    with tempfile.TemporaryDirectory() as tmp:
-        source, encoded = Path(tmp) / "clip.wav", Path(tmp) / "clip.opus"
-        sf.write(source, wave.numpy(), sample_rate, subtype="FLOAT")
-        command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source)]
-        if sample_rate not in OPUS_INPUT_RATES:
-            command += ["-ar", "48000"]
-        command += ["-c:a", "libopus", "-b:a", f"{kbps}k", "-application", application, str(encoded)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed to encode Opus at {kbps} kbps: {result.stderr.strip()}")
-        actual_kbps = encoded.stat().st_size * 8 / (wave.numel() / sample_rate) / 1000
-        decoded, _ = load_audio(encoded, sample_rate=sample_rate)
-    length = wave.numel()
-    decoded = torch.nn.functional.pad(decoded[:, :length], (0, max(0, length - decoded.shape[-1])))
-    return decoded, actual_kbps
+from mmtok.eval.aggregate import summarise
+from mmtok.eval.baselines import audio_curve
+from mmtok.eval.suite_audio import AudioSuite
 
 
 def speech_clips(folder: Path, count: int) -> list[Path]:
@@ -66,15 +27,6 @@ def speech_clips(folder: Path, count: int) -> list[Path]:
     if not files:
         raise SystemExit(f"no audio files under {folder}; run scripts/fetch_data.sh first")
     return files[:count]
-
-
-def score(reference: torch.Tensor, decoded: torch.Tensor, sample_rate: int) -> dict[str, float]:
-    return {
-        "mel distance": mel_distance(decoded[0], reference[0], sample_rate),
-        "STOI": stoi(reference[0], decoded[0], sample_rate, on_error="nan"),
-        "PESQ-WB": pesq_wb(reference[0], decoded[0], sample_rate, on_error="nan"),
-        "SI-SDR (dB)": si_sdr(decoded[0], reference[0]),
-    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,21 +38,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--application", default="voip", choices=["voip", "audio", "lowdelay"])
     args = parser.parse_args(argv)
 
-    columns = ["actual kbps", "mel distance", "STOI", "PESQ-WB", "SI-SDR (dB)"]
+    suite = AudioSuite()
+    columns = ["rate", *suite.metrics]
     print("| clip | seconds | target kbps | " + " | ".join(columns) + " |")
     print("|---|---:|---:|" + "---:|" * len(columns))
     results: dict[float, list[dict[str, float]]] = {kbps: [] for kbps in args.kbps}
     for path in speech_clips(args.folder, args.clips):
         reference, rate = load_audio(path, sample_rate=args.sample_rate)
-        for kbps in args.kbps:
-            decoded, actual = opus_roundtrip(reference, rate, kbps, application=args.application)
-            row = {"actual kbps": actual, **score(reference, decoded, rate)}
+        info = {"sample_rate": rate}
+        for kbps, coded in zip(args.kbps, audio_curve(reference[None], rate, args.kbps, args.application)):
+            row = {"rate": coded.rate, **suite.scores(reference[None], coded.decoded, info)}
             results[kbps].append(row)
             cells = " | ".join(f"{row[c]:.2f}" for c in columns)
             print(f"| {path.name} | {reference.shape[-1] / rate:.1f} | {kbps:g} | {cells} |")
     for kbps, rows in results.items():
-        means = " | ".join(f"**{statistics.fmean(r[c] for r in rows):.2f}**" for c in columns)
-        print(f"| **mean** | | {kbps:g} | {means} |")
+        means = summarise(rows, columns)
+        print(f"| **mean** | | {kbps:g} | " + " | ".join(f"**{means[c]['mean']:.2f}**" for c in columns) + " |")
 
 
 if __name__ == "__main__":

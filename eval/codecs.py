@@ -1,5 +1,6 @@
-"""Classical codecs as baselines at matching bits: JPEG and WebP (Pillow) for images, Opus (PyAV's
-libopus, no system ffmpeg needed) for audio. H.264 for video lives in mmtok.eval.h264."""
+"""Classical codecs as baselines at matching bits: JPEG, WebP and AVIF (Pillow; AVIF where Pillow
+was built with it) for images, Opus (PyAV's libopus, no system ffmpeg needed) for audio. H.264 for
+video lives in mmtok.eval.h264."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import torch
 from PIL import Image
 
 # Pillow's encoder options per codec; the quality setting is searched.
-IMAGE_CODECS = {"JPEG": {"format": "JPEG", "optimize": True}, "WebP": {"format": "WEBP", "method": 6}}
+IMAGE_CODECS = {
+    "JPEG": {"format": "JPEG", "optimize": True},
+    "WebP": {"format": "WEBP", "method": 6},
+    "AVIF": {"format": "AVIF", "speed": 6},
+}
 QUALITIES = range(1, 96)
 
 
@@ -23,6 +28,13 @@ class ImageCodecResult:
     quality: int
     bpp: float
     decoded: np.ndarray  # uint8 (H, W, 3)
+
+
+def available_image_codecs() -> list[str]:
+    """The image codecs this Pillow can write (AVIF needs Pillow >= 11.3 or its plugin)."""
+    from PIL import features
+
+    return [name for name in IMAGE_CODECS if name != "AVIF" or features.check("avif")]
 
 
 def image_roundtrip(codec: str, pixels: np.ndarray, quality: int) -> ImageCodecResult:
@@ -36,9 +48,18 @@ def image_roundtrip(codec: str, pixels: np.ndarray, quality: int) -> ImageCodecR
     return ImageCodecResult(codec, quality, bpp, np.asarray(Image.open(buffer).convert("RGB")))
 
 
-def image_at_bits(codec: str, pixels: np.ndarray, target_bpp: float, qualities: Iterable[int] = QUALITIES):
+def image_at_bits(
+    codec: str, pixels: np.ndarray, target_bpp: float, qualities: Iterable[int] = QUALITIES, *, bisect: bool = False
+):
     """(the codec at its lowest quality, the codec at the lowest quality whose bits per pixel reach
-    `target_bpp`, or None when even the highest quality stays below it)."""
+    `target_bpp`, or None when even the highest quality stays below it).
+
+    bisect=True halves the range of qualities instead of trying each in turn (7 encodes instead of
+    up to 95); it takes the size to grow with the quality, which holds for JPEG, WebP and AVIF
+    except for a byte here and there between neighbouring settings."""
+    qualities = list(qualities)
+    if bisect:
+        return _image_at_bits_bisect(codec, pixels, target_bpp, qualities)
     lowest = None
     for quality in qualities:
         result = image_roundtrip(codec, pixels, quality)
@@ -46,6 +67,24 @@ def image_at_bits(codec: str, pixels: np.ndarray, target_bpp: float, qualities: 
         if result.bpp >= target_bpp:
             return lowest, result
     return lowest, None
+
+
+def _image_at_bits_bisect(codec: str, pixels: np.ndarray, target_bpp: float, qualities: list[int]):
+    lowest = image_roundtrip(codec, pixels, qualities[0])
+    if lowest.bpp >= target_bpp:
+        return lowest, lowest
+    high = image_roundtrip(codec, pixels, qualities[-1])
+    if high.bpp < target_bpp:
+        return lowest, None
+    low_index, high_index = 0, len(qualities) - 1  # bpp(low) < target <= bpp(high)
+    while high_index - low_index > 1:
+        middle = (low_index + high_index) // 2
+        result = image_roundtrip(codec, pixels, qualities[middle])
+        if result.bpp >= target_bpp:
+            high_index, high = middle, result
+        else:
+            low_index = middle
+    return lowest, high
 
 
 def opus_roundtrip(

@@ -85,6 +85,31 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mmtok.eval.harness import EvalOptions, run_eval
+
+    *tokenizers, data = args.inputs
+    if not tokenizers:
+        raise SystemExit("mmtok eval: give at least one TOKENIZER and then DATA")
+    options = EvalOptions(
+        limit=args.limit,
+        sweep=not args.no_sweep,
+        baselines=not args.no_baselines,
+        media_items=args.media_items,
+        crop_size=args.crop_size,
+        device=args.device,
+        lpips_weights=args.lpips_weights,
+        fid_weights=args.fid_weights,
+        probe_train=args.probe_train,
+    )
+    report = run_eval(tokenizers, data, args.report, options)
+    from mmtok.eval.report_text import markdown_summary
+
+    print(markdown_summary(report, sweeps=False))
+    print(f"report: {args.report}/index.html ({report['seconds']:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmtok",
@@ -178,6 +203,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes"
     )
     tokenize.set_defaults(func=_cmd_tokenize)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="compare tokenizers (and classical codecs) on held-out media; writes a report folder",
+        description="Evaluate every TOKENIZER on the items of DATA through each one's input path, next to the "
+        "classical codecs (JPEG/WebP/AVIF, Opus, H.264, DCT) at matching bits, with rate-distortion sweeps; "
+        "writes REPORT/report.json, PNG plots and a static index.html.",
+    )
+    evaluate.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="TOKENIZER... DATA",
+        help="tokenizer folders (or hf: ids), then the data: a folder, glob, .tar, .parquet, datasets:NAME, or "
+        "sample-images[:N] (scikit-image's N held-out photos, default 5)",
+    )
+    evaluate.add_argument("--report", required=True, help="the report folder to write")
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    evaluate.add_argument("--media-items", type=int, default=4, help="items shown with their media (default: 4)")
+    evaluate.add_argument(
+        "--crop-size", type=int, default=None, help="images, video: centred crops of at most this many px per side"
+    )
+    evaluate.add_argument("--device", default="cpu", help="where the tokenizers run, e.g. cuda (default: cpu)")
+    evaluate.add_argument("--no-sweep", action="store_true", help="skip the k-token / codebook-count sweeps")
+    evaluate.add_argument("--no-baselines", action="store_true", help="skip the classical codecs")
+    evaluate.add_argument("--lpips-weights", default=None, help="a torchvision VGG16 state dict: adds LPIPS")
+    evaluate.add_argument("--fid-weights", default=None, help="a torchvision Inception v3 state dict: adds FID")
+    evaluate.add_argument(
+        "--probe-train",
+        default=None,
+        help="EEG: a labelled .ts file of training trials; DATA (a labelled .ts file) is then probed too",
+    )
+    evaluate.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from train_helpers import read_metrics, tiny_config, write_config, write_images
+from train_helpers import TINY_IMAGE1D_MODEL, read_metrics, tiny_config, write_config, write_images
 
 from mmtok.config import ConfigError
 from mmtok.models import build_tokenizer
@@ -18,18 +18,8 @@ K = 4
 
 
 def tiny_model(quantizer=None, **fields) -> dict:
-    config = {
-        "family": "image1d",
-        "image_size": 16,
-        "patch_size": 8,
-        "width": 32,
-        "depth": 1,
-        "heads": 2,
-        "num_latent_tokens": K,
-        "latent_dim": 3,
-        "quantizer": quantizer or {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
-    }
-    return {**config, **fields}
+    config = {**TINY_IMAGE1D_MODEL, "num_latent_tokens": K}
+    return {**config, **({"quantizer": quantizer} if quantizer else {}), **fields}
 
 
 QUANTIZERS = {

@@ -41,6 +41,17 @@ TINY_IMAGE_MODEL = {
     "image_size": 16,
     "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
 }
+TINY_IMAGE1D_MODEL = {
+    "family": "image1d",
+    "image_size": 16,
+    "patch_size": 8,
+    "width": 32,
+    "depth": 1,
+    "heads": 2,
+    "num_latent_tokens": 8,
+    "latent_dim": 3,
+    "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
+}
 TINY_AUDIO_MODEL = {
     "family": "audio",
     "sample_rate": 16000,

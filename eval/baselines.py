@@ -1,0 +1,139 @@
+"""The classical codecs `mmtok eval` sets beside the tokenizers, per modality: a sweep of their
+quality setting (for the rate-distortion curves) and the codec at a tokenizer's rate (for the
+tables). Each takes a reference in the tokenizer's own tensor layout and gives decoded tensors in
+that layout, so the suites score codecs and tokenizers with one function.
+
+- images: JPEG, WebP, AVIF (Pillow; mmtok.eval.codecs) at quality q; rate in bits per pixel.
+- audio: Opus (PyAV's libopus; mmtok.eval.codecs) at a target bitrate; rate in kbps, Ogg included.
+- video: H.264 (PyAV's libx264; mmtok.eval.h264) at a CRF; rate in bits per pixel of every frame.
+- EEG: DCT quantisation of each channel's patches (mmtok.eval.eeg.DCTCodec) at a bit budget per
+  patch, fitted on the evaluated signals themselves (no training split at eval time: the
+  baseline's ranges see the test data, which favours it slightly); rate in bits per channel-second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmtok.data.image_io import pixels_to_tensor, tensor_to_images
+from mmtok.eval.codecs import available_image_codecs, image_at_bits, image_roundtrip, opus_roundtrip
+from mmtok.eval.eeg import DCTCodec, best_dct_codec
+from mmtok.eval.h264 import h264_at_bits, h264_roundtrip
+
+IMAGE_CURVE_QUALITIES = (10, 30, 60, 90)
+OPUS_CURVE_KBPS = (6.0, 8.0, 12.0, 16.0, 24.0)
+OPUS_MIN_KBPS = 6.0  # libopus' floor: asked for less, it spends this much
+H264_CURVE_CRF = (23, 30, 37, 44, 51)
+DCT_CURVE_BITS_PER_PATCH = (8, 16, 32, 64, 128)
+
+
+@dataclass
+class Coded:
+    codec: str
+    setting: str  # the codec's own knob, e.g. "q30", "12 kbps", "CRF 37"
+    rate: float  # in the suite's unit
+    decoded: torch.Tensor  # the reference's layout
+
+    @property
+    def label(self) -> str:
+        return f"{self.codec} {self.setting}"
+
+
+# -- images: (1, 3, H, W) in [-1, 1] ----------------------------------------------------------------
+def _image(codec: str, result) -> Coded:
+    return Coded(codec, f"q{result.quality}", result.bpp, pixels_to_tensor(result.decoded))
+
+
+def image_curve(reference: torch.Tensor, qualities=IMAGE_CURVE_QUALITIES) -> list[Coded]:
+    pixels = tensor_to_images(reference)[0]
+    return [_image(c, image_roundtrip(c, pixels, q)) for c in available_image_codecs() for q in qualities]
+
+
+def image_matched(reference: torch.Tensor, bpp: float) -> list[Coded]:
+    """Each codec at the lowest quality whose bits per pixel reach `bpp` (or its lowest quality)."""
+    pixels = tensor_to_images(reference)[0]
+    coded = []
+    for codec in available_image_codecs():
+        lowest, matched = image_at_bits(codec, pixels, bpp, bisect=True)
+        coded.append(_image(codec, matched or lowest))
+    return coded
+
+
+# -- audio: (1, C, T) ------------------------------------------------------------------------------
+def _opus(reference: torch.Tensor, sample_rate: int, kbps: float, application: str = "voip") -> Coded:
+    mono = reference[0].mean(dim=0)
+    decoded, actual = opus_roundtrip(mono, sample_rate, max(kbps, OPUS_MIN_KBPS), application=application)
+    channels = reference.shape[1]
+    return Coded("Opus", f"{max(kbps, OPUS_MIN_KBPS):.3g} kbps", actual, decoded.expand(channels, -1)[None])
+
+
+def audio_curve(reference: torch.Tensor, sample_rate: int, kbps=OPUS_CURVE_KBPS, application="voip") -> list[Coded]:
+    """Opus at each bitrate; `application` is libopus' tuning ("voip" for speech, "audio" for music)."""
+    return [_opus(reference, sample_rate, k, application) for k in kbps]
+
+
+OPUS_MATCH_TRIES = 6
+
+
+def audio_matched(reference: torch.Tensor, sample_rate: int, kbps: float, application="voip") -> list[Coded]:
+    """Opus whose actual bitrate reaches `kbps`: libopus' variable rate often spends less than it is
+    asked for on simple or short clips, so the target is raised (up to 6 tries) until it does."""
+    target = kbps
+    coded = _opus(reference, sample_rate, target, application)
+    for _ in range(OPUS_MATCH_TRIES - 1):
+        if coded.rate >= kbps:
+            break
+        target *= max(1.1, kbps / max(coded.rate, 1e-3))
+        coded = _opus(reference, sample_rate, target, application)
+    return [coded]
+
+
+# -- video: (1, 3, T, H, W) in [-1, 1] --------------------------------------------------------------
+def _frames(reference: torch.Tensor) -> np.ndarray:
+    return tensor_to_images(reference[0].transpose(0, 1))  # (T, H, W, 3)
+
+
+def _h264(result, frames: np.ndarray) -> Coded:
+    t, h, w = frames.shape[:3]
+    decoded = pixels_to_tensor(result.frames).transpose(0, 1)[None]
+    return Coded("H.264", f"CRF {result.crf}", result.bits / (t * h * w), decoded)
+
+
+def video_curve(reference: torch.Tensor, fps: float, crfs=H264_CURVE_CRF) -> list[Coded]:
+    frames = _frames(reference)
+    return [_h264(h264_roundtrip(frames, crf, fps=fps), frames) for crf in crfs]
+
+
+def video_matched(reference: torch.Tensor, fps: float, bpp: float) -> list[Coded]:
+    frames = _frames(reference)
+    matched, lowest = h264_at_bits(frames, bpp * frames[..., 0].size, fps=fps)
+    return [_h264(matched or lowest, frames)]
+
+
+# -- EEG: signals (1, C, T) in microvolts -----------------------------------------------------------
+def _dct(codec: DCTCodec, budget: int, signal: torch.Tensor, sample_rate: float) -> Coded:
+    """The setting names the budget: the split into coefficients x bits that best_dct_codec picks
+    may differ between items."""
+    decoded = torch.from_numpy(codec(signal)).float()
+    rate = codec.bits_per_patch * sample_rate / codec.patch_size  # bits per channel-second
+    return Coded(
+        "DCT", f"{budget} bits/patch", rate, torch.nn.functional.pad(decoded, (0, signal.shape[-1] - decoded.shape[-1]))
+    )
+
+
+def eeg_curve(signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int) -> list[Coded]:
+    return [
+        _dct(best_dct_codec(fit_on, patch_size, bits, sample_rate), bits, signal, sample_rate)
+        for bits in DCT_CURVE_BITS_PER_PATCH
+    ]
+
+
+def eeg_matched(
+    signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int, rate: float
+) -> list[Coded]:
+    bits_per_patch = max(1, int(rate * patch_size / sample_rate))
+    codec = best_dct_codec(fit_on, patch_size, bits_per_patch, sample_rate)
+    return [_dct(codec, bits_per_patch, signal, sample_rate)]

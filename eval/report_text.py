@@ -1,0 +1,49 @@
+"""A report as Markdown tables, for terminals, benchmarks and READMEs: every system's rate and
+headline metrics (means over the items), then the sweeps and the codec curves."""
+
+from __future__ import annotations
+
+
+def _cell(summary: dict, key: str) -> str:
+    entry = summary.get(key)
+    return "–" if not entry or entry.get("mean") is None else f"{entry['mean']:.4g}"
+
+
+def _table(report: dict, rows: list[tuple[str, dict]]) -> list[str]:
+    metrics = list(report["metrics"])
+    lines = [f"| system | {report['rate_name']} | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    for label, summary in rows:
+        lines.append(f"| {label} | {_cell(summary, 'rate')} | " + " | ".join(_cell(summary, m) for m in metrics) + " |")
+    return lines
+
+
+def markdown_summary(report: dict, *, sweeps: bool = True) -> str:
+    rows = []
+    for tok in report["tokenizers"]:
+        rows.append((f"**{tok['name']}**", tok["summary"]))
+        rows += [(f"{codec} at {tok['name']}'s rate", group["summary"]) for codec, group in tok["matched"].items()]
+    lines = _table(report, rows)
+    speed = []
+    for tok in report["tokenizers"]:
+        pace, unit = tok["throughput"], tok["throughput"]["amount_name"]
+        speed.append(
+            f"{tok['name']}: encode {pace['encode_items_per_s']:.3g} items/s "
+            f"({pace['encode_amount_per_s']:.3g} {unit}/s), decode {pace['decode_items_per_s']:.3g} items/s "
+            f"({pace['decode_amount_per_s']:.3g} {unit}/s), "
+            f"{pace['threads']} threads"
+        )
+    lines += ["", *speed]
+    if sweeps:
+        curve_rows = [
+            (f"{tok['name']} {point['kind']}={point['value']}", point["summary"])
+            for tok in report["tokenizers"]
+            for point in tok["sweep"]
+        ]
+        curve_rows += [
+            (f"{codec} {point['setting']}", point["summary"])
+            for codec, curve in report["baselines"]["curves"].items()
+            for point in curve
+        ]
+        if curve_rows:
+            lines += ["", *_table(report, curve_rows)]
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Images in `mmtok eval`: PSNR, SSIM, MS-SSIM (sides >= 176 px), HaarPSI, LPIPS when VGG weights
+are given, FID over the set when Inception weights are given; JPEG, WebP and AVIF as baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from mmtok.data.image_io import tensor_to_images
+from mmtok.eval.baselines import image_curve, image_matched
+from mmtok.eval.image import ms_ssim, ms_ssim_supported, psnr, ssim
+from mmtok.eval.perceptual import FID, LPIPS, haarpsi
+from mmtok.eval.suites import Suite
+
+
+class _FIDAccumulator:
+    def __init__(self, weights: str):
+        self.fid = FID(weights)
+
+    def update(self, reference: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        self.fid.update(reference, reconstruction)
+
+    def compute(self) -> dict[str, float]:
+        return {"fid": self.fid.compute()}
+
+
+class ImageSuite(Suite):
+    modality = "image"
+    rate_name = "bpp"
+    metrics = {"psnr": True, "ssim": True, "ms_ssim": True, "haarpsi": True, "lpips": False}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.lpips = LPIPS(self.lpips_weights) if self.lpips_weights else None
+        if not self.lpips_weights:
+            self.metrics = {k: v for k, v in self.metrics.items() if k != "lpips"}
+
+    amount_name = "Mpx"
+
+    def amount(self, reference: torch.Tensor, info: dict) -> float:
+        return reference.shape[-2] * reference.shape[-1] / 1e6
+
+    def rate(self, bits: float, reference: torch.Tensor, info: dict) -> float:
+        return bits / (reference.shape[-2] * reference.shape[-1])
+
+    def scores(self, reference: torch.Tensor, reconstruction: torch.Tensor, info: dict) -> dict[str, float]:
+        x, y = reconstruction.clamp(-1, 1), reference
+        row = {"psnr": float(psnr(x, y)[0]), "ssim": float(ssim(x, y)[0])}
+        if ms_ssim_supported(*y.shape[-2:]):
+            row["ms_ssim"] = float(ms_ssim(x, y)[0])
+        if min(y.shape[-2:]) >= 32:
+            row["haarpsi"] = float(haarpsi(x, y)[0])
+        if self.lpips is not None:
+            row["lpips"] = float(self.lpips(x, y)[0])
+        return row
+
+    def dataset_metric(self):
+        return _FIDAccumulator(self.fid_weights) if self.fid_weights else None
+
+    def curve(self, reference: torch.Tensor, info: dict):
+        return image_curve(reference)
+
+    def matched(self, reference: torch.Tensor, info: dict, rate: float):
+        return image_matched(reference, rate)
+
+    def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict, reference=None) -> dict[str, str]:
+        name = f"{stem}.png"
+        Image.fromarray(tensor_to_images(x)[0]).save(folder / name)
+        return {"image": name}
