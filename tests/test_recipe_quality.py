@@ -190,3 +190,23 @@ def test_quality_smoke_sweeps_the_1d_tokenizer_and_keeps_the_audio(smoke):
     for file in picture["files"].values():
         info = soundfile.info(file)
         assert info.samplerate == 16000 and math.isclose(info.duration, 2.0, abs_tol=0.05)
+
+
+def test_residual_fsq_with_a_projection_per_codebook_refines_with_every_codebook():
+    from mmtok.quantize import build_quantizer
+
+    torch.manual_seed(0)
+    options = {"levels": [8, 5, 5, 5], "num_codebooks": 4, "quantizer_dropout": 0.5}
+    quantizer = build_quantizer("rfsq", dim=16, projection_per_codebook=True, **options)
+    assert quantizer.kind == "rfsq" and quantizer.codebook_sizes == [1000] * 4
+    x = torch.randn(512, 16)
+    optimizer = torch.optim.Adam(quantizer.parameters(), lr=1e-2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (quantizer(x).quantized - x).pow(2).mean().backward()
+        optimizer.step()
+    quantizer.eval()
+    errors = [(quantizer(x, num_codebooks=n).quantized - x).pow(2).mean().item() for n in (1, 2, 3, 4)]
+    assert all(b < 0.9 * a for a, b in zip(errors, errors[1:])), errors  # each codebook codes more of x
+    ids = quantizer(x).ids
+    assert torch.allclose(quantizer.decode_ids(ids), quantizer(x).quantized, atol=1e-5)

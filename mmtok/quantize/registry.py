@@ -27,6 +27,25 @@ class KindInfo:
     source: str  # "mmtok" or "vector-quantize-pytorch"
 
 
+def _build_rfsq(
+    dim: int,
+    levels=(8, 5, 5, 5),
+    num_codebooks: int = 4,
+    quantizer_dropout: float = 0.0,
+    projection_per_codebook: bool = False,
+) -> Quantizer:
+    """The library's residual FSQ quantises one shared projection of the input (len(levels) numbers),
+    so later codebooks only refine those numbers. `projection_per_codebook=True` stacks mmtok FSQ
+    layers instead, each with its own projection in and out, so each codebook can code another
+    direction of what is left (as DAC's factorised RVQ does), with mmtok's per-example dropout."""
+    if not projection_per_codebook:
+        return ResidualFSQQuantizer(dim, levels, num_codebooks, quantizer_dropout)
+    layers = [FiniteScalarQuantizer(dim, levels) for _ in range(num_codebooks)]
+    quantizer = ResidualQuantizer(layers, quantizer_dropout=quantizer_dropout)
+    quantizer.kind = "rfsq"
+    return quantizer
+
+
 def _build_rvq(dim: int, codebook_size: int = 1024, num_codebooks: int = 8, quantizer_dropout: float = 0.0, **vq):
     layers = [VectorQuantizer(dim, codebook_size, **vq) for _ in range(num_codebooks)]
     return ResidualQuantizer(layers, quantizer_dropout=quantizer_dropout)
@@ -53,7 +72,7 @@ KINDS: dict[str, KindInfo] = {
     ),
     "fsq": KindInfo(FiniteScalarQuantizer, "prod(levels)", "finite scalar quantization", "vector-quantize-pytorch"),
     "rfsq": KindInfo(
-        ResidualFSQQuantizer, "prod(levels) per codebook x num_codebooks", "residual FSQ", "vector-quantize-pytorch"
+        _build_rfsq, "prod(levels) per codebook x num_codebooks", "residual FSQ", "vector-quantize-pytorch"
     ),
     "lfq": KindInfo(
         _build_lfq, "2^bits (codebook_size, a power of two)", "lookup-free quantization, factorised entropy", "mmtok"
