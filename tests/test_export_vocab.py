@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from train_helpers import tiny_config, write_config, write_images
+from train_helpers import TINY_IMAGE_MODEL, tiny_config, write_config, write_images
 
 from mmtok import load_tokenizer
 from mmtok.artifact import ArtifactError
@@ -19,16 +19,7 @@ from mmtok.train.export import export_run
 from mmtok.train.trainer import Trainer
 from mmtok.vocab import VocabLayout
 
-TINY_IMAGE = {
-    "family": "image",
-    "base_channels": 8,
-    "channel_multipliers": [1, 2],
-    "num_res_blocks": 1,
-    "attention": False,
-    "latent_dim": 4,
-    "image_size": 16,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
-}
+TINY_IMAGE = {**TINY_IMAGE_MODEL, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
 
 
 def images(count=3, size=20, seed=0):

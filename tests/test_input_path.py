@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 from PIL import Image
+from train_helpers import TINY_IMAGE_MODEL
 
 from mmtok import load_tokenizer
 from mmtok.data import AudioDataset, ImageDataset
@@ -19,10 +20,7 @@ from mmtok.shards import shard_files
 from mmtok.tokenize import _PreparedItems, tokenize
 
 CROP = 16
-TINY_IMAGE = {
-    "family": "image", "base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1, "attention": False,
-    "latent_dim": 4, "image_size": CROP, "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-}  # fmt: skip
+TINY_IMAGE = {**TINY_IMAGE_MODEL, "image_size": CROP}
 TINY_AUDIO = {
     "family": "audio", "sample_rate": 16000, "base_channels": 4, "strides": [2, 4], "dilations": [1],
     "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from train_helpers import TINY_IMAGE1D_MODEL, TINY_IMAGE_MODEL
 
 from mmtok.models import build_tokenizer
 from mmtok.quantize.library import FiniteScalarQuantizer
@@ -54,17 +55,8 @@ def test_bad_level_usage_options_are_errors():
 
 
 def _tiny_image(patch_skip: bool) -> dict:
-    return {
-        "family": "image",
-        "image_size": 16,
-        "base_channels": 8,
-        "channel_multipliers": [1, 2],
-        "num_res_blocks": 1,
-        "attention": False,
-        "latent_dim": 3,
-        "patch_skip": patch_skip,
-        "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
-    }
+    fsq = {"kind": "fsq", "options": {"levels": [8, 8, 8]}}
+    return {**TINY_IMAGE_MODEL, "latent_dim": 3, "patch_skip": patch_skip, "quantizer": fsq}
 
 
 def test_patch_skip_is_a_linear_path_from_each_patch_to_its_token():
@@ -85,18 +77,7 @@ def test_patch_skip_is_a_linear_path_from_each_patch_to_its_token():
 
 def test_linear_path_of_the_1d_tokenizer_ignores_the_tokens_left_out():
     torch.manual_seed(0)
-    config = {
-        "family": "image1d",
-        "image_size": 16,
-        "patch_size": 8,
-        "width": 16,
-        "depth": 1,
-        "heads": 2,
-        "num_latent_tokens": 4,
-        "latent_dim": 3,
-        "linear_path": True,
-        "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
-    }
+    config = {**TINY_IMAGE1D_MODEL, "width": 16, "num_latent_tokens": 4, "linear_path": True}
     tok = build_tokenizer(config).eval()
     assert tok.decoder.linear.weight.abs().sum() == 0  # starts silent
     torch.nn.init.normal_(tok.decoder.linear.weight)  # as if trained

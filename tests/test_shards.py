@@ -17,6 +17,8 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+from train_helpers import TINY_AUDIO_MODEL as TINY_AUDIO
+from train_helpers import TINY_IMAGE_MODEL as TINY_IMAGE
 from train_helpers import write_images
 
 from mmtok import load_tokenizer
@@ -26,16 +28,6 @@ from mmtok.tokenize import tokenize
 
 # Every compared run encodes with one thread, so the arithmetic (and the ids) are the same.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-TINY_IMAGE = {
-    "family": "image",
-    "base_channels": 8,
-    "channel_multipliers": [1, 2],
-    "num_res_blocks": 1,
-    "attention": False,
-    "latent_dim": 4,
-    "image_size": 16,
-    "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-}
 BAD_FILES = {  # name -> bytes; the names sort between the good images
     "img_010_truncated.png": None,  # half of a real PNG, filled in below
     "img_020_text.jpg": b"this is text, not a jpeg\n" * 4,
@@ -328,16 +320,6 @@ def test_tar_parquet_and_glob_inputs_give_the_folder_rows(tok_dir, images, tmp_p
     assert ids(tmp_path / "hf.parquet") == ([f"hf.parquet/{i}" for i in range(4)], expected)
     assert ids(tmp_path / "plain.parquet", column="pixels")[1] == expected
     assert ids(str(images / "img_00[0-3].png")) == (names, expected)
-
-
-TINY_AUDIO = {
-    "family": "audio",
-    "sample_rate": 16000,
-    "base_channels": 8,
-    "strides": [2, 4],
-    "latent_dim": 8,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}},
-}
 
 
 def test_audio_files_of_different_lengths(tmp_path):

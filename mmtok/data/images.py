@@ -83,7 +83,8 @@ def rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
     """Rotates the colours of (3, H, W) pixels in [-1, 1] by `angle` radians about the gray axis
     R = G = B: every pixel keeps its gray level (the mean of its channels) and its distance from
     gray, its hue turns (a few clipped where the rotated colour leaves the RGB cube). Few training
-    photos show every hue; rotated copies teach a tokenizer colour as such."""
+    photos show every hue; rotated copies teach a tokenizer colour as such. Written here rather than
+    torchvision's `adjust_hue`, whose HSV hue shift changes each pixel's gray level."""
     axis = torch.full((3,), 1 / math.sqrt(3), dtype=x.dtype)
     cross = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=x.dtype) / math.sqrt(3)
     # Rodrigues' rotation formula about the unit vector `axis`.

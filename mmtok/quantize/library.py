@@ -58,12 +58,13 @@ class FiniteScalarQuantizer(Quantizer):
         return math.prod(self.levels)
 
     def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
-        codes = self.fsq.quantize(self.fsq.project_in(x).float())
+        z = self.fsq.project_in(x).float()
+        codes = self.fsq.quantize(z)
         level_ids = self.fsq._scale_and_shift(codes.detach()).round().long()
         ids = (level_ids * self.basis).sum(dim=-1, keepdim=True)
         loss, losses = zero_loss(x), {}
         if self.usage_weight > 0 and self.training:
-            losses["level_usage"] = self._level_usage_loss(self.fsq.project_in(x).float())
+            losses["level_usage"] = self._level_usage_loss(z)
             loss = self.usage_weight * losses["level_usage"]
         return QuantizerOutput(self.fsq.project_out(codes.to(x.dtype)), ids, loss, losses)
 
