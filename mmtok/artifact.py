@@ -14,7 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 import re
+import stat
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, CARD_FILE = "config.json", "model.safetensors", "vocab.json", "README.md"
 # Files that would be unpickled by torch.load and friends: a tokenizer directory must hold none.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+logger = logging.getLogger(__name__)
 
 
 class ArtifactError(ValueError):
@@ -73,11 +79,29 @@ def save_artifact(
         "model": dataclasses.asdict(model.config),
         "input": model.input_spec().to_json(),
         "weights_sha256": file_sha256(weights),
+        "vocab_sha256": file_sha256(directory / VOCAB_FILE),
         "card": card or {},
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     model_card(config, layout).save(directory / CARD_FILE)
+    # safetensors writes its file 0600 and an overwritten file keeps its old mode: give every file
+    # the mode a new file gets under the user's umask, so whoever may read the folder can load it.
+    mode = new_file_mode(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, CARD_FILE):
+        os.chmod(directory / name, mode)
     return directory
+
+
+def new_file_mode(directory: Path) -> int:
+    """0o666 & ~umask (and whatever a default ACL of `directory` adds), read off a probe file:
+    os.umask can only be read by setting it, which races with other threads creating files."""
+    probe = directory / f".mode-probe-{uuid.uuid4().hex}"
+    handle = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        return stat.S_IMODE(os.fstat(handle).st_mode)
+    finally:
+        os.close(handle)
+        probe.unlink()
 
 
 def model_card(config: dict, layout: VocabLayout):
@@ -153,6 +177,14 @@ class FrozenTokenizer:
         """Prepared examples of any sizes -> their ids, each as if encoded alone."""
         return self.model.encode_many([x.to(self.device) for x in inputs], **options)
 
+    streams = property(lambda self: self.model.streams)
+
+    @torch.inference_mode()
+    def encode_stream(self, pieces, **options) -> torch.Tensor:
+        """A long example's prepared pieces (`input_spec.prepare_stream`) -> its ids, equal to the
+        whole example's, with memory bounded by the piece (audio and video tokenizers)."""
+        return self.model.encode_stream(pieces, **options)
+
     def encode_media(self, media: Any, **options) -> EncodedMedia:
         """Media (paths, bytes, arrays, tensors) -> ids and what preparation did to each example."""
         prepared = self.prepare(media)
@@ -194,37 +226,152 @@ class FrozenTokenizer:
 def load_tokenizer(path: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> FrozenTokenizer:
     """Loads a directory written by save_pretrained / `mmtok export` (or a hub repo id where a hub
     can be reached). Never unpickles: safetensors and JSON only, and a directory holding a pickle
-    file is refused. The weights' sha256 must match the one recorded at export.
+    file is refused. The weights' and vocab.json's sha256 must match those recorded at export, and
+    vocab.json must describe the model config.json builds (modality, codebooks, token axes, id
+    ranges); anything else is an ArtifactError naming the file and the field.
 
     "hf:ORG/NAME[@REVISION]" is a pretrained model from a hub (EnCodec, Mimi, Chameleon, ...),
     converted once into ~/.cache/mmtok (see mmtok.pretrained) and loaded like any artifact."""
-    from safetensors.torch import load_file
-
     if str(path).startswith("hf:"):
         from mmtok.pretrained import load_hub_model
 
         return load_hub_model(str(path), device=device)
-    directory = Path(path)
-    if not directory.is_dir():
-        directory = _download(str(path))
+    directory = _local_or_hub_directory(path)
     pickles = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         raise ArtifactError(f"{directory} holds pickle files {pickles}; mmtok artifacts are safetensors + JSON only")
     for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE):
         if not (directory / name).is_file():
             raise ArtifactError(f"{directory} is not an mmtok tokenizer: {name} is missing")
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    if verify and file_sha256(directory / WEIGHTS_FILE) != config.get("weights_sha256"):
-        raise ArtifactError(
-            f"{directory / WEIGHTS_FILE} does not match the checksum recorded at export (tampered or corrupt)"
-        )
+    config = _read_config(directory / CONFIG_FILE)
+    if verify:
+        _verify_checksums(directory, config)
+    vocab_path = directory / VOCAB_FILE
+    vocab_data = _read_json(vocab_path)
+    try:
+        layout = VocabLayout.from_json(vocab_data)
+        layout.check_stored_fields(vocab_data)
+    except ValueError as error:
+        raise ArtifactError(f"{vocab_path}: {error}") from None
 
     from mmtok.models.registry import build_tokenizer  # the one place core names model families
 
-    model = build_tokenizer({"family": config["family"], **config["model"]})
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+    try:
+        model = build_tokenizer({"family": config["family"], **config["model"]})
+    except (ValueError, TypeError) as error:
+        raise ArtifactError(f"{directory / CONFIG_FILE}: the model config does not build: {error}") from None
+    _load_weights(model, directory / WEIGHTS_FILE)
+    check_vocab_matches_model(layout, config, model, vocab_path)
     model.eval().requires_grad_(False).to(device)
-    return FrozenTokenizer(model, VocabLayout.load(directory / VOCAB_FILE), config, directory)
+    return FrozenTokenizer(model, layout, config, directory)
+
+
+def _local_or_hub_directory(path: str | Path) -> Path:
+    """A local folder, or a hub snapshot for a repo id. An argument that names a local path is never
+    sent to the hub: a typo in it gets "does not exist", not the hub's repo-id rules."""
+    directory = Path(path).expanduser()
+    if directory.is_dir():
+        return directory
+    if directory.exists():
+        raise ArtifactError(f"{path} is a file, not a tokenizer folder (give the folder holding {CONFIG_FILE})")
+    if looks_like_local_path(str(path)):
+        raise ArtifactError(f"tokenizer folder {path} does not exist")
+    return _download(str(path))
+
+
+def looks_like_local_path(path: str) -> bool:
+    """Whether `path` (which does not exist) was meant as a local path: a hub repo id is NAME or
+    ORG/NAME; anything else, or an ORG/NAME whose ORG is a local folder, is a path."""
+    if path.startswith(("/", ".", "~")) or "\\" in path or path.endswith("/") or path.count("/") > 1:
+        return True
+    return "/" in path and Path(path.split("/")[0]).is_dir()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path} is not readable JSON: {error}") from None
+
+
+def _read_config(path: Path) -> dict:
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    expected = {"family": str, "modality": str, "model": dict}
+    for key, kind in expected.items():
+        if key not in config:
+            raise ArtifactError(f"{path} has no {key!r}: it is not an mmtok tokenizer config (re-export it)")
+        if not isinstance(config[key], kind):
+            raise ArtifactError(f"{path}: {key!r} must be a {kind.__name__}, got {config[key]!r}")
+    return config
+
+
+def _verify_checksums(directory: Path, config: dict) -> None:
+    for name, key in ((WEIGHTS_FILE, "weights_sha256"), (VOCAB_FILE, "vocab_sha256")):
+        if key not in config and name == VOCAB_FILE:
+            # Artifacts exported before vocab.json was checksummed: its layout is still checked
+            # against the model below; refusing them would strand every earlier export.
+            logger.warning(
+                "%s has no %s (exported before mmtok checksummed vocab.json): its contents are checked against "
+                "the model, not its bytes; export again to add one",
+                directory / CONFIG_FILE,
+                key,
+            )
+            continue
+        if file_sha256(directory / name) != config.get(key):
+            raise ArtifactError(
+                f"{directory / name} does not match the checksum {key} recorded at export in {CONFIG_FILE} "
+                "(tampered or corrupt)"
+            )
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ArtifactError(f"{path} is not a readable safetensors file: {error}") from None
+    expected = model.state_dict()
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    mismatched = [
+        f"{name} {tuple(state[name].shape)} vs {tuple(expected[name].shape)}"
+        for name in sorted(expected.keys() & state.keys())
+        if state[name].shape != expected[name].shape
+    ]
+    found = {"missing": missing, "unexpected": unexpected, "shape mismatch (file vs model)": mismatched}
+    problems = [
+        f"{label} {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+        for label, names in found.items()
+        if names
+    ]
+    if problems:
+        raise ArtifactError(f"{path} does not fit the model {CONFIG_FILE} describes: tensors {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+
+
+def check_vocab_matches_model(layout: VocabLayout, config: dict, model: Tokenizer, vocab_path: Path) -> None:
+    """vocab.json, config.json and the model config.json builds agree on what the ids are."""
+    config_path = vocab_path.with_name(CONFIG_FILE)
+    if config["modality"] != model.modality:
+        raise ArtifactError(
+            f"{config_path}: modality is {config['modality']!r}, but its {model.family} model is {model.modality!r}"
+        )
+    sizes, axes = list(model.codebook_sizes), list(model.token_axes)
+    checks = [
+        ("modality", layout.modality, model.modality, f"modality {model.modality!r}"),
+        ("num_codebooks", layout.num_codebooks, len(sizes), f"{len(sizes)} codebooks"),
+        ("codebook_sizes", layout.codebook_sizes, sizes, f"codebook sizes {sizes}"),
+        ("token_shape", len(layout.token_shape), len(axes), f"{len(axes)} token axes {axes}"),
+    ]
+    for field, stored, expected, model_has in checks:
+        if stored != expected:
+            shown = f"{layout.token_shape} ({stored} axes)" if field == "token_shape" else repr(stored)
+            raise ArtifactError(
+                f"{vocab_path}: {field} is {shown}, but the {model.family} model {CONFIG_FILE} builds has {model_has}"
+            )
 
 
 def _download(repo_id: str) -> Path:
@@ -233,6 +380,7 @@ def _download(repo_id: str) -> Path:
 
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.md"]))
     except Exception as error:  # no such local folder and no reachable hub: say both
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ArtifactError(
-            f"{repo_id!r} is not a local directory and could not be fetched from a hub: {error}"
+            f"{repo_id!r} is not a local folder and could not be fetched from a hub: {reason}"
         ) from None

@@ -1,10 +1,69 @@
-"""The `mmtok` command line. Each subcommand imports its machinery lazily so `mmtok --help` is instant."""
+"""The `mmtok` command line. Each subcommand imports its machinery lazily so `mmtok --help` is instant.
+
+Every refusal is one line on stderr, `mmtok COMMAND: error: MESSAGE`: exit code 2 for usage errors
+(bad or missing arguments, unknown or ill-typed config keys: ConfigError) and 1 for failures of the
+work (missing files, bad artifacts, refused inputs); 130 after Ctrl-C. `mmtok --debug ...` or
+MMTOK_DEBUG=1 shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
+from pathlib import Path
+
+DEBUG_VARIABLE = "MMTOK_DEBUG"
+USAGE_ERROR, FAILURE, INTERRUPTED = 2, 1, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (`--help` still prints the usage)."""
+
+    def error(self, message: str):
+        _print_refusal(self.prog, message)
+        raise SystemExit(USAGE_ERROR)
+
+
+def _print_refusal(prog: str, message: str) -> None:
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    print(f"{prog}: error: {'; '.join(lines)}", file=sys.stderr)
+
+
+def _error_message(error: BaseException) -> str:
+    """One readable line: the message alone for the errors mmtok raises on purpose, the type too otherwise."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        target = f"{error.filename} -> {error.filename2}" if error.filename2 is not None else error.filename
+        return f"{error.strerror}: {target}"
+    text = str(error) or type(error).__name__
+    if isinstance(error, (ValueError, OSError)):
+        return text
+    if isinstance(error, KeyError):  # str(KeyError) is the bare key, quoted
+        return f"missing key {text}"
+    return f"{type(error).__name__}: {text} (run `mmtok --debug ...` for the traceback)"
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
 def _cmd_quantizers(args: argparse.Namespace) -> int:
@@ -22,6 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mmtok.train.config import load_run_config
     from mmtok.train.trainer import Trainer
 
+    if not Path(args.config).is_file():  # a missing file is a failure (1), not a bad config (2)
+        raise FileNotFoundError(errno.ENOENT, "no such config file", args.config)
     config = load_run_config(args.config, args.overrides)
     Trainer(config, resume=args.resume).fit()
     return 0
@@ -43,9 +104,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from mmtok.artifact import looks_like_local_path
     from mmtok.config import apply_overrides
     from mmtok.pretrained import convert
 
+    if not Path(args.model).exists() and looks_like_local_path(args.model):  # a typo, never a hub query
+        raise FileNotFoundError(errno.ENOENT, "no such model folder", args.model)
     options = apply_overrides({}, args.options)
     out = convert(
         args.model, args.out_dir, revision=args.revision, subfolder=args.subfolder, license=args.license, **options
@@ -78,10 +142,12 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
             split=args.split,
             streaming=args.streaming,
             precision=args.precision,
+            num_codebooks=args.num_codebooks,
+            break_lock=args.break_lock,
         )
     except TokenizeInterrupted as stop:
         print(f"mmtok tokenize: {stop}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return 0
 
 
@@ -90,7 +156,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     *tokenizers, data = args.inputs
     if not tokenizers:
-        raise SystemExit("mmtok eval: give at least one TOKENIZER and then DATA")
+        args.parser.error("give at least one TOKENIZER and then DATA")
     options = EvalOptions(
         limit=args.limit,
         sweep=not args.no_sweep,
@@ -111,11 +177,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmtok",
         description="Train, monitor, export and apply media tokenizers that emit ids for language models.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the full traceback of an error (or set {DEBUG_VARIABLE}=1)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     quantizers = sub.add_parser("quantizers", help="list every quantizer kind with its codebook size formula")
     quantizers.set_defaults(func=_cmd_quantizers)
 
@@ -134,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the default image tokenizer on scikit-image's photos (CPU, ~5 min) and report",
     )
     quickstart.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
-    quickstart.add_argument("--max-steps", type=int, default=None, help="shorten the training budget")
+    quickstart.add_argument("--max-steps", type=_positive_int, default=None, help="shorten the training budget")
     quickstart.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     quickstart.set_defaults(func=_cmd_quickstart)
 
@@ -180,15 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
         "URL (s3://, gs://, hf://, https://); or datasets:NAME_OR_PATH[:SPLIT], a Hugging Face dataset",
     )
     tokenize.add_argument("output_dir", help="where the shards, manifest.json and errors.jsonl go (a folder or URL)")
-    tokenize.add_argument("--batch-size", type=int, default=32, help="inputs per encode call (default: 32)")
+    tokenize.add_argument("--batch-size", type=_positive_int, default=32, help="inputs per encode call (default: 32)")
     tokenize.add_argument(
-        "--num-workers", type=int, default=4, help="DataLoader workers decoding per process (default: 4)"
+        "--num-workers", type=_non_negative_int, default=4, help="DataLoader workers decoding per process (default: 4)"
     )
-    tokenize.add_argument("--shard-size", type=int, default=10_000, help="inputs per shard (default: 10000)")
+    tokenize.add_argument("--shard-size", type=_positive_int, default=10_000, help="inputs per shard (default: 10000)")
     tokenize.add_argument(
         "--llm-ids", action="store_true", help="store framed ids at their LLM vocabulary offsets (vocab.json)"
     )
-    tokenize.add_argument("--limit", type=int, default=None, help="tokenize only the first N inputs")
+    tokenize.add_argument(
+        "--num-codebooks",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="residual tokenizers: store only the first N codebooks of each token (a lower rate; default: all)",
+    )
+    tokenize.add_argument("--limit", type=_positive_int, default=None, help="tokenize only the first N inputs")
     tokenize.add_argument(
         "--column", default=None, help="parquet or dataset column holding the encoded media (default: by name)"
     )
@@ -201,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tokenize.add_argument(
         "--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes"
+    )
+    tokenize.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="remove a lock left by a job that died, after checking no job is running",
     )
     tokenize.set_defaults(func=_cmd_tokenize)
 
@@ -219,10 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
         "sample-images[:N] (scikit-image's N held-out photos, default 5)",
     )
     evaluate.add_argument("--report", required=True, help="the report folder to write")
-    evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
-    evaluate.add_argument("--media-items", type=int, default=4, help="items shown with their media (default: 4)")
+    evaluate.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N items")
     evaluate.add_argument(
-        "--crop-size", type=int, default=None, help="images, video: centred crops of at most this many px per side"
+        "--media-items", type=_non_negative_int, default=4, help="items shown with their media (default: 4)"
+    )
+    evaluate.add_argument(
+        "--crop-size",
+        type=_positive_int,
+        default=None,
+        help="images, video: centred crops of at most this many px per side",
     )
     evaluate.add_argument("--device", default="cpu", help="where the tokenizers run, e.g. cuda (default: cpu)")
     evaluate.add_argument("--no-sweep", action="store_true", help="skip the k-token / codebook-count sweeps")
@@ -234,19 +320,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="EEG: a labelled .ts file of training trials; DATA (a labelled .ts file) is then probed too",
     )
-    evaluate.set_defaults(func=_cmd_eval)
+    evaluate.set_defaults(func=_cmd_eval, parser=evaluate)
+    for command in sub.choices.values():  # `mmtok COMMAND ... --debug` works too; SUPPRESS keeps the top-level value
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: one line, SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per saved file is noise
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    prog = f"mmtok {args.command}"
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _print_refusal(prog, "interrupted")
+        return INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        from mmtok.config import ConfigError
+
+        _print_refusal(prog, _error_message(error))
+        return USAGE_ERROR if isinstance(error, ConfigError) else FAILURE
 
 
 if __name__ == "__main__":

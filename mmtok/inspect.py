@@ -14,13 +14,14 @@ def describe_artifact(path) -> str:
     config, vocab = frozen.config, frozen.vocab
     bits = bits_per_position(vocab.num_codebooks, vocab.codebook_sizes)
     lines = [
-        f"mmtok {config['family']} tokenizer ({config['modality']}), mmtok {config['mmtok_version']}",
+        f"mmtok {config['family']} tokenizer ({config['modality']}), mmtok {config.get('mmtok_version', 'unknown')}",
         f"path: {frozen.path}",
-        f"weights sha256: {config['weights_sha256']}",
+        f"weights sha256: {config.get('weights_sha256', 'not recorded')}",
+        f"vocab sha256: {config.get('vocab_sha256', 'not recorded (exported before mmtok checksummed vocab.json)')}",
         "",
         "model config:",
         json.dumps(config["model"], indent=2),
-        f"input: {json.dumps(config['input'])}",
+        f"input: {json.dumps(frozen.input_spec.to_json())}",
         "",
         "vocab layout:",
         f"  codebooks: {vocab.num_codebooks}, sizes {vocab.codebook_sizes} ({bits:.2f} bits per position)",

@@ -19,6 +19,7 @@ sit in its parquet schema metadata, so the manifest is written without rereading
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from mmtok.vocab import VocabLayout
 
 MANIFEST_FILE, ERRORS_FILE, JOB_FILE, ERRORS_DIR = "manifest.json", "errors.jsonl", "job.json", "errors"
 SHARD_PATTERN = "shard-*.parquet"
+SHARD_NAME = re.compile(r"shard-[0-9]{6,}\.parquet")  # what shard_name writes: a bare name, never a path
 
 
 def shard_name(index: int) -> str:
@@ -51,12 +53,24 @@ def shard_files(output_dir: str | Path | Folder) -> list[Path | str]:
 
 
 def read_manifest(output_dir: str | Path | Folder) -> dict:
+    """manifest.json of a finished job; every shard it names must be a shard file of this folder
+    (a manifest edited to name "../elsewhere.parquet" would make readers open files outside it)."""
     folder = output_dir if isinstance(output_dir, Folder) else Folder(output_dir)
     if not folder.exists(MANIFEST_FILE):
         raise FileNotFoundError(
             f"{folder.file(MANIFEST_FILE)} is missing: the tokenize job writing {folder} has not finished"
         )
-    return json.loads(folder.read_text(MANIFEST_FILE))
+    manifest = json.loads(folder.read_text(MANIFEST_FILE))
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        raise ValueError(f"{folder.file(MANIFEST_FILE)} lists no shards")
+    for name in shards:
+        if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+            raise ValueError(
+                f"{folder.file(MANIFEST_FILE)} names shard {name!r}, which is not a shard file of this folder "
+                "(shard-NNNNNN.parquet)"
+            )
+    return manifest
 
 
 def ids_dtype(id_limit: int) -> str:

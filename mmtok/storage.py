@@ -13,11 +13,29 @@ exists only once committed, and a restarted job redoes exactly what was never co
 from __future__ import annotations
 
 import os
+import stat
+import uuid
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 TMP_SUFFIX = ".tmp"
+# What in an object store's listing changes when an object is replaced, in the order tried
+# (S3's ETag, GCS' md5/generation, Azure's etag, then modification times).
+_VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "LastModified", "last_modified", "updated", "mtime")
+
+
+class Listing(NamedTuple):
+    """Files found under a folder, what identifies each one's contents, and what was passed over."""
+
+    files: list  # paths, sorted as walked
+    fingerprints: dict  # path -> "size:version" (None for a link whose target is missing)
+    passed_over: list[tuple[str, str]]  # (where, why): folders walked once only, unreadable folders, non-files
+
+
+def temporary_name(final: str) -> str:
+    """A name no other writer uses for `final`'s temporary (two jobs, or processes, never share one)."""
+    return f"{final}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
 
 
 def is_url(location: str | Path) -> bool:
@@ -62,10 +80,29 @@ class Storage:
         return path.is_dir() if self.is_local else self.fs.isdir(str(path))
 
     def find(self, root) -> list:
-        """Every file under `root`, recursively."""
+        """Every file under `root`, recursively (symbolic links followed)."""
+        return self.list_files(root).files
+
+    def list_files(self, root) -> Listing:
+        """Every file under `root` with its fingerprint, and what was passed over and why."""
         if self.is_local:
-            return [p for p in root.rglob("*") if p.is_file()]
-        return [PurePosixPath(p) for p in self.fs.find(str(root))]
+            return _walk_local(Path(root))
+        found = self.fs.find(str(root), detail=True)
+        files = [PurePosixPath(p) for p in sorted(found)]
+        return Listing(files, {p: _object_fingerprint(found[str(p)]) for p in files}, [])
+
+    def fingerprint(self, path) -> str | None:
+        """What changes when the file at `path` is replaced ("size:version"); None if it is missing."""
+        if self.is_local:
+            try:
+                info = os.stat(path)
+            except OSError:
+                return None
+            return f"{info.st_size}:{info.st_mtime_ns}"
+        try:
+            return _object_fingerprint(self.fs.info(str(path)))
+        except FileNotFoundError:
+            return None
 
     def glob(self, pattern) -> list:
         """Files and folders matching `pattern` (`**` crosses folders), sorted."""
@@ -97,6 +134,54 @@ class Storage:
 
     def __setstate__(self, state):
         self._fs, self._pid = state["_fs"], os.getpid()
+
+
+def _object_fingerprint(info: dict) -> str:
+    version = next((str(info[k]) for k in _VERSION_FIELDS if info.get(k) is not None), "")
+    return f"{info.get('size')}:{version}"
+
+
+def _walk_local(root: Path) -> Listing:
+    """Files under `root`, following symbolic links to files and folders.
+
+    pathlib's rglob (Python < 3.13) neither follows linked folders nor reports dangling links, so
+    the walk is written out: each folder is identified by (device, inode) and listed once, which
+    stops link loops and two links to one folder from listing files twice (the first path in
+    sorted order is kept); a link whose target is missing is kept as a file, so reading it gives
+    an error that names it, and anything else that is not a regular file is passed over and said."""
+    files, fingerprints, passed_over = [], {}, []
+    listed: set[tuple[int, int]] = set()
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError as error:
+            passed_over.append((str(folder), f"unreadable folder: {error.strerror or error}"))
+            continue
+        if (info.st_dev, info.st_ino) in listed:
+            passed_over.append((str(folder), "folder already listed (a symbolic link loop or a second link to it)"))
+            continue
+        listed.add((info.st_dev, info.st_ino))
+        subfolders = []
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                target = entry.stat(follow_symlinks=True)
+            except OSError:  # a dangling link, or one into a folder we may not enter
+                files.append(path)
+                fingerprints[path] = None
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                subfolders.append(path)
+            elif stat.S_ISREG(target.st_mode):
+                files.append(path)
+                fingerprints[path] = f"{target.st_size}:{target.st_mtime_ns}"
+            else:
+                passed_over.append((str(path), "not a regular file (a device, socket or pipe)"))
+        folders += subfolders  # reversed names on a stack: walked in sorted order
+    return Listing(files, fingerprints, passed_over)
 
 
 def resolve(location: str | Path) -> tuple[Storage, Path | PurePosixPath]:
@@ -166,7 +251,7 @@ class Folder:
         """`write(file)` into a temporary file, then committed under `name`: readers, and a
         restarted job, see the whole file or none of it."""
         final = self._path(name)
-        tmp = final + TMP_SUFFIX
+        tmp = temporary_name(final)
         if self.storage.is_local:
             with open(tmp, "wb") as f:
                 write(f)
@@ -178,6 +263,27 @@ class Folder:
         with fs.open(tmp, "wb") as f:
             write(f)
         fs.mv(tmp, final)  # object stores: a server-side copy, then the temporary key is deleted
+
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        """Writes `name` only if it does not exist; False if it does. Exclusive on local disks
+        (O_EXCL) and on S3 (a conditional put); elsewhere an existence check, which the caller
+        confirms by reading the file back."""
+        fs = self.storage.fs
+        try:
+            with fs.open(self._path(name), "xb") as f:
+                f.write(data)
+            return True
+        except FileExistsError:
+            return False
+        except (NotImplementedError, ValueError):  # no exclusive mode on this filesystem
+            if self.exists(name):
+                return False
+            self.write_atomic(name, lambda f: f.write(data))
+            return True
+        except OSError as error:  # S3 answers a failed If-None-Match with 412 PreconditionFailed
+            if "PreconditionFailed" in str(error) or "412" in str(error):
+                return False
+            raise
 
     def write_text_atomic(self, name: str, text: str) -> None:
         self.write_atomic(name, lambda f: f.write(text.encode()))

@@ -8,10 +8,24 @@ then renamed, or on an object store copied to its final key), and a restarted jo
 the shards that have no committed file yet: nothing lost, nothing twice. The input and the output
 directory may be local paths or fsspec URLs (mmtok.storage); the input may also be a Hugging Face
 `datasets` dataset ("datasets:NAME_OR_PATH"). Layout of the output directory: see mmtok.shards.
+
+What real corpora hold, and what the job does with it:
+- an item that fails anywhere (reading, decoding, preparing, encoding, framing its LLM ids) is an
+  error line naming it and the reason (errors.jsonl); a batch that fails is encoded again item by
+  item, so only the bad item is listed and every item gets the same row or error in any batch;
+- a long recording or video (more than STREAM_ABOVE prepared values) is read, prepared and
+  encoded piece by piece through the tokenizer's exact streaming path, so memory follows the piece;
+- files the listing passes over (other extensions, link loops) are counted by reason in the
+  manifest's `passed_over`; links are followed and a dangling one is an error line;
+- one job at a time holds an output folder (mmtok.job_lock); a restarted job redoes the shards
+  whose inputs changed since they were written (size and modification time, or the object
+  store's version), as well as those never committed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -28,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mmtok.data.sources import open_source
+from mmtok.job_lock import FolderLock
 from mmtok.shards import (
     ERRORS_DIR,
     ERRORS_FILE,
@@ -45,6 +60,12 @@ from mmtok.storage import Folder, is_url
 
 logger = logging.getLogger("mmtok.tokenize")
 
+# A prepared item of more values than this (16 MiB of float32: about 3 minutes of 24 kHz mono, or
+# 21 frames of 256 x 256) is prepared and encoded in pieces of STREAM_PIECE values instead of whole.
+STREAM_ABOVE = 2**22
+STREAM_PIECE = 2**18
+LOGGED_ERRORS = 10  # errors also logged as they happen; the rest go to errors.jsonl only
+
 
 class TokenizeInterrupted(RuntimeError):
     """Ctrl-C or SIGTERM stopped the job after a completed shard; running it again resumes."""
@@ -56,6 +77,12 @@ class _Item(NamedTuple):
     tensor: torch.Tensor | None  # one prepared example, without batch axis
     info: dict | None  # its metadata from the input spec, plus num_bytes
     error: str | None
+    streamed: bool = False  # too long to prepare whole: the main process streams it (_encode_streamed)
+
+
+def _reason(error: BaseException) -> str:
+    # Reprs in messages (PIL's "<_io.BytesIO object at 0x...>") would make errors.jsonl differ per run.
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(error).__name__}: {error}")
 
 
 class _PreparedItems(Dataset):
@@ -69,7 +96,11 @@ class _PreparedItems(Dataset):
 
     def __getitem__(self, index: int) -> _Item:
         try:
-            data = self.source.read(index)
+            with self.source.open(index) as file:
+                size = self.spec.stream_size(file)
+                if size is not None and size > STREAM_ABOVE:
+                    return _Item(index, None, {"num_bytes": file.seek(0, os.SEEK_END)}, None, streamed=True)
+                data = file.read()
             # A spec that reads companion files (BrainVision EEG) gets the file's path where there is one.
             local_path = getattr(self.source, "local_path", None) if self.spec.reads_paths else None
             path = local_path(index) if local_path is not None else None
@@ -78,27 +109,38 @@ class _PreparedItems(Dataset):
                 raise ValueError(f"one input decoded to {prepared.tensor.shape[0]} examples")
             return _Item(index, prepared.tensor[0], {**prepared.info[0], "num_bytes": len(data)}, None)
         except Exception as error:  # whatever a decoder raises, the job records it and goes on
-            # Reprs in messages (PIL's "<_io.BytesIO object at 0x...>") would make errors.jsonl differ per run.
-            return _Item(index, None, None, re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(error).__name__}: {error}"))
+            return _Item(index, None, None, _reason(error))
 
 
 def _keep_items(items: list[_Item]) -> list[_Item]:
     return items  # examples of different sizes: FrozenTokenizer.encode_many batches them
 
 
-def _encode_items(frozen, tensors: list[torch.Tensor]) -> list[torch.Tensor | str]:
-    """Ids (on the CPU) per prepared example, or the reason it cannot be encoded (a size the
-    tokenizer does not take), found by encoding the batch's examples one at a time."""
+def _encode_items(frozen, tensors: list[torch.Tensor], options: dict) -> list[torch.Tensor | str]:
+    """Ids (on the CPU) per prepared example, or the reason it cannot be encoded. A batch that
+    fails in any way (a size the tokenizer refuses, a kernel error, running out of memory) is
+    encoded again one example at a time, so only the examples that fail alone are refused."""
     try:
-        return [ids.cpu() for ids in frozen.encode_many(tensors)]
-    except ValueError:
-        results: list[torch.Tensor | str] = []
-        for x in tensors:
-            try:
-                results.append(frozen.encode_many([x])[0].cpu())
-            except ValueError as error:
-                results.append(f"encode: {error}")
-        return results
+        return [ids.cpu() for ids in frozen.encode_many(tensors, **options)]
+    except Exception:
+        if len(tensors) == 1:
+            return [_encode_alone(frozen, tensors[0], options)]
+        return [_encode_alone(frozen, x, options) for x in tensors]
+
+
+def _encode_alone(frozen, x: torch.Tensor, options: dict) -> torch.Tensor | str:
+    try:
+        return frozen.encode_many([x], **options)[0].cpu()
+    except Exception as error:
+        return f"encode: {_reason(error)}"
+
+
+def _encode_streamed(frozen, source, index: int, options: dict) -> tuple[torch.Tensor, dict]:
+    """An item too long to prepare whole: prepared and encoded piece by piece (ids equal to the
+    whole item's; memory follows the piece). Returns its ids and info."""
+    stream = frozen.input_spec.prepare_stream(lambda: source.open(index), source.describe(index), STREAM_PIECE)
+    ids = frozen.encode_stream(stream, **options)[0].cpu()
+    return ids, dict(stream.info)
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -109,7 +151,7 @@ def _ignore_interrupts(worker_id: int) -> None:
 def _shard_batches(shards: list[int], shard_size: int, num_items: int, batch_size: int) -> Iterator[list[int]]:
     """Input indices batch by batch, shard after shard; a batch never spans two shards."""
     for shard in shards:
-        items = range(shard * shard_size, min((shard + 1) * shard_size, num_items))
+        items = _shard_items(shard, shard_size, num_items)
         for start in range(0, len(items), batch_size):
             yield list(items[start : start + batch_size])
 
@@ -160,6 +202,29 @@ def _check_job(output_dir: Folder, job: dict) -> None:
             )
 
 
+def _shard_items(shard: int, shard_size: int, num_items: int) -> range:
+    return range(shard * shard_size, min((shard + 1) * shard_size, num_items))
+
+
+def _inputs_digest(source, items: range) -> str:
+    """What a shard was made from: its inputs' keys and fingerprints (size and modification time,
+    or an object store's version), so a restart can tell a replaced input from an unchanged one."""
+    digest = hashlib.sha256()
+    for i in items:
+        digest.update(f"{source.key(i)}\t{source.fingerprint(i)}\n".encode())
+    return digest.hexdigest()
+
+
+def _changed_shards(output_dir: Folder, source, shards: list[int], shard_size: int, num_items: int) -> list[int]:
+    """Committed shards among `shards` whose inputs are not what they were when it was written."""
+    changed = []
+    for shard in shards:
+        stored = shard_stats(output_dir, shard_name(shard)).get("inputs_sha256")
+        if stored is not None and stored != _inputs_digest(source, _shard_items(shard, shard_size, num_items)):
+            changed.append(shard)
+    return changed
+
+
 def _run_shards(
     acc,
     frozen,
@@ -175,11 +240,12 @@ def _run_shards(
     dtype: str,
     precision: str,
     progress: bool,
+    vocab,
+    options: dict,
 ) -> dict:
     """Encodes and writes `shards` (this process's unfinished ones); returns what it wrote."""
     from tqdm.auto import tqdm
 
-    vocab = frozen.vocab
     remaining = {s: min(shard_size, num_items - s * shard_size) for s in shards}  # inputs not yet seen
     rows: dict[int, list[dict]] = {s: [] for s in shards}
     errors: dict[int, list[tuple[int, str]]] = {s: [] for s in shards}
@@ -202,21 +268,41 @@ def _run_shards(
         disable=not (progress and acc.is_main_process),
         dynamic_ncols=True,
     )
+    refused = 0
+
+    def refuse(shard: int, index: int, reason: str) -> None:
+        nonlocal refused
+        errors[shard].append((index, reason))
+        refused += 1
+        if refused <= LOGGED_ERRORS:
+            more = " (further errors go to errors.jsonl only)" if refused == LOGGED_ERRORS else ""
+            logger.warning("%s: %s%s", source.describe(index), reason, more)
+
     with _StopAfterShard() as stop, bar:
         for batch in loader:
             shard = batch[0].index // shard_size
-            errors[shard] += [(item.index, item.error) for item in batch if item.error is not None]
-            good = [item for item in batch if item.error is None]
+            for item in batch:
+                if item.error is not None:
+                    refuse(shard, item.index, item.error)
+            whole = [item for item in batch if item.error is None and not item.streamed]
             with autocast:
-                encoded = _encode_items(frozen, [item.tensor for item in good])
-            for item, ids in zip(good, encoded):
+                encoded = _encode_items(frozen, [item.tensor for item in whole], options) if whole else []
+                results = list(zip(whole, encoded))
+                for item in batch:
+                    if item.streamed:
+                        try:
+                            ids, info = _encode_streamed(frozen, source, item.index, options)
+                            results.append((item._replace(info={**info, **item.info}), ids))
+                        except Exception as error:  # the same isolation as a whole item's
+                            results.append((item, f"encode: {_reason(error)}"))
+            for item, ids in results:
                 if isinstance(ids, str):
-                    errors[shard].append((item.index, ids))
+                    refuse(shard, item.index, ids)
                     continue
                 try:
                     flat = vocab.to_llm_ids(ids) if llm_ids else vocab.flatten_ids(ids)
-                except ValueError as error:  # e.g. a token grid the layout cannot frame
-                    errors[shard].append((item.index, f"llm ids: {error}"))
+                except Exception as error:  # e.g. a token grid the layout cannot frame
+                    refuse(shard, item.index, f"llm ids: {_reason(error)}")
                     continue
                 rows[shard].append(
                     {
@@ -230,7 +316,9 @@ def _run_shards(
             remaining[shard] -= len(batch)
             if remaining[shard] == 0:
                 del remaining[shard]
-                written = writer.write(shard, rows.pop(shard), errors.pop(shard), {"process": acc.process_index})
+                inputs = _inputs_digest(source, _shard_items(shard, shard_size, num_items))
+                stats = {"process": acc.process_index, "inputs_sha256": inputs}
+                written = writer.write(shard, rows.pop(shard), errors.pop(shard), stats)
                 for key in ("samples", "tokens", "errors"):
                     done[key] += written[key]
                 done["shards"] += 1
@@ -255,19 +343,24 @@ def tokenize(
     num_workers: int = 4,
     shard_size: int = 10_000,
     llm_ids: bool = False,
+    num_codebooks: int | None = None,
     limit: int | None = None,
     column: str | None = None,
     split: str | None = None,
     streaming: bool = False,
     precision: str = "auto",
+    break_lock: bool = False,
     progress: bool = True,
 ) -> dict:
     """Tokenizes every item of `input` (a folder, glob, .tar or .parquet, local or an fsspec URL;
     or "datasets:NAME_OR_PATH", a Hugging Face dataset's `split`, streamed when `streaming`) into
     shards in `output_dir` (a local folder or an fsspec URL), on this process's part of the plan;
-    under `accelerate launch` on all of them. Returns the manifest. Raises TokenizeInterrupted
-    after Ctrl-C / SIGTERM (completed shards kept)."""
+    under `accelerate launch` on all of them. `num_codebooks=n` stores the first n codebooks of a
+    residual tokenizer (a coarser rate; the manifest's vocab layout says so). Returns the manifest.
+    Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed shards kept), FolderLocked when
+    another live job holds `output_dir` (`break_lock` removes a lock its dead owner left)."""
     from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
 
     from mmtok.artifact import load_tokenizer
 
@@ -281,14 +374,15 @@ def tokenize(
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     frozen = load_tokenizer(tokenizer_dir, device=acc.device)
-    vocab = frozen.vocab
+    vocab = _stored_layout(frozen, num_codebooks)
+    options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
     source = open_source(
         input, modality=frozen.modality, column=column, in_memory=False, split=split, streaming=streaming, limit=limit
     )
     num_items = len(source) if limit is None else min(limit, len(source))
     if num_items == 0:
-        raise ValueError(f"no {frozen.modality} inputs in {input}")
-    num_shards = math.ceil(num_items / shard_size)
+        passed = f" ({source.passed_over.total} files passed over: {source.passed_over.to_json()})"
+        raise ValueError(f"no {frozen.modality} inputs in {input}{passed if source.passed_over.total else ''}")
     dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
     output_dir = Folder(output_dir)
 
@@ -301,18 +395,69 @@ def tokenize(
         "split": split,
         "shard_size": shard_size,
         "llm_ids": llm_ids,
+        "num_codebooks": num_codebooks,
         "ids_dtype": dtype,
         "precision": precision,
     }
+    if num_codebooks is None:  # job.json files written before the option existed stay valid
+        del job["num_codebooks"]
     _check_job(output_dir, job)  # every process, before any barrier, so a mismatch stops them all
+    lock, refusal = None, [None]
+    if acc.is_main_process:
+        try:
+            lock = FolderLock(output_dir, break_lock=break_lock, what="tokenize job").acquire()
+        except Exception as error:
+            refusal = [error]
+    if acc.num_processes > 1:  # every process stops on the main one's refusal, with its message
+        broadcast_object_list(refusal)
+    if refusal[0] is not None:
+        raise refusal[0]
+    try:
+        loader = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress}
+        return _run_job(acc, frozen, source, output_dir, job, input, vocab, options, started, **loader)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _stored_layout(frozen, num_codebooks: int | None):
+    """The vocab layout of the ids a job stores: the tokenizer's, or its first n codebooks' (the
+    same LLM ids for those codebooks, since codebook i's range never depends on later ones)."""
+    vocab = frozen.vocab
+    if num_codebooks is None:
+        return vocab
+    if isinstance(num_codebooks, bool) or not 1 <= int(num_codebooks) <= vocab.num_codebooks:
+        raise ValueError(f"num_codebooks must be in [1, {vocab.num_codebooks}] for this tokenizer, got {num_codebooks}")
+    return dataclasses.replace(vocab, codebook_sizes=vocab.codebook_sizes[: int(num_codebooks)])
+
+
+def _run_job(
+    acc, frozen, source, output_dir: Folder, job: dict, input, vocab, options: dict, started: float, **loader
+) -> dict:
+    """The job once this process holds the output folder: plan, encode, manifest."""
+    num_items, shard_size = job["num_items"], job["shard_size"]
+    num_shards = math.ceil(num_items / shard_size)
     if acc.is_main_process:
         output_dir.makedirs(ERRORS_DIR)
         output_dir.write_text_atomic(JOB_FILE, json.dumps(job, indent=2) + "\n")
     acc.wait_for_everyone()
 
     committed = set(output_dir.names(SHARD_PATTERN))  # one listing, however many shards
-    mine = [s for s in range(acc.process_index, num_shards, acc.num_processes) if shard_name(s) not in committed]
-    writer = ShardWriter(output_dir, source, frozen.input_spec.info_fields, dtype)
+    ours = list(range(acc.process_index, num_shards, acc.num_processes))
+    changed = _changed_shards(
+        output_dir, source, [s for s in ours if shard_name(s) in committed], shard_size, num_items
+    )
+    if changed:
+        first = source.key(changed[0] * shard_size)
+        logger.warning(
+            "%d committed shard(s) hold inputs that changed since they were written (size or modification "
+            "time; first: %s in %s): redoing them",
+            len(changed),
+            first,
+            shard_name(changed[0]),
+        )
+    mine = [s for s in ours if shard_name(s) not in committed or s in changed]
+    writer = ShardWriter(output_dir, source, frozen.input_spec.info_fields, job["ids_dtype"])
     done = _run_shards(
         acc,
         frozen,
@@ -321,12 +466,12 @@ def tokenize(
         mine,
         num_items=num_items,
         shard_size=shard_size,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        llm_ids=llm_ids,
-        dtype=dtype,
-        precision=precision,
-        progress=progress,
+        llm_ids=job["llm_ids"],
+        dtype=job["ids_dtype"],
+        precision=job["precision"],
+        vocab=vocab,
+        options=options,
+        **loader,
     )
 
     # This run's counts from every process, for the throughput in the manifest and summary.
@@ -341,16 +486,16 @@ def tokenize(
             "tokens_per_second": this_run[1] / seconds,
             "world_size": acc.num_processes,
             "device": acc.device.type,
-            "batch_size": batch_size,
-            "num_workers": num_workers,
+            **loader,
         }
+        run.pop("progress")
         output_dir.remove_temporaries()  # every process is done writing
         where = str(input) if is_url(input) or str(input).startswith("datasets:") else os.path.abspath(input)
-        manifest = _write_manifest(output_dir, frozen, job, where, num_shards, run)
+        manifest = _write_manifest(output_dir, frozen, vocab, job, where, num_shards, run, source.passed_over)
         counts = manifest["counts"]
         logger.info(
             "tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, processes: %d); %s holds %d rows, "
-            "%d tokens, %d errors (errors.jsonl)",
+            "%d tokens, %d errors (errors.jsonl), %d files passed over",
             run["samples"],
             seconds,
             run["samples_per_second"],
@@ -360,12 +505,15 @@ def tokenize(
             counts["samples"],
             counts["tokens"],
             counts["errors"],
+            counts["passed_over"],
         )
     acc.wait_for_everyone()
     return read_manifest(output_dir)
 
 
-def _write_manifest(output_dir: Folder, frozen, job: dict, input: str, num_shards: int, run: dict) -> dict:
+def _write_manifest(
+    output_dir: Folder, frozen, vocab, job: dict, input: str, num_shards: int, run: dict, passed_over
+) -> dict:
     """After every process is done: errors.jsonl from the per-shard files, then manifest.json."""
     from mmtok.artifact import mmtok_version
 
@@ -376,6 +524,7 @@ def _write_manifest(output_dir: Folder, frozen, job: dict, input: str, num_shard
         raise RuntimeError(f"{len(missing)} shard(s) missing after every process finished, e.g. {missing[:3]}")
     stats = [shard_stats(output_dir, name) for name in names]
     counts = {"inputs": job["num_items"], **{k: sum(s[k] for s in stats) for k in ("samples", "tokens", "errors")}}
+    counts["passed_over"] = passed_over.total
     if counts["samples"] + counts["errors"] != counts["inputs"]:
         raise RuntimeError(
             f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs"
@@ -391,8 +540,9 @@ def _write_manifest(output_dir: Folder, frozen, job: dict, input: str, num_shard
             "weights_sha256": frozen.config["weights_sha256"],
             "input": frozen.config.get("input", {}),
         },
-        "vocab": frozen.vocab.to_json(),
+        "vocab": vocab.to_json(),
         "llm_ids": job["llm_ids"],
+        "num_codebooks": vocab.num_codebooks,
         "ids_dtype": job["ids_dtype"],
         "precision": job["precision"],
         "input": input,
@@ -402,6 +552,7 @@ def _write_manifest(output_dir: Folder, frozen, job: dict, input: str, num_shard
         "num_shards": num_shards,
         "shards": names,
         "counts": counts,
+        "passed_over": passed_over.to_json(),  # files the listing left out, by reason, with examples
         "run": run,
     }
     output_dir.write_text_atomic(MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

@@ -12,11 +12,16 @@ A family supplies:
 - `check_input(x)`, `token_shape_for(input_shape)`, `last_layer_weight()`;
 - `input_spec_for(config)`: how media are prepared (an `mmtok.data` InputSpec);
 - `vocab_layout(**options)` and `rate_examples()`: where its ids go and what they cost.
+
+A family whose inputs can be any length along time (`streams` True: the audio codec, the video
+tokenizer) also implements `encode_stream`, the ids of an input given piece by piece, with memory
+bounded by the piece.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +50,8 @@ class Tokenizer(nn.Module):
     modality: ClassVar[str] = ""  # "image", "audio", "video", "eeg"
     config_class: ClassVar[type] = object
     token_axes: ClassVar[tuple[str, ...]] = ("t",)  # names of token_shape's axes, e.g. ("h", "w") for a grid
+    # True: `encode_stream` takes an input piece by piece along its time axis (axis 2 of the batch).
+    streams: ClassVar[bool] = False
 
     quantizer: Quantizer
 
@@ -149,6 +156,36 @@ class Tokenizer(nn.Module):
             self._checked_num_tokens(ids.shape[1])
         return self.decode_latent(self.quantizer.decode_ids(ids))
 
+    def encode_stream(self, chunks: Iterable[torch.Tensor], **options) -> torch.Tensor:
+        """ids (B, *token_shape, n) of the pieces `chunks` put together along the time axis (axis 2
+        of `encode`'s input: (B, C, t) audio, (B, 3, t, H, W) video), equal to `encode` of the
+        concatenation, with memory bounded by a piece: pieces may be any length, the tokenizer
+        cuts and joins them as its streaming rule needs. Pieces are moved to the tokenizer's
+        device; options as `encode` (num_codebooks=n). An input below the tokenizer's minimum
+        length is the same ValueError as `encode`'s, raised when the pieces run out. Only families
+        with `streams` True implement it."""
+        name = self.family or type(self).__name__
+        raise NotImplementedError(
+            f"the {name} tokenizer does not encode inputs piece by piece (streams is False): encode them whole"
+        )
+
+    def _stream_pieces(self, chunks: Iterable[torch.Tensor], check: Callable[[torch.Tensor], None]) -> Iterator:
+        """The pieces of a stream on this tokenizer's device; the first is checked by `check` and
+        every later one must have its shape but along the time axis (2)."""
+        device = next(self.parameters()).device
+        first = None
+        for piece in chunks:
+            piece = piece.to(device)
+            if first is None:
+                check(piece)
+                first = tuple(piece.shape)
+            elif _without_time(piece.shape) != _without_time(first):
+                raise ValueError(
+                    f"the pieces of one input may differ only along the time axis (2): got {tuple(piece.shape)} "
+                    f"after {first}"
+                )
+            yield piece
+
     @torch.no_grad()
     def encode_many(self, inputs: list[torch.Tensor], **options) -> list[torch.Tensor]:
         """Each input (one example, without batch axis) -> its ids, as if encoded alone. Inputs of
@@ -208,6 +245,10 @@ class Tokenizer(nn.Module):
         from mmtok.artifact import save_artifact
 
         return save_artifact(self, directory, state_dict=state_dict, vocab=vocab, card=card)
+
+
+def _without_time(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (*shape[:2], *shape[3:])
 
 
 def _pad_spec(x: torch.Tensor, axis: int, length: int) -> list[int]:

@@ -245,12 +245,86 @@ class VocabLayout:
 
     @classmethod
     def from_json(cls, data: dict) -> VocabLayout:
+        """A layout from vocab.json's fields; the derived fields it also stores are checked with
+        `check_stored_fields`. Wrong or missing fields are a ValueError naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"vocab must be a JSON object, got {type(data).__name__}")
+        missing = [name for name in ("modality", "token_shape", "codebook_sizes") if name not in data]
+        if missing:
+            raise ValueError(f"vocab has no {', '.join(missing)}")
+        _check_type("modality", data["modality"], lambda v: isinstance(v, str) and v, "a non-empty string")
+        _check_type("token_shape", data["token_shape"], lambda v: _int_list(v, allow_none=True), "a list of ints/null")
+        _check_type("codebook_sizes", data["codebook_sizes"], _int_list, "a list of ints")
+        _check_type("base_offset", data.get("base_offset", 0), _is_int, "an int")
+        _check_type("row_markers", data.get("row_markers", False), lambda v: isinstance(v, bool), "true or false")
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def check_stored_fields(self, data: dict) -> None:
+        """vocab.json also stores what the layout derives (num_codebooks, offsets, special tokens,
+        size) for readers outside mmtok, which use them as they are: they must describe disjoint id
+        ranges inside the layout's size, and be the ones mmtok computes. A ValueError names the field
+        and both values."""
+        if "num_codebooks" in data and data["num_codebooks"] != self.num_codebooks:
+            raise ValueError(
+                f"num_codebooks is {data['num_codebooks']!r}, but codebook_sizes lists {self.num_codebooks} codebooks"
+            )
+        if "size" in data and data["size"] != self.size:
+            raise ValueError(f"size is {data['size']!r}, but the layout's specials and codes take {self.size} ids")
+        ranges = self._check_stored_offsets(data.get("offsets", self.offsets))
+        self._check_stored_special_tokens(data.get("special_tokens", self.special_tokens), ranges)
+
+    def _check_stored_offsets(self, offsets) -> list[tuple[int, int]]:
+        if not _int_list(offsets) or len(offsets) != self.num_codebooks:
+            raise ValueError(f"offsets is {offsets!r}, expected {self.num_codebooks} ints (one per codebook)")
+        ranges = [(start, start + size) for start, size in zip(offsets, self.codebook_sizes)]
+        low, high = self.base_offset, self.end_offset
+        for c, (start, stop) in enumerate(ranges):
+            if start < low or stop > high:
+                raise ValueError(
+                    f"offsets: codebook {c}'s ids [{start}, {stop}) lie outside the layout's ids [{low}, {high})"
+                )
+        if self.codebook_offsets == "separate":
+            for (a, (a_start, a_stop)), (b, (b_start, b_stop)) in itertools.combinations(enumerate(ranges), 2):
+                if a_start < b_stop and b_start < a_stop:
+                    raise ValueError(
+                        f"offsets: codebook {a}'s ids [{a_start}, {a_stop}) overlap codebook {b}'s "
+                        f"[{b_start}, {b_stop}) with separate codebook offsets"
+                    )
+        if offsets != self.offsets:
+            raise ValueError(f"offsets is {offsets}, but the layout places its codebooks at {self.offsets}")
+        return ranges
+
+    def _check_stored_special_tokens(self, tokens, code_ranges: list[tuple[int, int]]) -> None:
+        if not isinstance(tokens, dict) or not all(_is_int(v) for v in tokens.values()):
+            raise ValueError(f"special_tokens is {tokens!r}, expected an object of token names to ids")
+        if len(set(tokens.values())) != len(tokens):
+            raise ValueError(f"special_tokens share ids: {tokens}")
+        for name, token in tokens.items():
+            for c, (start, stop) in enumerate(code_ranges):
+                if start <= token < stop:
+                    raise ValueError(
+                        f"special_tokens: {name} is id {token}, inside codebook {c}'s code ids [{start}, {stop})"
+                    )
+        if tokens != self.special_tokens:
+            raise ValueError(f"special_tokens is {tokens}, but the layout gives {self.special_tokens}")
 
     @classmethod
     def load(cls, path: str | Path) -> VocabLayout:
         return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_list(value, allow_none: bool = False) -> bool:
+    return isinstance(value, list) and all(_is_int(v) or (allow_none and v is None) for v in value)
+
+
+def _check_type(name: str, value, valid, expected: str) -> None:
+    if not valid(value):
+        raise ValueError(f"{name} is {value!r}, expected {expected}")
 
 
 def stack_layouts(layouts: Sequence[VocabLayout], start: int) -> list[VocabLayout]:

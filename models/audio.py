@@ -5,18 +5,27 @@ Framing is the same offline and streaming: a signal of T samples gives floor(T /
 hop = prod(strides); no frame ever looks at padding on its right. A causal model is therefore
 streamable exactly: `with tok.streaming(): tok.encode_chunk(chunk)` carries each convolution's
 left context between chunks and emits the same ids as encoding the whole signal at once.
+
+Inputs of any length: `encode_stream` takes a recording piece by piece (causal: the streaming
+path, ids identical to whole encoding; non-causal: `encode_long`'s windows with a receptive-field
+margin), in chunks of `chunk_seconds`, and `decode` (without gradients) runs in chunks of frames
+with a margin of the decoder's receptive field. A recording shorter than one frame (hop samples)
+is a ValueError that says the minimum, alone and in a batch alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Iterable, Iterator
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from mmtok.data.audio_io import AudioInputSpec
-from mmtok.models.streaming import StreamableConv, is_streaming, streaming
+from mmtok.models.streaming import StreamableConv, is_streaming, rechunk, streaming
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -54,6 +63,9 @@ class AudioTokenizerConfig:
     # beside the decoder (starting silent): a learned block transform that carries the waveform,
     # phase included, from the first steps, which the deep layers then refine.
     frame_skip: bool = False
+    # Long inputs: `encode_stream` / `encode_long` encode, and `decode` decodes, this many seconds
+    # at a time (memory follows it, not the recording's length).
+    chunk_seconds: float = 10.0
 
     def __post_init__(self):
         if self.activation not in ("snake", "elu"):
@@ -63,6 +75,8 @@ class AudioTokenizerConfig:
         for name in ("sample_rate", "channels", "base_channels", "kernel_size", "latent_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if not self.chunk_seconds > 0:
+            raise ValueError(f"chunk_seconds must be positive, got {self.chunk_seconds}")
 
     @property
     def hop_length(self) -> int:
@@ -178,12 +192,27 @@ class AudioDecoder(nn.Module):
         wave = self.to_waveform(self.layers(z))
         return wave if self.frame_out is None else wave + self.frame_out(z)
 
+    def context_frames(self) -> int:
+        """An upper bound on how many latent frames before a frame (and after it, for a non-causal
+        model) reach that frame's samples: walks the layers from the output back to the latents,
+        where a convolution adds its span - 1 and a transposed convolution of stride s turns n
+        samples of context into ceil(n / s) + 2 inputs (its kernel of 2s reaches one input on
+        either side of the one a sample falls in). `frame_out` reaches its own frame only."""
+        context = self.to_waveform.span - 1
+        for module in reversed(list(self.layers.modules())):
+            if isinstance(module, StreamableConv):
+                context += module.span - 1
+            elif isinstance(module, Upsample1d):
+                context = -(-context // module.stride) + 2
+        return context
+
 
 class AudioTokenizer(Tokenizer):
     family = "audio"
     modality = "audio"
     config_class = AudioTokenizerConfig
     token_axes = ("frames",)
+    streams: ClassVar[bool] = True  # encode_stream: any length in bounded memory
 
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__(config)
@@ -192,14 +221,42 @@ class AudioTokenizer(Tokenizer):
         self.decoder = AudioDecoder(config)
 
     def check_input(self, x: torch.Tensor) -> None:
+        self._check_shape(x)
+        if not is_streaming(self.encoder):  # a chunk of a stream may complete no frame
+            self._check_length(x.shape[-1])
+
+    def _check_shape(self, x: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[1] != self.config.channels:
             raise ValueError(f"expected audio (B, {self.config.channels}, T), got {tuple(x.shape)}")
+
+    def _check_length(self, samples: int) -> None:
+        """A recording must fill one frame: the strided convolutions need hop samples (causal or not)."""
+        hop, rate = self.config.hop_length, self.config.sample_rate
+        if samples < hop:
+            raise ValueError(
+                f"audio of {samples} samples ({1000 * samples / rate:.1f} ms) is shorter than one frame: "
+                f"this codec needs at least {hop} samples ({1000 * hop / rate:.1f} ms at {rate} Hz)"
+            )
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x).transpose(1, 2)  # (B, frames, latent_dim); floor(T / hop) frames
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latent.transpose(1, 2))
+        """Latents (B, frames, D) -> audio (B, C, frames * hop). Without gradients, a long sequence
+        is decoded in chunks of `chunk_seconds` with `decoder.context_frames()` frames of context
+        (on the left; on both sides when non-causal), each chunk keeping its own samples: equal
+        to decoding it whole up to float rounding, in memory bounded by the chunk."""
+        frames, chunk = latent.shape[1], self._chunk_samples() // self.config.hop_length
+        if torch.is_grad_enabled() or frames <= chunk:
+            return self.decoder(latent.transpose(1, 2))
+        hop, margin = self.config.hop_length, self.decoder.context_frames()
+        parts = []
+        for start in range(0, frames, chunk):
+            end = min(frames, start + chunk)
+            left, right = max(0, start - margin), end if self.config.causal else min(frames, end + margin)
+            wave = self.decoder(latent[:, left:right].transpose(1, 2))
+            parts.append(wave[..., (start - left) * hop : (end - left) * hop])
+        return torch.cat(parts, dim=-1)
 
     @property
     def padding_axes(self) -> tuple[int, int] | None:
@@ -219,28 +276,73 @@ class AudioTokenizer(Tokenizer):
         return self.encode(chunk, num_codebooks=num_codebooks)
 
     @torch.no_grad()
+    def encode_stream(self, chunks: Iterable[torch.Tensor], *, num_codebooks: int | None = None) -> torch.Tensor:
+        """ids (B, frames, n) of a recording given as pieces (B, C, t) of any lengths, in chunks of
+        `chunk_seconds`: a causal codec streams (ids identical to `encode` of the whole recording),
+        a non-causal one encodes `encode_long`'s windows (ids identical to `encode_long`'s). A
+        recording shorter than one frame is `encode`'s ValueError, raised once the pieces run out."""
+        return self._encode_pieces(self._stream_pieces(chunks, self._check_shape), self._chunk_samples(), num_codebooks)
+
+    @torch.no_grad()
     def encode_long(
         self, x: torch.Tensor, chunk_seconds: float = 10.0, num_codebooks: int | None = None
     ) -> torch.Tensor:
         """Encodes a signal of any length in chunks with bounded memory. Causal models stream
         (ids identical to whole-signal encoding); non-causal ones encode each chunk with a margin
         of the encoder's receptive field on both sides and keep the chunk's own frames."""
+        self.check_input(x)
+        return self._encode_pieces([x], self._chunk_samples(chunk_seconds), num_codebooks)
+
+    def _chunk_samples(self, seconds: float | None = None) -> int:
         hop = self.config.hop_length
-        chunk = max(hop, int(chunk_seconds * self.config.sample_rate) // hop * hop)
+        return max(hop, int((seconds or self.config.chunk_seconds) * self.config.sample_rate) // hop * hop)
+
+    def _encode_pieces(self, pieces: Iterable[torch.Tensor], chunk: int, num_codebooks: int | None) -> torch.Tensor:
+        samples = 0
+
+        def counted(pieces: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+            nonlocal samples
+            for piece in pieces:
+                samples += piece.shape[-1]
+                yield piece
+
         if self.config.causal:
             with self.streaming():
-                parts = [self.encode_chunk(x[..., i : i + chunk], num_codebooks) for i in range(0, x.shape[-1], chunk)]
-            return torch.cat(parts, dim=1)
+                chunks = rechunk(counted(pieces), itertools.repeat(chunk))
+                parts = [self.encode_chunk(piece, num_codebooks) for piece in chunks]
+        else:
+            parts = list(self._window_ids(counted(pieces), chunk, num_codebooks))
+        self._check_length(samples)
+        return torch.cat(parts, dim=1)
+
+    def _window_ids(self, pieces: Iterable[torch.Tensor], chunk: int, num_codebooks: int | None) -> Iterator:
+        """A non-causal codec's ids, chunk after chunk: the samples [start, start + chunk) encoded
+        with `margin` samples of the recording on either side (cut at its ends), keeping the
+        chunk's own frames. Holds a chunk and two margins of the recording at a time."""
+        hop = self.config.hop_length
         margin = math.ceil(self.encoder.receptive_field() / hop) * hop
-        frames = x.shape[-1] // hop
-        parts = []
-        for start in range(0, frames * hop, chunk):
+        held, held_start, start = None, 0, 0  # held: samples [held_start, held_start + held.shape[-1])
+        pieces = iter(pieces)
+        ended = False
+        while True:
+            held_end = held_start + (0 if held is None else held.shape[-1])
+            if not ended and held_end < start + chunk + margin:
+                piece = next(pieces, None)
+                ended = piece is None
+                if piece is not None:
+                    held = piece if held is None else torch.cat([held, piece], dim=-1)
+                continue
+            whole_frames_end = held_end // hop * hop
+            if start >= whole_frames_end:
+                return
             left = max(0, start - margin)
-            window = x[..., left : min(x.shape[-1], start + chunk + margin)]
+            window = held[..., left - held_start : min(held_end, start + chunk + margin) - held_start]
             ids = self.encode(window, num_codebooks=num_codebooks)
             first = (start - left) // hop
-            parts.append(ids[:, first : first + min(chunk, frames * hop - start) // hop])
-        return torch.cat(parts, dim=1)
+            yield ids[:, first : first + min(chunk, whole_frames_end - start) // hop]
+            start += chunk
+            drop = max(0, start - margin) - held_start
+            held, held_start = held[..., drop:], held_start + drop
 
     # -- the shared Tokenizer hooks ---------------------------------------------------------------
     def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from mmtok.data.image_io import ImageInputSpec
+from mmtok.data.image_io import DEFAULT_MAX_PIXELS, ImageInputSpec
 from mmtok.models.blocks import Downsample, ResidualBlock, SelfAttention2d, Upsample, group_norm
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
@@ -35,6 +35,7 @@ class ImageTokenizerConfig:
     quantizer: QuantizerConfig = dataclasses.field(
         default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 6, 5]})
     )
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # images larger than this after resizing are refused
 
     def __post_init__(self):
         if not self.channel_multipliers or any(m < 1 for m in self.channel_multipliers):
@@ -140,7 +141,12 @@ class ImageTokenizer(Tokenizer):
 
     @classmethod
     def input_spec_for(cls, config: ImageTokenizerConfig) -> ImageInputSpec:
-        return ImageInputSpec(config.in_channels, min_side=config.image_size, multiple_of=config.downsampling_factor)
+        return ImageInputSpec(
+            config.in_channels,
+            min_side=config.image_size,
+            multiple_of=config.downsampling_factor,
+            max_pixels=config.max_pixels,
+        )
 
     def vocab_layout(self, **options) -> VocabLayout:
         # Row markers keep the grid's shape in the flat sequence, so any image size round-trips.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtok.data.image_io import ImageInputSpec
+from mmtok.data.image_io import DEFAULT_MAX_PIXELS, ImageInputSpec
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -45,6 +45,7 @@ class Image1DTokenizerConfig:
     # adds detail, within a few hundred steps, which the transformers then refine. Without it a
     # short CPU run spreads nothing over the tokens and PSNR does not rise with k.
     linear_path: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # images larger than this after resizing are refused
 
     def __post_init__(self):
         for name in (
@@ -227,7 +228,7 @@ class Image1DTokenizer(Tokenizer):
     @classmethod
     def input_spec_for(cls, config: Image1DTokenizerConfig) -> ImageInputSpec:
         s = config.image_size  # centre crops of exactly s x s, smaller images upscaled first
-        return ImageInputSpec(config.in_channels, min_side=s, crop_size=s, multiple_of=s)
+        return ImageInputSpec(config.in_channels, min_side=s, crop_size=s, multiple_of=s, max_pixels=config.max_pixels)
 
     def vocab_layout(self, **options) -> VocabLayout:
         # None: a segment holds any k <= K tokens, and its length says which k.

@@ -12,11 +12,13 @@ Time is axis 2 of the tensors they take: (B, C, T) for audio, (B, C, T, H, W) fo
 
 Inside `streaming(module)` each such layer keeps the input tail its next output needs, so feeding
 a signal chunk by chunk gives exactly the outputs of the whole signal at once, with memory bounded
-by the chunk.
+by the chunk. `rechunk` cuts a stream of pieces of any lengths into the lengths a model's
+streaming rule wants.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -127,3 +129,23 @@ def streaming(module: nn.Module):
 
 def is_streaming(module: nn.Module) -> bool:
     return any(m._streaming for m in module.modules() if isinstance(m, Streamable))
+
+
+def rechunk(pieces: Iterable[torch.Tensor], sizes: Iterable[int], dim: int = 2) -> Iterator[torch.Tensor]:
+    """Consecutive pieces along `dim` -> the same signal cut into the lengths `sizes` gives in turn
+    (the last piece is what is left, possibly shorter). Each input piece is copied at most once,
+    to join it with the tail of the one before; memory is a piece plus one output length."""
+    lengths = iter(sizes)
+    size = next(lengths)
+    held: list[torch.Tensor] = []
+    length = 0
+    for piece in pieces:
+        held.append(piece)
+        length += piece.shape[dim]
+        while length >= size:
+            joined = held[0] if len(held) == 1 else torch.cat(held, dim=dim)
+            yield joined.narrow(dim, 0, size)
+            held, length = [joined.narrow(dim, size, length - size)], length - size
+            size = next(lengths)
+    if length:
+        yield held[0] if len(held) == 1 else torch.cat(held, dim=dim)

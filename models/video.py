@@ -13,21 +13,32 @@ no latent frame sees a later frame (`models.streaming`), so:
 - videos of any length are encoded and decoded in chunks of `chunk_latent_frames` latent frames
   that carry each temporal convolution's state, with the ids of the whole video at once and memory
   bounded by the chunk;
-- clips of different lengths share a batch right-padded in time, their ids cut back.
+- clips of different lengths share a batch right-padded in time, their ids cut back;
+- `encode_stream` takes a video piece by piece (any lengths), cut into the same chunks, with the
+  ids of the whole video and memory bounded by a chunk.
+
+Inputs it refuses with a ValueError alone and in a batch alike: frame counts off the 1 + k·t rule,
+frame sides that are not multiples of the spatial factor, and frames whose latent grid is a single
+position where a group norm of the model has one channel per group (torch refuses to normalise one
+value, but only when the batch holds one frame, which would make the outcome depend on the batch).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from mmtok.data.image_io import DEFAULT_MAX_PIXELS
 from mmtok.data.video_io import VideoInputSpec, frame_count_problem
 from mmtok.models.blocks import Downsample, ResidualBlock, Upsample
 from mmtok.models.image import ImageDecoder, ImageEncoder, ImageTokenizerConfig
-from mmtok.models.streaming import Streamable, StreamableConv, is_streaming, streaming
+from mmtok.models.streaming import Streamable, StreamableConv, is_streaming, rechunk, streaming
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -56,6 +67,7 @@ class VideoTokenizerConfig:
     pad_frames: bool = False  # frame counts other than 1 + k·t: repeat the last frame (True) or an error
     chunk_latent_frames: int = 4  # encode/decode (no grad) stream in chunks of this many latent frames
     init_from: str | None = None  # an image tokenizer directory to inflate at the start of training
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # frames larger than this after resizing are refused
 
     def __post_init__(self):
         for name in ("in_channels", "image_size", "base_channels", "num_res_blocks", "latent_dim"):
@@ -182,6 +194,7 @@ class VideoTokenizer(Tokenizer):
     modality = "video"
     config_class = VideoTokenizerConfig
     token_axes = ("t", "h", "w")
+    streams: ClassVar[bool] = True  # encode_stream: any length in bounded memory
 
     def __init__(self, config: VideoTokenizerConfig):
         super().__init__(config)
@@ -191,14 +204,29 @@ class VideoTokenizer(Tokenizer):
 
     # -- inputs ---------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
-        f, c = self.config.spatial_factor, self.config.in_channels
-        if x.ndim != 5 or x.shape[1] != c:
-            raise ValueError(f"expected videos (B, {c}, T, H, W), got {tuple(x.shape)}")
-        if x.shape[3] % f or x.shape[4] % f:
-            raise ValueError(f"frame height and width must be divisible by {f}, got {x.shape[3]}x{x.shape[4]}")
+        self._check_frames(x)
         problem = frame_count_problem(x.shape[2], self.config.temporal_factor)
         if problem:
             raise ValueError(problem)
+
+    def _check_frames(self, x: torch.Tensor) -> None:
+        """Everything but the frame count."""
+        f, c = self.config.spatial_factor, self.config.in_channels
+        if x.ndim != 5 or x.shape[1] != c:
+            raise ValueError(f"expected videos (B, {c}, T, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[3:]
+        if h % f or w % f:
+            raise ValueError(f"frame height and width must be divisible by {f}, got {h}x{w}")
+        if h == w == f and self._one_value_norms:
+            raise ValueError(
+                f"frames of {h}x{w} pixels give a 1x1 latent grid, which this tokenizer's group norms cannot "
+                f"normalise; frames need at least {f}x{2 * f} or {2 * f}x{f} pixels"
+            )
+
+    @property
+    def _one_value_norms(self) -> bool:
+        """Whether a group norm holds one channel per group (a 1x1 grid then gives it one value)."""
+        return any(isinstance(m, nn.GroupNorm) and m.num_channels == m.num_groups for m in self.modules())
 
     def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         *_, frames, h, w = input_shape
@@ -237,15 +265,36 @@ class VideoTokenizer(Tokenizer):
         return streaming(self)
 
     @torch.no_grad()
-    def encode_chunk(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode_chunk(self, frames: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
         """The next frames (B, C, n, H, W), any n -> ids (B, n', H', W', codebooks) of the latent
         frames they complete (possibly none); the first latent frame is complete after one frame."""
         if not is_streaming(self.encoder):
             raise RuntimeError("encode_chunk needs `with tokenizer.streaming():`")
         latent = self.encoder(frames).permute(0, 2, 3, 4, 1)
+        codebooks = self.num_codebooks if num_codebooks is None else num_codebooks
         if latent.shape[1] == 0:
-            return torch.zeros(*latent.shape[:-1], self.num_codebooks, dtype=torch.long, device=frames.device)
-        return self.quantizer(latent).ids
+            return torch.zeros(*latent.shape[:-1], codebooks, dtype=torch.long, device=frames.device)
+        options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+        return self.quantizer(latent, **options).ids
+
+    @torch.no_grad()
+    def encode_stream(self, chunks: Iterable[torch.Tensor], *, num_codebooks: int | None = None) -> torch.Tensor:
+        """ids (B, T', H', W', n) of a video given as pieces (B, 3, t, H, W) of any lengths, equal to
+        `encode` of the whole video: the pieces are cut into `encode`'s chunks (1 + t·(c - 1)
+        frames first, so the first latent frame covers one frame, then t·c; c =
+        `chunk_latent_frames`) and encoded carrying the causal state. A frame count off the
+        1 + k·t rule is `encode`'s ValueError, raised once the pieces run out."""
+        t, chunk = self.config.temporal_factor, self.config.chunk_latent_frames
+        sizes = itertools.chain([1 + t * (chunk - 1)], itertools.repeat(t * chunk))
+        parts, frames = [], 0
+        with self.streaming():
+            for piece in rechunk(self._stream_pieces(chunks, self._check_frames), sizes):
+                frames += piece.shape[2]
+                parts.append(self.encode_chunk(piece, num_codebooks))
+        problem = frame_count_problem(frames, t)
+        if problem:
+            raise ValueError(problem)
+        return torch.cat(parts, dim=1)
 
     @torch.no_grad()
     def decode_chunk(self, ids: torch.Tensor) -> torch.Tensor:
@@ -292,6 +341,7 @@ class VideoTokenizer(Tokenizer):
             min_side=config.image_size,
             multiple_of=config.spatial_factor,
             pad_frames=config.pad_frames,
+            max_pixels=config.max_pixels,
         )
 
     def vocab_layout(self, **options) -> VocabLayout:
@@ -311,7 +361,6 @@ class VideoTokenizer(Tokenizer):
 
 def _in_chunks(stack: FactorisedStack, x: torch.Tensor, *, first: int, size: int) -> torch.Tensor:
     """`stack` over time-chunks of x (first, then size frames each), carrying its causal state."""
-    bounds = [0, *range(first, x.shape[2], size), x.shape[2]]
     with streaming(stack):
-        parts = [stack(x[:, :, start:end]) for start, end in zip(bounds, bounds[1:])]
+        parts = [stack(part) for part in rechunk([x], itertools.chain([first], itertools.repeat(size)))]
     return torch.cat(parts, dim=2)

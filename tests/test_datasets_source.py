@@ -110,7 +110,13 @@ def test_audio_column(tmp_path):
     torch.manual_seed(0)
     tok = build_tokenizer(TINY_AUDIO_MODEL).save_pretrained(tmp_path / "tok")
     manifest = tokenize(tok, f"datasets:{tmp_path / 'speech'}", tmp_path / "out", num_workers=0, progress=False)
-    assert manifest["counts"] == {"inputs": 3, "samples": 3, "tokens": (2000 + 1000 + 1000) * 2, "errors": 0}
+    assert manifest["counts"] == {
+        "inputs": 3,
+        "samples": 3,
+        "tokens": (2000 + 1000 + 1000) * 2,
+        "errors": 0,
+        "passed_over": 0,
+    }
     frozen = load_tokenizer(tok)
     for row, clip in zip(rows(tmp_path / "out"), clips):
         ids = frozen.vocab.unflatten_ids(torch.tensor(row["ids"]), row["token_shape"])

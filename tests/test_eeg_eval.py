@@ -129,7 +129,13 @@ def test_tokenize_a_folder_of_recordings_with_a_broken_one(trained, tmp_path):
     }
     (folder / "broken.edf").write_bytes(b"0       " + b"\x00" * 100)
     manifest = tokenize(frozen.path, folder, tmp_path / "out", batch_size=2, num_workers=0, progress=False)
-    assert manifest["counts"] == {"inputs": 4, "samples": 3, "tokens": 4 * 8 * 2 + 6 * 12 * 2 + 2 * 4 * 2, "errors": 1}
+    assert manifest["counts"] == {
+        "inputs": 4,
+        "samples": 3,
+        "tokens": 4 * 8 * 2 + 6 * 12 * 2 + 2 * 4 * 2,
+        "errors": 1,
+        "passed_over": 0,
+    }
     errors = (tmp_path / "out" / "errors.jsonl").read_text()
     assert "broken.edf" in errors and errors.count("\n") == 1
     rows = pq.read_table(shard_files(tmp_path / "out")[0]).to_pylist()

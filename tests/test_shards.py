@@ -87,7 +87,13 @@ def reference(tok_dir, images, tmp_path_factory):
 
 def test_bad_files_become_error_records_and_the_rest_rows(reference, tok_dir, images):
     manifest = read_manifest(reference)
-    assert manifest["counts"] == {"inputs": 66, "samples": 61, "tokens": 40 * 144 + 20 * 256 + 64, "errors": 5}
+    assert manifest["counts"] == {
+        "inputs": 66,
+        "samples": 61,
+        "tokens": 40 * 144 + 20 * 256 + 64,
+        "errors": 5,
+        "passed_over": 0,
+    }
     assert manifest["run"]["world_size"] == 1 and manifest["ids_dtype"] == "uint16"
     assert manifest["tokenizer"]["weights_sha256"] == load_tokenizer(tok_dir).config["weights_sha256"]
     errors = [json.loads(line) for line in (reference / ERRORS_FILE).read_text().splitlines()]

@@ -169,7 +169,13 @@ def test_tokenize_a_folder_of_short_clips_with_a_broken_one(tmp_path):
     (folder / "d_broken.mp4").write_bytes(good[: len(good) // 3])
     (folder / "e_text.avi").write_text("not a video")
     manifest = tokenize(frozen_dir, folder, tmp_path / "out", batch_size=4, num_workers=0, progress=False)
-    assert manifest["counts"] == {"inputs": 5, "samples": 3, "tokens": 3 * 24 + 3 * 64 + 1 * 16, "errors": 2}
+    assert manifest["counts"] == {
+        "inputs": 5,
+        "samples": 3,
+        "tokens": 3 * 24 + 3 * 64 + 1 * 16,
+        "errors": 2,
+        "passed_over": 0,
+    }
     errors = [json.loads(line) for line in (tmp_path / "out" / ERRORS_FILE).read_text().splitlines()]
     assert [e["key"] for e in errors] == ["d_broken.mp4", "e_text.avi"]
     rows = {r["key"]: r for r in pq.read_table(shard_files(tmp_path / "out")[0]).to_pylist()}

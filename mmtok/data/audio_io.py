@@ -14,6 +14,11 @@ Training (``AudioDataset``), ``FrozenTokenizer.encode``, ``mmtok tokenize`` and 
 recording with ``AudioInputSpec.prepare_wave``: channels matched to the codec's (mono mixed down or
 copied), resampled, and the whole recording scaled to ``loudness_db`` dBFS RMS. The gain applied
 is reported per recording (``info["gain_db"]``), so ``to_media`` gives a sound back at its own level.
+
+A long recording is prepared in pieces instead (``AudioInputSpec.prepare_stream``): read block by
+block, resampled in overlapping blocks (``resample_in_pieces``) and scaled by the gain of the whole
+recording, measured in a first pass (``RecordingLevel``); the pieces put together are exactly
+``prepare``'s tensor.
 """
 
 from __future__ import annotations
@@ -21,25 +26,30 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
 import struct
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from mmtok.data.spec import InputSpec, Prepared, stack_prepared
+from mmtok.data.spec import InputSpec, Prepared, PreparedStream, stack_prepared
 
 __all__ = [
     "AudioDecodeError",
     "AudioInputSpec",
+    "RecordingLevel",
     "decode_audio",
     "load_audio",
     "loudness_gain",
     "match_channels",
     "normalize_loudness",
+    "resample_in_pieces",
 ]
 
 ENCODED = (str, Path, bytes, bytearray, memoryview)
@@ -47,55 +57,96 @@ ENCODED = (str, Path, bytes, bytearray, memoryview)
 # Streaming writers (ffmpeg to a pipe, recorders) put these in a WAV size field when the length is
 # unknown; such files are whole, not truncated.
 _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
+# Source frames decoded per read when a recording is prepared in pieces.
+READ_FRAMES = 2**16
 
 
 class AudioDecodeError(ValueError):
     """A source that does not decode to audio samples; the message names the source and the reason."""
 
 
-def _wav_truncation(data: bytes) -> str | None:
-    """Why a RIFF/WAVE file is cut short, or None.
+def _wav_truncation(file: BinaryIO) -> str | None:
+    """Why a RIFF/WAVE file is cut short, or None. Reads the chunk headers only (and the file's
+    size) and leaves the file where it was.
 
     libsndfile quietly shortens a WAV whose ``data`` chunk is smaller than its header says, so a
     half-copied file would otherwise decode as a shorter clip.
     """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    offset = 12
-    while offset + 8 <= len(data):
-        chunk_id, size = data[offset : offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
-        if chunk_id == b"data":
-            available = len(data) - offset - 8
-            if size not in _UNKNOWN_WAV_SIZES and available < size:
-                return f"truncated WAV: the data chunk holds {available} of {size} bytes"
+    position = file.tell()
+    try:
+        length = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        header = file.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
             return None
-        offset += 8 + size + (size & 1)  # chunks are padded to even sizes
-    return None  # no data chunk: libsndfile reports that itself
+        offset = 12
+        while offset + 8 <= length:
+            file.seek(offset)
+            chunk_id, size = struct.unpack("<4sI", file.read(8))
+            if chunk_id == b"data":
+                available = length - offset - 8
+                if size not in _UNKNOWN_WAV_SIZES and available < size:
+                    return f"truncated WAV: the data chunk holds {available} of {size} bytes"
+                return None
+            offset += 8 + size + (size & 1)  # chunks are padded to even sizes
+        return None  # no data chunk: libsndfile reports that itself
+    finally:
+        file.seek(position)
+
+
+@contextmanager
+def _open_sound(file: BinaryIO, name: str) -> Iterator[sf.SoundFile]:
+    """A SoundFile reading `file`, or AudioDecodeError for an empty, truncated or non-audio file."""
+    position = file.tell()
+    empty = file.seek(0, os.SEEK_END) == 0
+    file.seek(position)
+    if empty:
+        raise AudioDecodeError(f"cannot decode audio {name}: empty file (0 bytes)")
+    truncation = _wav_truncation(file)
+    if truncation:
+        raise AudioDecodeError(f"cannot decode audio {name}: {truncation}")
+    try:
+        sound = sf.SoundFile(file)
+    except RuntimeError as err:  # soundfile.LibsndfileError and the like
+        raise _decode_error(err, name) from err
+    with sound:
+        yield sound
+
+
+def _decode_error(err: RuntimeError, name: str) -> AudioDecodeError:
+    # error_string is libsndfile's reason without soundfile's "Error opening <BytesIO at 0x...>".
+    reason = getattr(err, "error_string", None) or str(err)
+    return AudioDecodeError(f"cannot decode audio {name}: {reason}")
+
+
+def _read_blocks(sound: sf.SoundFile, name: str, frames: int | None) -> Iterator[np.ndarray]:
+    """float32 (samples, channels) blocks of `frames` frames (None: all at once) until the end; an
+    AudioDecodeError for a file that holds no samples, fewer than its header says, or non-finite ones."""
+    declared, total = sound.frames, 0
+    while True:
+        try:
+            block = sound.read(-1 if frames is None else frames, dtype="float32", always_2d=True)
+        except RuntimeError as err:
+            raise _decode_error(err, name) from err
+        if block.shape[0] == 0:
+            break
+        if not np.isfinite(block).all():
+            raise AudioDecodeError(f"cannot decode audio {name}: it holds NaN or infinite samples")
+        total += block.shape[0]
+        yield block
+        if frames is None:
+            break
+    if total == 0:
+        raise AudioDecodeError(f"cannot decode audio {name}: it contains no samples (zero-length audio)")
+    if total < declared:  # e.g. a cut-off MP3 whose header still gives the full length
+        raise AudioDecodeError(f"cannot decode audio {name}: truncated, decoded {total} of {declared} frames")
 
 
 def _decode(data: bytes, name: str) -> tuple[np.ndarray, int]:
     """(samples, channels) float32 and the sample rate, or AudioDecodeError."""
-    if len(data) == 0:
-        raise AudioDecodeError(f"cannot decode audio {name}: empty file (0 bytes)")
-    truncation = _wav_truncation(data)
-    if truncation:
-        raise AudioDecodeError(f"cannot decode audio {name}: {truncation}")
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            declared, rate = f.frames, f.samplerate
-            samples = f.read(dtype="float32", always_2d=True)
-    except RuntimeError as err:  # soundfile.LibsndfileError and the like
-        # error_string is libsndfile's reason without soundfile's "Error opening <BytesIO at 0x...>".
-        reason = getattr(err, "error_string", None) or str(err)
-        raise AudioDecodeError(f"cannot decode audio {name}: {reason}") from err
-    if samples.shape[0] == 0:
-        raise AudioDecodeError(f"cannot decode audio {name}: it contains no samples (zero-length audio)")
-    if samples.shape[0] < declared:  # e.g. a cut-off MP3 whose header still gives the full length
-        got = samples.shape[0]
-        raise AudioDecodeError(f"cannot decode audio {name}: truncated, decoded {got} of {declared} frames")
-    if not np.isfinite(samples).all():
-        raise AudioDecodeError(f"cannot decode audio {name}: it holds NaN or infinite samples")
-    return samples, rate
+    with _open_sound(io.BytesIO(data), name) as sound:
+        [samples] = _read_blocks(sound, name, None)
+        return samples, sound.samplerate
 
 
 def decode_audio(source: str | Path | bytes, name: str | None = None) -> tuple[torch.Tensor, int]:
@@ -141,6 +192,49 @@ def match_channels(wave: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"audio with {wave.shape[0]} channels cannot be mapped to {channels}")
 
 
+class RecordingLevel:
+    """The RMS level and peak of one recording, fed whole or in pieces of any size.
+
+    The sum of squares is taken in float64 over fixed blocks of ``BLOCK`` samples counted from the
+    recording's start (each block summed by numpy, the block sums added in order), so a recording
+    measured whole and the same recording measured piece by piece give the very same numbers, and
+    so the same gain, bit for bit: that is what lets a streamed recording equal a whole one.
+    """
+
+    BLOCK = 2**16  # samples per channel
+
+    def __init__(self):
+        self.sum_squares, self.count, self.peak = 0.0, 0, 0.0
+        self._pending: np.ndarray | None = None  # the samples of a block not yet complete
+
+    def add(self, wave: torch.Tensor) -> None:
+        """More samples, (channels, samples), in order."""
+        samples = wave.detach().float().cpu().numpy()
+        if self._pending is not None:
+            samples = np.concatenate([self._pending, samples], axis=1)
+        whole = samples.shape[1] // self.BLOCK * self.BLOCK
+        for start in range(0, whole, self.BLOCK):
+            self._add_block(samples[:, start : start + self.BLOCK])
+        self._pending = samples[:, whole:].copy()
+
+    def _add_block(self, block: np.ndarray) -> None:
+        if block.size:
+            self.sum_squares += float(np.square(block.astype(np.float64)).sum())
+            self.peak = max(self.peak, float(np.abs(block).max()))
+            self.count += block.size
+
+    def gain(self, target_db: float = -20.0, *, max_gain_db: float = 30.0) -> torch.Tensor:
+        """The float32 factor that puts the recording's RMS level at ``target_db`` dBFS (see
+        `loudness_gain`), once every sample has been added."""
+        if self._pending is not None:
+            self._add_block(self._pending)
+            self._pending = None
+        tiny = float(torch.finfo(torch.float32).tiny)
+        rms = math.sqrt(self.sum_squares / max(self.count, 1))
+        gain = min((10.0 ** (target_db / 20.0)) / max(rms, tiny), 1.0 / max(self.peak, tiny))
+        return torch.tensor(min(gain, 10.0 ** (max_gain_db / 20.0)), dtype=torch.float32)
+
+
 def loudness_gain(wave: torch.Tensor, target_db: float = -20.0, *, max_gain_db: float = 30.0) -> torch.Tensor:
     """The factor that puts ``wave``'s RMS level at ``target_db`` dBFS (a full-scale sine is -3 dBFS).
 
@@ -149,19 +243,64 @@ def loudness_gain(wave: torch.Tensor, target_db: float = -20.0, *, max_gain_db: 
     gain for all channels) or ``(batch, channels, samples)`` (one gain per item; the result keeps
     the reduced axes). The gain never exceeds ``max_gain_db``, so silence and faint hiss are not
     blown up to noise, and never pushes the peak past full scale (peaky clips end up below the
-    target instead of being clipped).
+    target instead of being clipped). Measured by `RecordingLevel`, as streamed recordings are.
     """
-    dims = tuple(range(max(wave.ndim - 2, 0), wave.ndim))
-    rms = wave.pow(2).mean(dim=dims, keepdim=True).sqrt()
-    peak = wave.abs().amax(dim=dims, keepdim=True)
-    tiny = torch.finfo(wave.dtype).tiny
-    gain = (10.0 ** (target_db / 20.0)) / rms.clamp_min(tiny)
-    return torch.minimum(gain, 1.0 / peak.clamp_min(tiny)).clamp_max(10.0 ** (max_gain_db / 20.0))
+    items = wave.reshape(-1, *wave.shape[-2:]) if wave.ndim >= 2 else wave.reshape(1, 1, -1)
+    gains = []
+    for item in items:
+        level = RecordingLevel()
+        level.add(item)
+        gains.append(level.gain(target_db, max_gain_db=max_gain_db))
+    kept = (1,) * min(wave.ndim, 2)
+    return torch.stack(gains).to(wave.dtype).reshape(*wave.shape[:-2], *kept)
 
 
 def normalize_loudness(wave: torch.Tensor, target_db: float = -20.0, *, max_gain_db: float = 30.0) -> torch.Tensor:
     """``wave`` scaled by ``loudness_gain``."""
     return wave * loudness_gain(wave, target_db, max_gain_db=max_gain_db)
+
+
+def resample_in_pieces(
+    pieces: Iterable[torch.Tensor], orig_freq: int, new_freq: int, piece_samples: int
+) -> Iterator[torch.Tensor]:
+    """float (C, t) pieces of any lengths at `orig_freq` -> the recording at `new_freq` in pieces of
+    about `piece_samples`; put together they are ``torchaudio.functional.resample`` of the whole.
+
+    torchaudio resamples a whole tensor only, so this is assembled by hand: its resampler is a
+    convolution of stride orig/gcd whose every output group reads `width` source samples on either
+    side, so each block of the source, starting at a multiple of orig/gcd, is resampled with
+    `margin` (>= width) source samples of context on both sides, and only the block's own outputs
+    are kept. Where a block meets the recording's start or end the context is cut there, as the
+    zero padding of the whole-recording resampler is.
+    """
+    step, out_step = orig_freq // math.gcd(orig_freq, new_freq), new_freq // math.gcd(orig_freq, new_freq)
+    # torchaudio's filter half-width in source samples (its default lowpass_filter_width 6, rolloff 0.99).
+    width = math.ceil(6 * step / (min(step, out_step) * 0.99))
+    margin = -(-width // step) * step
+    block = max(1, piece_samples // out_step) * step  # source samples whose outputs make one piece
+    held: torch.Tensor | None = None  # source samples [held_start, held_start + held.shape[-1])
+    held_start, start, ended = 0, 0, False  # start: the next block's first source sample
+    pieces = iter(pieces)
+    while True:
+        held_end = held_start + (0 if held is None else held.shape[-1])
+        if not ended and held_end < start + block + margin:
+            piece = next(pieces, None)
+            if piece is None:
+                ended = True
+            else:
+                held = piece if held is None else torch.cat([held, piece], dim=-1)
+            continue
+        if held is None or start >= held_end:
+            return
+        end = min(start + block, held_end)
+        left = max(0, start - margin)
+        segment = held[..., left - held_start : min(held_end, end + margin) - held_start]
+        outputs = AF.resample(segment, orig_freq, new_freq)
+        skip = (start - left) // step * out_step
+        yield outputs[..., skip:] if end == held_end and ended else outputs[..., skip : skip + block // step * out_step]
+        start = end
+        drop = max(0, start - margin) - held_start
+        held, held_start = held[..., drop:], held_start + drop
 
 
 @dataclasses.dataclass
@@ -187,24 +326,90 @@ class AudioInputSpec(InputSpec):
     def prepare_wave(self, wave: torch.Tensor, rate: int) -> Prepared:
         """float (C, T) at `rate` -> one example (1, channels, T') at the spec's rate and loudness."""
         source_channels = wave.shape[0]
-        wave = match_channels(wave.float(), self.channels)
-        if rate != self.sample_rate:
-            wave = AF.resample(wave, rate, self.sample_rate)
-        wave = wave.clamp(-1.0, 1.0)
+        wave = self._matched(wave, rate)
         gain_db = 0.0
         if self.loudness_db is not None:
             gain = loudness_gain(wave, self.loudness_db, max_gain_db=self.max_gain_db)
             wave, gain_db = wave * gain, 20.0 * math.log10(float(gain.reshape(())))
-        info = {
+        return Prepared(wave[None], [self._info(wave.shape[-1], gain_db, rate, source_channels)])
+
+    def _matched(self, wave: torch.Tensor, rate: int) -> torch.Tensor:
+        """Channels, rate and range of a whole recording, before its gain."""
+        wave = match_channels(wave.float(), self.channels)
+        if rate != self.sample_rate:
+            wave = AF.resample(wave, rate, self.sample_rate)
+        return wave.clamp(-1.0, 1.0)
+
+    def _info(self, num_samples: int, gain_db: float, rate: int, source_channels: int) -> dict:
+        return {
             "channels": self.channels,
-            "num_samples": wave.shape[-1],
+            "num_samples": num_samples,
             "sample_rate": self.sample_rate,
-            "duration": wave.shape[-1] / self.sample_rate,
+            "duration": num_samples / self.sample_rate,
             "gain_db": gain_db,
             "source_sample_rate": rate,
             "source_channels": source_channels,
         }
-        return Prepared(wave[None], [info])
+
+    # -- long recordings, in pieces -------------------------------------------------------------------
+    def stream_size(self, file: BinaryIO) -> int | None:
+        """Values of the prepared tensor (samples at the spec's rate x channels), from the header
+        libsndfile reads from the file's start; None when it does not say. The file is left where it was."""
+        position = file.tell()
+        try:
+            file.seek(0)
+            header = sf.info(file)
+        except Exception:  # not audio, or nothing libsndfile can read: `prepare` says why
+            return None
+        finally:
+            file.seek(position)
+        if header.frames <= 0 or header.samplerate <= 0:
+            return None
+        samples = header.frames
+        if header.samplerate != self.sample_rate:  # torchaudio's output length: ceil(T * new / orig)
+            samples = -(-samples * self.sample_rate // header.samplerate)
+        return samples * self.channels
+
+    def prepare_stream(self, open_file: Callable[[], BinaryIO], name: str, chunk_elements: int) -> PreparedStream:
+        """The recording `open_file()` reads, prepared in pieces (1, channels, t) of about
+        `chunk_elements` values that put together equal `prepare(file).tensor` exactly (same
+        samples, same gain: see `RecordingLevel` and `resample_in_pieces`). With a loudness target
+        the file is read twice: once to measure the whole recording's level, once to emit it.
+        Errors are `prepare`'s (AudioDecodeError for a file that is not whole audio), raised while
+        iterating."""
+        piece_samples = max(1, chunk_elements // self.channels)
+
+        def pieces(info: dict) -> Iterator[torch.Tensor]:
+            gain, gain_db = None, 0.0
+            if self.loudness_db is not None:
+                level = RecordingLevel()
+                for piece in self._matched_pieces(open_file, name, piece_samples, info):
+                    level.add(piece)
+                gain = level.gain(self.loudness_db, max_gain_db=self.max_gain_db)
+                gain_db = 20.0 * math.log10(float(gain))
+            count = 0
+            for piece in self._matched_pieces(open_file, name, piece_samples, info):
+                count += piece.shape[-1]
+                yield (piece if gain is None else piece * gain)[None]
+            info.update(self._info(count, gain_db, info["source_sample_rate"], info["source_channels"]))
+
+        return PreparedStream(pieces, time_axis=2)
+
+    def _matched_pieces(
+        self, open_file: Callable[[], BinaryIO], name: str, piece_samples: int, info: dict
+    ) -> Iterator[torch.Tensor]:
+        """`_matched` of the recording, piece by piece: (channels, t) before the gain."""
+        with open_file() as file, _open_sound(file, name) as sound:
+            rate = sound.samplerate
+            info.update(source_sample_rate=rate, source_channels=sound.channels)
+            frames = piece_samples if rate == self.sample_rate else READ_FRAMES
+            blocks = (
+                match_channels(torch.from_numpy(b.T.copy()), self.channels) for b in _read_blocks(sound, name, frames)
+            )
+            if rate != self.sample_rate:
+                blocks = resample_in_pieces(blocks, rate, self.sample_rate, piece_samples)
+            for block in blocks:
+                yield block.clamp(-1.0, 1.0)
 
     def prepare(self, media: Any) -> Prepared:
         """A path or encoded bytes (or a list of them), or float samples already at the spec's

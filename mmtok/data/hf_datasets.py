@@ -15,9 +15,11 @@ of rows the dataset's card records.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import BinaryIO
 
-from mmtok.data.sources import PARQUET_MEDIA_COLUMNS
+from mmtok.data.sources import PARQUET_MEDIA_COLUMNS, PassedOver
 from mmtok.storage import resolve
 
 SAVED_DATASET_FILES = ("dataset_info.json", "dataset_dict.json", "state.json")  # written by save_to_disk
@@ -61,6 +63,9 @@ class DatasetsSource:
         self._dataset = self._undecoded(dataset, features[self.column])
         self._length = self._count(dataset, limit)
         self._stream, self._position = None, 0
+        self.passed_over = PassedOver()  # every row is an item: a row without media is an error, not a skip
+        # Changes whenever the dataset's files or processing do (None for a streamed one).
+        self._version = getattr(dataset, "_fingerprint", None)
 
     def _load(self):
         import datasets
@@ -131,6 +136,12 @@ class DatasetsSource:
         if value is None:
             raise ValueError("null media bytes")
         return value
+
+    def open(self, i: int) -> BinaryIO:
+        return io.BytesIO(self.read(i))
+
+    def fingerprint(self, i: int) -> str:
+        return str(self._version)
 
     def describe(self, i: int) -> str:
         return f"datasets:{self.name}[{self.split}, {self.column}, row {i}]"

@@ -11,6 +11,10 @@ pixels prepared differently from the ones it was trained on:
 - then a window is cut: training takes random crops, encoding a centred crop of at most
   `crop_size` per side whose sides are multiples of `multiple_of`;
 - pixels map to [-1, 1].
+
+An image larger than `max_pixels` once resized (an extreme aspect ratio upscaled to `min_side`, a
+huge scan) is refused with a ValueError before the resized image is allocated, and so is a file
+PIL takes for a decompression bomb.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ from mmtok.data.spec import InputSpec, Prepared, stack_prepared
 Window = tuple[int, int, int, int]  # top, left, height, width
 ENCODED = (str, Path, bytes, bytearray, memoryview)
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+# Pixels per image (or video frame) after resizing, unless a model config says otherwise: 2**25 =
+# 33.5 Mpx takes an 8K UHD frame (7680x4320 = 33.2 Mpx) and photos from most cameras, while the
+# prepared float tensor of one such image stays at 384 MiB; beyond that a tokenizer's activations
+# run to tens of GiB, which an extreme aspect ratio upscaled to the training size would otherwise
+# reach silently.
+DEFAULT_MAX_PIXELS = 2**25
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -55,7 +65,12 @@ def decode_image(source: str | Path | bytes) -> np.ndarray:
         with Image.open(io.BytesIO(bytes(source)) if encoded else source) as image:
             image.load()
             return _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # PIL's message names the pixels and the limit
+        raise ValueError(
+            f"cannot read an image from {name}: refused as a possible decompression bomb ({error}); "
+            "PIL.Image.MAX_IMAGE_PIXELS sets the limit"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:
         raise ValueError(f"cannot read an image from {name}: {error}") from None
 
 
@@ -71,14 +86,37 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     return _to_rgb(Image.fromarray(array)) if array.shape[-1] == 4 else array
 
 
+def shorter_side_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """(height, width) of an h x w image resized so its shorter side is `side`, aspect kept."""
+    if min(h, w) == side:
+        return h, w
+    scale = side / min(h, w)
+    return max(side, round(h * scale)), max(side, round(w * scale))
+
+
+def min_side_size(h: int, w: int, min_side: int | None) -> tuple[int, int]:
+    """(height, width) after `upscale_to_min_side`."""
+    return (h, w) if not min_side or min(h, w) >= min_side else shorter_side_size(h, w, min_side)
+
+
+def check_pixels(source: tuple[int, int], resized: tuple[int, int], max_pixels: int | None, what: str = "an image"):
+    """ValueError when `resized` (height, width) holds more than `max_pixels` pixels (None: no cap)."""
+    (h, w), (rh, rw) = source, resized
+    if max_pixels is not None and rh * rw > max_pixels:
+        became = f"becomes {rw}x{rh} after resizing" if (rh, rw) != (h, w) else "is not resized"
+        raise ValueError(
+            f"{what} of {w}x{h} pixels (width x height) {became}: {rh * rw} pixels, over this tokenizer's "
+            f"cap of {max_pixels} pixels (max_pixels; a model config's max_pixels raises it)"
+        )
+
+
 def resize_shorter_side(pixels: np.ndarray, side: int) -> np.ndarray:
     """Bicubic resizing (antialiased when shrinking) so the shorter side is `side`, aspect kept."""
     h, w = pixels.shape[:2]
-    if min(h, w) == side:
+    size = shorter_side_size(h, w, side)
+    if size == (h, w):
         return pixels
-    scale = side / min(h, w)
-    size = (max(side, round(w * scale)), max(side, round(h * scale)))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC))
+    return np.asarray(Image.fromarray(pixels).resize(size[::-1], Image.Resampling.BICUBIC))
 
 
 def upscale_to_min_side(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
@@ -135,11 +173,14 @@ class ImageInputSpec(InputSpec):
     # Pretrained models that expect one resolution: the shorter side is resized (up or down) to
     # this before the crop. None: only the min_side upscaling.
     resize_to: int | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # pixels per image after resizing; more is an error
 
     def prepare_pixels(self, pixels: np.ndarray, window: Callable[[int, int], Window] | None = None) -> Prepared:
         """uint8 (H, W, 3) -> one example: upscaled to min_side, cut to `window(h, w)` (default:
-        the centred crop this spec describes), in [-1, 1]."""
+        the centred crop this spec describes), in [-1, 1]. ValueError, before any resizing, when
+        the resized image would hold more than `max_pixels`."""
         source_h, source_w = pixels.shape[:2]
+        check_pixels((source_h, source_w), self.resized_size(source_h, source_w), self.max_pixels)
         if self.resize_to:
             pixels = resize_shorter_side(pixels, self.resize_to)
         pixels = upscale_to_min_side(pixels, self.min_side)
@@ -148,6 +189,12 @@ class ImageInputSpec(InputSpec):
         x = pixels_to_tensor(pixels[top : top + ch, left : left + cw])
         info = {"channels": 3, "height": ch, "width": cw, "source_height": source_h, "source_width": source_w}
         return Prepared(x, [info])
+
+    def resized_size(self, h: int, w: int) -> tuple[int, int]:
+        """(height, width) of an h x w image after this spec's resizing, before the crop."""
+        if self.resize_to:
+            h, w = shorter_side_size(h, w, self.resize_to)
+        return min_side_size(h, w, self.min_side)
 
     def to_json(self) -> dict:
         decoding = "8-bit RGB: 16-bit rescaled, alpha on white, EXIF rotation applied; bicubic upscaling"

@@ -3,20 +3,28 @@ local disk or wherever an fsspec URL points (s3://, gs://, hf://, http(s)://, ..
 Face `datasets` dataset ("datasets:NAME_OR_PATH", mmtok.data.hf_datasets).
 
 Every source is a sorted, indexable list of items. `read(i)` returns item i's encoded bytes (a
-file's contents, a tar member, a parquet cell) without decoding it; `describe(i)` says where it
-lives (for error reports) and `key(i)` names it uniquely within the source. Indexing never
-decodes, so listing a few million files costs one directory walk (one listing on an object store).
-Sources hold a `mmtok.storage.Storage`, which DataLoader workers inherit safely.
+file's contents, a tar member, a parquet cell) without decoding it, and `open(i)` a file object
+over them (the file itself for plain files, so a long recording is read piece by piece);
+`describe(i)` says where it lives (for error reports), `key(i)` names it uniquely within the source
+and `fingerprint(i)` changes when the item is replaced (size and modification time or version).
+Indexing never decodes, so listing a few million files costs one directory walk (one listing on
+an object store). Nothing is left out in silence: symbolic links to files and folders are
+followed (loops walked once), a link whose target is missing stays an item (reading it is an
+error that names it), and every file passed over is counted by reason in `passed_over` (a
+`PassedOver`: other extensions, link loops, non-files). Sources hold a `mmtok.storage.Storage`,
+which DataLoader workers inherit safely.
 """
 
 from __future__ import annotations
 
 import bisect
 import glob
+import io
 import itertools
 import os
 import tarfile
 from pathlib import Path, PurePath
+from typing import BinaryIO
 
 from mmtok.storage import Storage, resolve
 
@@ -45,6 +53,40 @@ def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
     return name.lower().endswith(extensions)
 
 
+class PassedOver:
+    """What a listing left out, by reason: a count and the first few places for each reason."""
+
+    EXAMPLES = 5
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, where: str, why: str) -> None:
+        self.counts[why] = self.counts.get(why, 0) + 1
+        shown = self.examples.setdefault(why, [])
+        if len(shown) < self.EXAMPLES:
+            shown.append(where)
+
+    def other_extension(self, where: str, name: str) -> None:
+        self.add(where, f"other extension ({PurePath(name).suffix.lower() or 'none'})")
+
+    def merge(self, *others: PassedOver) -> PassedOver:
+        for other in others:
+            for why, count in other.counts.items():
+                self.counts[why] = self.counts.get(why, 0) + count
+                shown = self.examples.setdefault(why, [])
+                shown += other.examples[why][: self.EXAMPLES - len(shown)]
+        return self
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_json(self) -> dict:
+        return {why: {"count": self.counts[why], "examples": self.examples[why]} for why in sorted(self.counts)}
+
+
 def _join_key(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
@@ -52,15 +94,33 @@ def _join_key(prefix: str, name: str) -> str:
 class FileListSource:
     """Plain files; keys are their paths relative to `root`."""
 
-    def __init__(self, paths: list[PurePath], root: PurePath, storage: Storage | None = None):
+    def __init__(
+        self,
+        paths: list[PurePath],
+        root: PurePath,
+        storage: Storage | None = None,
+        fingerprints: dict | None = None,
+        passed_over: PassedOver | None = None,
+    ):
         self.root, self.storage = root, storage or Storage.local()
         self.paths = sorted(paths, key=lambda p: p.relative_to(root).as_posix())
+        self._fingerprints = fingerprints
+        self.passed_over = passed_over or PassedOver()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read(self, i: int) -> bytes:
-        return self.storage.read(self.paths[i])
+        return self.storage.read(self._readable(i))
+
+    def open(self, i: int) -> BinaryIO:
+        return self.storage.open(self._readable(i))
+
+    def _readable(self, i: int) -> PurePath:
+        path = self.paths[i]
+        if self.storage.is_local and Path(path).is_symlink() and not Path(path).exists():
+            raise FileNotFoundError(f"dangling symbolic link: its target {os.readlink(path)} does not exist")
+        return path
 
     def describe(self, i: int) -> str:
         return self.storage.url(self.paths[i])
@@ -71,14 +131,38 @@ class FileListSource:
     def key(self, i: int) -> str:
         return self.paths[i].relative_to(self.root).as_posix()
 
+    def fingerprint(self, i: int) -> str:
+        if self._fingerprints is None:  # listed without details: asked for once per item
+            self._fingerprints = {}
+        path = self.paths[i]
+        if path not in self._fingerprints:
+            self._fingerprints[path] = self.storage.fingerprint(path)
+        return str(self._fingerprints[path])
+
 
 class FolderSource(FileListSource):
-    """A folder searched recursively for files with one of `extensions`, sorted by relative path."""
+    """A folder searched recursively (symbolic links followed) for files with one of `extensions`,
+    sorted by path relative to `root` (default: the folder itself); other files are counted."""
 
-    def __init__(self, root: PurePath, extensions: tuple[str, ...], storage: Storage | None = None):
+    def __init__(
+        self,
+        folder: PurePath,
+        extensions: tuple[str, ...],
+        storage: Storage | None = None,
+        root: PurePath | None = None,
+    ):
         storage = storage or Storage.local()
-        files = [p for p in storage.find(root) if _has_extension(p.name, extensions)]
-        super().__init__(files, root, storage)
+        listing = storage.list_files(folder)
+        passed_over = PassedOver()
+        for where, why in listing.passed_over:
+            passed_over.add(where, why)
+        files = []
+        for path in listing.files:
+            if _has_extension(path.name, extensions):
+                files.append(path)
+            else:
+                passed_over.other_extension(storage.url(path), path.name)
+        super().__init__(files, folder if root is None else root, storage, listing.fingerprints, passed_over)
 
 
 class TarSource:
@@ -87,14 +171,24 @@ class TarSource:
 
     def __init__(self, path: PurePath, extensions: tuple[str, ...], prefix: str = "", storage: Storage | None = None):
         self.path, self.prefix, self.storage = path, prefix, storage or Storage.local()
+        self.passed_over = PassedOver()
+        members = []
         try:
             with self.storage.open(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
-                members = [
-                    (m.name, m.offset_data, m.size) for m in tar if m.isreg() and _has_extension(m.name, extensions)
-                ]
+                for m in tar:
+                    where = f"{self.storage.url(path)}::{m.name}"
+                    if m.isdir():
+                        continue
+                    if not m.isreg():
+                        self.passed_over.add(where, "tar member that is a link or special file")
+                    elif _has_extension(m.name, extensions):
+                        members.append((m.name, m.offset_data, m.size))
+                    else:
+                        self.passed_over.other_extension(where, m.name)
         except tarfile.ReadError as err:
             raise ValueError(f"{path} is not an uncompressed tar archive (webdataset shard): {err}") from err
         self.members = sorted(members)
+        self._tar_fingerprint = self.storage.fingerprint(path)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -105,6 +199,12 @@ class TarSource:
         if len(data) != size:
             raise ValueError(f"tar member is truncated: {len(data)} of {size} bytes")
         return data
+
+    def open(self, i: int) -> BinaryIO:
+        return io.BytesIO(self.read(i))
+
+    def fingerprint(self, i: int) -> str:
+        return f"{self._tar_fingerprint}@{self.members[i][1]}"
 
     def describe(self, i: int) -> str:
         return f"{self.storage.url(self.path)}::{self.members[i][0]}"
@@ -135,6 +235,8 @@ class ParquetSource:
         import pyarrow.parquet as pq
 
         self.path, self.prefix, self.storage = path, prefix, storage or Storage.local()
+        self.passed_over = PassedOver()
+        self._file_fingerprint = self.storage.fingerprint(path)
         schema = pq.read_schema(str(path), filesystem=self.storage.arrow_filesystem())
         if column is None:
             column = next((c for c in candidates if c in schema.names), None)
@@ -196,6 +298,12 @@ class ParquetSource:
             raise ValueError("null media bytes")
         return data
 
+    def open(self, i: int) -> BinaryIO:
+        return io.BytesIO(self.read(i))
+
+    def fingerprint(self, i: int) -> str:
+        return str(self._file_fingerprint)
+
     def describe(self, i: int) -> str:
         return f"{self.storage.url(self.path)}[{self.column}, row {i}]"
 
@@ -206,7 +314,8 @@ class ParquetSource:
 class ConcatSource:
     """Several sources one after another (a glob matching many tars or parquet files)."""
 
-    def __init__(self, parts: list):
+    def __init__(self, parts: list, passed_over: PassedOver | None = None):
+        self.passed_over = (passed_over or PassedOver()).merge(*(p.passed_over for p in parts))
         self.parts = [p for p in parts if len(p)]
         self._starts = [0, *itertools.accumulate(len(p) for p in self.parts)]
 
@@ -222,6 +331,14 @@ class ConcatSource:
     def read(self, i: int) -> bytes:
         part, j = self._locate(i)
         return part.read(j)
+
+    def open(self, i: int) -> BinaryIO:
+        part, j = self._locate(i)
+        return part.open(j)
+
+    def fingerprint(self, i: int) -> str:
+        part, j = self._locate(i)
+        return part.fingerprint(j)
 
     def describe(self, i: int) -> str:
         part, j = self._locate(i)
@@ -266,11 +383,17 @@ def open_source(
         # Keys are relative to the folder the pattern starts from, so they stay unique.
         first_magic = next(i for i, part in enumerate(path.parts) if glob.has_magic(part))
         root = type(path)(*path.parts[:first_magic]) if first_magic else type(path)(".")
-        files = [m for m in matches if _has_extension(m.name, extensions) and not storage.isdir(m)]
-        containers = [m for m in matches if m.suffix.lower() in (".tar", ".parquet") or storage.isdir(m)]
+        folders = {m for m in matches if storage.isdir(m)}
+        containers = [m for m in matches if m in folders or m.suffix.lower() in (".tar", ".parquet")]
+        files, passed_over = [], PassedOver()
+        for match in matches:
+            if _has_extension(match.name, extensions) and match not in folders:
+                files.append(match)
+            elif match not in containers:
+                passed_over.other_extension(storage.url(match), match.name)
         parts = [FileListSource(files, root, storage)] if files else []
         parts += [_open_one(storage, c, root, extensions, modality, column, in_memory) for c in containers]
-        return ConcatSource(parts)
+        return ConcatSource(parts, passed_over)
     if not storage.exists(path):
         raise FileNotFoundError(f"media source {spec} does not exist")
     root = path if storage.isdir(path) else path.parent
@@ -285,7 +408,7 @@ def _open_one(storage: Storage, path, root, extensions, modality: str, column: s
     if column is not None and path.suffix.lower() != ".parquet":
         raise ValueError("column= only applies to .parquet and datasets: sources")
     if storage.isdir(path):
-        return FileListSource(FolderSource(path, extensions, storage).paths, root, storage)
+        return FolderSource(path, extensions, storage, root=root)
     prefix = os.path.relpath(path, root) if storage.is_local else path.relative_to(root).as_posix()
     if path.suffix.lower() == ".tar":
         return TarSource(path, extensions, prefix, storage)

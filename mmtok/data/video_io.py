@@ -15,6 +15,10 @@ Training (`VideoDataset`), `FrozenTokenizer.encode`, `mmtok tokenize` and eval a
   the next valid count and the padding is recorded (`info["padded_frames"]`) so `to_media` cuts it off;
 - pixels map to [-1, 1], as (B, 3, T, H, W).
 
+A frame larger than `max_pixels` once resized is refused (ValueError) before it is resized. A long
+video is prepared frame by frame instead of whole (`VideoInputSpec.prepare_stream`), the same steps
+in the same order, so the pieces put together are `prepare`'s tensor.
+
 The way back: `to_media` gives `VideoClip`s (frames and frame rate) whose `save("out.mp4")`
 writes an H.264 MP4 (`write_video`).
 """
@@ -23,16 +27,25 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, BinaryIO, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 
-from mmtok.data.image_io import Window, centre_window, pixels_to_tensor, tensor_to_images, upscale_to_min_side
-from mmtok.data.spec import InputSpec, Prepared, stack_prepared
+from mmtok.data.image_io import (
+    DEFAULT_MAX_PIXELS,
+    Window,
+    centre_window,
+    check_pixels,
+    min_side_size,
+    pixels_to_tensor,
+    tensor_to_images,
+    upscale_to_min_side,
+)
+from mmtok.data.spec import InputSpec, Prepared, PreparedStream, stack_prepared
 
 ENCODED = (str, Path, bytes, bytearray, memoryview)
 FALLBACK_FPS = 25.0  # for frames given as arrays with no rate anywhere
@@ -72,15 +85,19 @@ class DecodedVideo(NamedTuple):
     source_width: int
 
 
-def _open(source: str | Path | bytes, name: str | None):
+def _open(source: str | Path | bytes | BinaryIO, name: str | None):
     import av
 
     encoded = isinstance(source, (bytes, bytearray, memoryview))
-    name = name or (f"<{len(source)} bytes of encoded video>" if encoded else str(source))
-    if not encoded and not Path(source).is_file():
-        raise FileNotFoundError(f"video file {source} does not exist")
+    if hasattr(source, "read"):  # an open file: PyAV reads and seeks it as it needs
+        opened, name = source, name or "<video file object>"
+    else:
+        name = name or (f"<{len(source)} bytes of encoded video>" if encoded else str(source))
+        if not encoded and not Path(source).is_file():
+            raise FileNotFoundError(f"video file {source} does not exist")
+        opened = io.BytesIO(bytes(source)) if encoded else str(source)
     try:
-        container = av.open(io.BytesIO(bytes(source)) if encoded else str(source))
+        container = av.open(opened)
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise VideoDecodeError(f"cannot decode video {name}: {error}") from None
     if not container.streams.video:
@@ -128,14 +145,13 @@ def decode_video(
     import av
 
     container, name = _open(source, name)
-    frames: list[np.ndarray] = []
     with container:
         stream = container.streams.video[0]
         source_fps = _stream_fps(stream)
         if start > 0:
             container.seek(int(start / stream.time_base), stream=stream, backward=True)
         try:
-            _collect(container.decode(stream), frames, source_fps, fps, start, max_frames, frame_transform)
+            frames = list(_sampled(container.decode(stream), source_fps, fps, start, max_frames, frame_transform))
         except av.FFmpegError as error:
             raise VideoDecodeError(f"cannot decode video {name}: {error}") from None
         declared = stream.frames
@@ -143,33 +159,43 @@ def decode_video(
     if not frames:
         raise VideoDecodeError(f"cannot decode video {name}: no frames" + (f" after {start:.2f} s" if start else ""))
     whole = start == 0 and max_frames is None and fps is None
-    if whole and declared and len(frames) < declared:
-        raise VideoDecodeError(f"cannot decode video {name}: truncated, decoded {len(frames)} of {declared} frames")
+    if whole:
+        _check_whole(len(frames), declared, name)
     return DecodedVideo(np.stack(frames), fps or source_fps, source_fps, height, width)
 
 
-def _collect(decoded: Iterable, out: list, source_fps: float, fps, start: float, limit, transform) -> None:
-    """Appends to `out` the frames from `start` on: every one at the file's rate (fps None), else the
-    frame nearest to each output time start + k / fps (a tie goes to the later frame)."""
+def _check_whole(count: int, declared: int, name: str) -> None:
+    if declared and count < declared:
+        raise VideoDecodeError(f"cannot decode video {name}: truncated, decoded {count} of {declared} frames")
+
+
+def _sampled(decoded: Iterable, source_fps: float, fps, start: float, limit, transform) -> Iterator[np.ndarray]:
+    """The frames from `start` on (at most `limit`): every one at the file's rate (fps None), else
+    the frame nearest to each output time start + k / fps (a tie goes to the later frame). A frame
+    shown at several output times is the same array each time."""
+    emitted = 0
     held, held_time, held_pixels = None, 0.0, None
     for index, frame in enumerate(decoded):
         time = frame.time if frame.time is not None else index / source_fps
         if fps is None:
             if time >= start - 0.5 / source_fps:
-                out.append(_pixels(frame, transform))
+                yield _pixels(frame, transform)
+                emitted += 1
         else:
             # Output times before the midpoint of the held frame and this one show the held frame.
-            while held is not None and limit != len(out) and start + len(out) / fps < (held_time + time) / 2:
+            while held is not None and limit != emitted and start + emitted / fps < (held_time + time) / 2:
                 held_pixels = held_pixels if held_pixels is not None else _pixels(held, transform)
-                out.append(held_pixels)
+                yield held_pixels
+                emitted += 1
             held, held_time, held_pixels = frame, time, None
-        if limit == len(out):
+        if limit == emitted:
             return
     # The last frame shows for one source frame, where the video ends; a tenth of a frame of slack
     # for containers that round timestamps (Matroska keeps milliseconds).
-    while held is not None and limit != len(out) and start + len(out) / fps < held_time + 0.9 / source_fps:
+    while held is not None and limit != emitted and start + emitted / fps < held_time + 0.9 / source_fps:
         held_pixels = held_pixels if held_pixels is not None else _pixels(held, transform)
-        out.append(held_pixels)
+        yield held_pixels
+        emitted += 1
 
 
 def _pixels(frame, transform) -> np.ndarray:
@@ -177,18 +203,36 @@ def _pixels(frame, transform) -> np.ndarray:
     return transform(pixels) if transform is not None else pixels
 
 
-def resize_frame(pixels: np.ndarray, short_side: int | None, min_side: int | None) -> np.ndarray:
-    """The shorter side made `short_side` (bicubic, antialiased), or upscaled to `min_side` when below."""
+def resized_frame_size(h: int, w: int, short_side: int | None, min_side: int | None) -> tuple[int, int]:
+    """(height, width) of an h x w frame after `resize_frame`."""
+    if short_side is None:
+        return min_side_size(h, w, min_side)
+    if min(h, w) == short_side:
+        return h, w
+    scale = short_side / min(h, w)
+    return (short_side if h < w else round(h * scale)), (short_side if w <= h else round(w * scale))
+
+
+def resize_frame(
+    pixels: np.ndarray, short_side: int | None, min_side: int | None, max_pixels: int | None = None
+) -> np.ndarray:
+    """The shorter side made `short_side` (bicubic, antialiased), or upscaled to `min_side` when below;
+    ValueError, before resizing, when the result would hold more than `max_pixels` pixels."""
     from PIL import Image
 
+    h, w = pixels.shape[:2]
+    size = resized_frame_size(h, w, short_side, min_side)
+    check_pixels((h, w), size, max_pixels, "a frame")
     if short_side is None:
         return upscale_to_min_side(pixels, min_side)
-    h, w = pixels.shape[:2]
-    if min(h, w) == short_side:
+    if size == (h, w):
         return pixels
-    scale = short_side / min(h, w)
-    size = (short_side if w <= h else round(w * scale), short_side if h < w else round(h * scale))
-    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC))
+    return np.asarray(Image.fromarray(pixels).resize(size[::-1], Image.Resampling.BICUBIC))
+
+
+def _frames_tensor(frames: list[np.ndarray]) -> torch.Tensor:
+    """uint8 frames (H, W, 3) -> (1, 3, T, H, W) in [-1, 1]."""
+    return pixels_to_tensor(np.stack(frames)).transpose(0, 1)[None]
 
 
 # -- the way back --------------------------------------------------------------------------------------
@@ -261,9 +305,10 @@ class VideoInputSpec(InputSpec):
     crop_size: int | None = None  # encoding keeps a centred crop of at most this per side
     multiple_of: int = 1  # ... whose sides are multiples of this (the tokenizer's downsampling)
     pad_frames: bool = False  # repeat the last frame up to 1 + k·t frames instead of an error
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # pixels per frame after resizing; more is an error
 
     def resize(self, pixels: np.ndarray) -> np.ndarray:
-        return resize_frame(pixels, self.short_side, self.min_side)
+        return resize_frame(pixels, self.short_side, self.min_side, self.max_pixels)
 
     def decode(self, source: str | Path | bytes, **options) -> DecodedVideo:
         """`decode_video` at this spec's rate and size (options: start, max_frames, name)."""
@@ -280,25 +325,117 @@ class VideoInputSpec(InputSpec):
         top, left, ch, cw = (window or self._centre)(h, w)
         frames = frames[:, top : top + ch, left : left + cw]
         count = len(frames)
-        problem = frame_count_problem(count, self.temporal_factor)
-        if problem and not (self.pad_frames if pad is None else pad):
-            raise ValueError(problem)
-        padding = next_valid_frame_count(count, self.temporal_factor) - count
+        padding = self._padding(count, pad)
         if padding:
             frames = np.concatenate([frames, np.repeat(frames[-1:], padding, axis=0)])
         x = pixels_to_tensor(frames).transpose(0, 1)[None]  # (1, 3, T, H, W)
-        info = {
+        info = self._info(count, padding, ch, cw, video.fps, video.source_fps, video.source_height, video.source_width)
+        return Prepared(x, [info])
+
+    def _padding(self, count: int, pad: bool | None = None) -> int:
+        """Frames to repeat after `count` ones, or the frame-count ValueError without padding."""
+        problem = frame_count_problem(count, self.temporal_factor)
+        if problem and not (self.pad_frames if pad is None else pad):
+            raise ValueError(problem)
+        return next_valid_frame_count(count, self.temporal_factor) - count
+
+    def _info(self, count, padding, height, width, fps, source_fps, source_height, source_width) -> dict:
+        return {
             "channels": self.channels,
             "frames": count,
             "padded_frames": padding,
-            "height": ch,
-            "width": cw,
-            "fps": float(video.fps),
-            "source_fps": float(video.source_fps),
-            "source_height": video.source_height,
-            "source_width": video.source_width,
+            "height": height,
+            "width": width,
+            "fps": float(fps),
+            "source_fps": float(source_fps),
+            "source_height": source_height,
+            "source_width": source_width,
         }
-        return Prepared(x, [info])
+
+    # -- long videos, in pieces ---------------------------------------------------------------------
+    def stream_size(self, file: BinaryIO) -> int | None:
+        """Values of the prepared tensor (3 x frames x height x width after resampling, resizing,
+        cropping and padding), from the container's stream metadata without decoding; None when
+        it does not say. Read from the file's start; the file is left where it was."""
+        position = file.tell()
+        try:
+            file.seek(0)
+            container, _ = _open(file, None)
+            with container:
+                stream = container.streams.video[0]
+                source_fps = _stream_fps(stream)
+                height, width = stream.codec_context.height, stream.codec_context.width
+                if stream.duration is not None and stream.time_base is not None:
+                    duration = float(stream.duration * stream.time_base)
+                elif container.duration:
+                    duration = container.duration / 1e6
+                else:
+                    duration = stream.frames / source_fps if stream.frames else None
+                frames = stream.frames if self.fps is None and stream.frames else None
+            if frames is None and duration:
+                frames = round(duration * (self.fps or source_fps))
+            if not frames or not height or not width:
+                return None
+            _, _, ch, cw = self._centre(*resized_frame_size(height, width, self.short_side, self.min_side))
+        except Exception:  # not a video PyAV can read, frames too small to crop: `prepare` says why
+            return None
+        finally:
+            file.seek(position)
+        return self.channels * next_valid_frame_count(frames, self.temporal_factor) * ch * cw
+
+    def prepare_stream(self, open_file: Callable[[], BinaryIO], name: str, chunk_elements: int) -> PreparedStream:
+        """The video `open_file()` reads, prepared in pieces (1, 3, t, H, W) of whole frames, about
+        `chunk_elements` values each (at least one frame): decoded by PyAV frame by frame, resampled
+        to the spec's fps, resized, centre-cropped, and at the end padded with copies of the last
+        frame (`pad_frames`). Put together they equal `prepare(file).tensor`. Errors are
+        `prepare`'s, raised while iterating; a frame count off the 1 + k·t rule without
+        `pad_frames` is only known, and raised, when the frames run out."""
+
+        def pieces(info: dict) -> Iterator[torch.Tensor]:
+            import av
+
+            with open_file() as file:
+                container, _ = _open(file, name)
+                with container:
+                    stream = container.streams.video[0]
+                    source_fps = _stream_fps(stream)
+                    height, width = stream.codec_context.height, stream.codec_context.width
+                    decoded = _sampled(container.decode(stream), source_fps, self.fps, 0.0, None, self.resize)
+                    held: list[np.ndarray] = []  # cropped frames not yet emitted
+                    count, window, per_piece, last = 0, None, 1, None
+                    try:
+                        for pixels in decoded:
+                            if window is None:
+                                size = pixels.shape[:2]
+                                window = self._centre(*size)
+                                per_piece = max(1, chunk_elements // (self.channels * window[2] * window[3]))
+                            elif pixels.shape[:2] != size:
+                                raise VideoDecodeError(
+                                    f"cannot decode video {name}: its frame size changes from "
+                                    f"{size[1]}x{size[0]} to {pixels.shape[1]}x{pixels.shape[0]}"
+                                )
+                            top, left, ch, cw = window
+                            held.append(pixels[top : top + ch, left : left + cw])
+                            last = held[-1]  # what padding repeats
+                            count += 1
+                            if len(held) == per_piece:
+                                yield _frames_tensor(held)
+                                held = []
+                    except av.FFmpegError as error:
+                        raise VideoDecodeError(f"cannot decode video {name}: {error}") from None
+                    declared = stream.frames
+            if count == 0:
+                raise VideoDecodeError(f"cannot decode video {name}: no frames")
+            if self.fps is None:
+                _check_whole(count, declared, name)
+            padding = self._padding(count)
+            held += [last] * padding
+            if held:
+                yield _frames_tensor(held)
+            fps = self.fps or source_fps
+            info.update(self._info(count, padding, window[2], window[3], fps, source_fps, height, width))
+
+        return PreparedStream(pieces, time_axis=2)
 
     def _centre(self, h: int, w: int) -> Window:
         return centre_window(h, w, self.crop_size, self.multiple_of)

@@ -8,6 +8,7 @@ kind re-implements it.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -61,8 +62,31 @@ class Quantizer(nn.Module):
         size = self.codebook_size
         return list(size) if isinstance(size, (list, tuple)) else [size] * self.num_codebooks
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        return self._apply_flat(z, self._quantize)
+    def forward(self, z: torch.Tensor, num_codebooks: int | None = None) -> QuantizerOutput:
+        """`num_codebooks=n` keeps the first n codebooks: for residual kinds the ids are the first n
+        columns of the full ids and `quantized` decodes from them; other kinds take only n = all."""
+        depth = self.checked_num_codebooks(num_codebooks)
+        if depth == self.num_codebooks:
+            return self._apply_flat(z, self._quantize)
+        return self._apply_flat(z, lambda flat: self._quantize_prefix(flat, depth))
+
+    def checked_num_codebooks(self, num_codebooks: int | None) -> int:
+        """The number of leading codebooks to use; a ValueError naming the allowed range otherwise."""
+        if num_codebooks is None:
+            return self.num_codebooks
+        allowed = f"in [1, {self.num_codebooks}]" if self.accepts_codebook_prefix else f"{self.num_codebooks}"
+        try:
+            if isinstance(num_codebooks, bool):
+                raise TypeError
+            num_codebooks = operator.index(num_codebooks)  # ints of numpy and 0-d integer tensors too
+        except TypeError:
+            raise ValueError(f"num_codebooks must be an integer {allowed}, got {num_codebooks!r}") from None
+        if self.accepts_codebook_prefix and 1 <= num_codebooks <= self.num_codebooks:
+            return num_codebooks
+        if num_codebooks == self.num_codebooks:
+            return num_codebooks
+        reason = "" if self.accepts_codebook_prefix else f" ({self.kind!r} is not residual: no prefix of its ids)"
+        raise ValueError(f"num_codebooks must be {allowed} for {self.kind!r}, got {num_codebooks}{reason}")
 
     def _apply_flat(self, z: torch.Tensor, quantize_flat) -> QuantizerOutput:
         """Validates z, runs `quantize_flat` on its (N, dim) view and restores the leading shape."""
@@ -102,6 +126,10 @@ class Quantizer(nn.Module):
 
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
         """ids: (N, c) int64 with c == num_codebooks (or a prefix) -> (N, dim)."""
+        raise NotImplementedError
+
+    def _quantize_prefix(self, x: torch.Tensor, depth: int) -> QuantizerOutput:
+        """Residual kinds: x (N, dim) -> the first `depth` codebooks' ids (N, depth) and their decoding."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:

@@ -118,6 +118,20 @@ class _LibraryResidual(Quantizer):
         quantized = quantized[0] if self.training else self._decode(ids).to(x.dtype)
         return QuantizerOutput(quantized, ids, loss, losses)
 
+    def _quantize_prefix(self, x: torch.Tensor, depth: int) -> QuantizerOutput:
+        """The library runs every layer; the first `depth` ids are the prefix (a layer's id depends
+        only on the layers before it), and `quantized` is their decoding."""
+        if self.training and torch.is_grad_enabled():
+            # The decoding of a prefix carries no gradient to the encoder; the library trains prefixes
+            # through its quantize dropout (quantizer_dropout > 0) instead.
+            raise ValueError(
+                f"{self.kind!r} keeps a prefix of its codebooks only when encoding (eval mode or torch.no_grad); "
+                "train every prefix with quantizer_dropout > 0"
+            )
+        out = self._quantize(x)
+        ids = out.ids[:, :depth]
+        return QuantizerOutput(self._decode(ids).to(x.dtype), ids, out.loss, out.losses)
+
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
         given = ids.shape[-1]
         padded = torch.nn.functional.pad(ids, (0, self.num_codebooks - given))

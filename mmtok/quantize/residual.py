@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmtok.quantize.base import Quantizer, QuantizerOutput
+from mmtok.quantize.base import Quantizer, QuantizerOutput, zero_loss
 
 
 class ResidualQuantizer(Quantizer):
@@ -37,17 +37,17 @@ class ResidualQuantizer(Quantizer):
 
     def forward(self, z: torch.Tensor, num_codebooks: int | None = None) -> QuantizerOutput:
         """`num_codebooks=n` runs only the first n layers (the ids are the full encoding's prefix)."""
-        depth = self.num_codebooks if num_codebooks is None else int(num_codebooks)
-        if not 1 <= depth <= self.num_codebooks:
-            raise ValueError(f"num_codebooks must be in [1, {self.num_codebooks}], got {num_codebooks}")
+        depth = self.checked_num_codebooks(num_codebooks)
         rows_per_example = z[..., 0].numel() // z.shape[0] if z.ndim >= 2 and z.shape[0] else 1
         return self._apply_flat(
             z, lambda flat: self._quantize_to_depth(flat, self._depth_per_row(flat, depth, rows_per_example), depth)
         )
 
     def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
-        full = self.num_codebooks
-        return self._quantize_to_depth(x, torch.full((x.shape[0],), full, device=x.device), full)
+        return self._quantize_prefix(x, self.num_codebooks)
+
+    def _quantize_prefix(self, x: torch.Tensor, depth: int) -> QuantizerOutput:
+        return self._quantize_to_depth(x, torch.full((x.shape[0],), depth, device=x.device), depth)
 
     def _quantize_to_depth(self, x: torch.Tensor, depth: torch.Tensor, columns: int) -> QuantizerOutput:
         """depth: (N,) number of layers each row keeps (dropped layers get id -1); ids have `columns` columns."""
@@ -93,8 +93,8 @@ class ResidualQuantizer(Quantizer):
 class GroupedQuantizer(Quantizer):
     """Splits the feature dim into `groups` equal parts, each with its own quantizer.
 
-    Ids are laid out depth-major, `ids[..., depth * groups + group]`, so a prefix of whole depths
-    is still a prefix for residual inner kinds.
+    Ids are laid out depth-major, `ids[..., depth * groups + group]`, so for residual inner kinds
+    the first n columns are the ids of a coarser encoding (`num_codebooks=n`), whole depths or not.
     """
 
     def __init__(self, groups: list[Quantizer]):
@@ -116,16 +116,30 @@ class GroupedQuantizer(Quantizer):
         return sizes[0] if len(set(sizes)) == 1 else sizes
 
     def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
-        outs = [g._quantize(part) for g, part in zip(self.groups, x.split(self.group_dim, dim=-1))]
-        ids = torch.stack([o.ids for o in outs], dim=-1).flatten(1)  # (N, depth, groups) -> depth-major
-        losses = {f"{name}/group{g}": v for g, o in enumerate(outs) for name, v in o.losses.items()}
-        loss = sum(o.loss for o in outs)
-        return QuantizerOutput(torch.cat([o.quantized for o in outs], dim=-1), ids, loss, losses)
+        return self._quantize_prefix(x, self.num_codebooks)
+
+    def _quantize_prefix(self, x: torch.Tensor, columns: int) -> QuantizerOutput:
+        """The first `columns` ids of the depth-major layout: group g keeps the depths whose column
+        d * groups + g is among them; a group left with none contributes zeros (an empty residual sum)."""
+        count = len(self.groups)
+        quantized, ids, loss, losses = [], [], zero_loss(x), {}
+        for g, (group, part) in enumerate(zip(self.groups, x.split(self.group_dim, dim=-1))):
+            depth = len(range(g, columns, count))
+            if depth == 0:
+                quantized.append(torch.zeros_like(part))
+                ids.append(torch.full((x.shape[0], self.depth), -1, dtype=torch.long, device=x.device))
+                continue
+            out = group._quantize(part) if depth == self.depth else group._quantize_prefix(part, depth)
+            quantized.append(out.quantized)
+            ids.append(torch.nn.functional.pad(out.ids, (0, self.depth - depth), value=-1))
+            loss = loss + out.loss
+            losses.update({f"{name}/group{g}": value for name, value in out.losses.items()})
+        ids = torch.stack(ids, dim=-1).flatten(1)[:, :columns]  # (N, depth, groups) -> depth-major
+        return QuantizerOutput(torch.cat(quantized, dim=-1), ids, loss, losses)
 
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.shape[1] % len(self.groups):
-            raise ValueError(
-                f"grouped ids must cover whole depths ({len(self.groups)} groups), got {ids.shape[1]} columns"
-            )
-        per_group = ids.unflatten(1, (-1, len(self.groups)))
-        return torch.cat([g._decode(per_group[:, :, i]) for i, g in enumerate(self.groups)], dim=-1)
+        count = len(self.groups)
+        # Group g's ids are every count-th column from g; a prefix may leave the last groups none.
+        decoded = [group._decode(ids[:, g::count]) for g, group in enumerate(self.groups) if g < ids.shape[1]]
+        decoded += [torch.zeros_like(decoded[0])] * (count - len(decoded))
+        return torch.cat(decoded, dim=-1)
