@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from mmtok.storage import looks_like_path
 from mmtok.vocab import VocabLayout
 
 if TYPE_CHECKING:
@@ -274,17 +275,9 @@ def _local_or_hub_directory(path: str | Path) -> Path:
         return directory
     if directory.exists():
         raise ArtifactError(f"{path} is a file, not a tokenizer folder (give the folder holding {CONFIG_FILE})")
-    if looks_like_local_path(str(path)):
+    if looks_like_path(str(path)):
         raise ArtifactError(f"tokenizer folder {path} does not exist")
     return _download(str(path))
-
-
-def looks_like_local_path(path: str) -> bool:
-    """Whether `path` (which does not exist) was meant as a local path: a hub repo id is NAME or
-    ORG/NAME; anything else, or an ORG/NAME whose ORG is a local folder, is a path."""
-    if path.startswith(("/", ".", "~")) or "\\" in path or path.endswith("/") or path.count("/") > 1:
-        return True
-    return "/" in path and Path(path.split("/")[0]).is_dir()
 
 
 def _read_json(path: Path) -> Any:

@@ -104,12 +104,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from mmtok.artifact import looks_like_local_path
     from mmtok.config import apply_overrides
     from mmtok.pretrained import convert
 
-    if not Path(args.model).exists() and looks_like_local_path(args.model):  # a typo, never a hub query
-        raise FileNotFoundError(errno.ENOENT, "no such model folder", args.model)
     options = apply_overrides({}, args.options)
     out = convert(
         args.model, args.out_dir, revision=args.revision, subfolder=args.subfolder, license=args.license, **options

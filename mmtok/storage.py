@@ -194,6 +194,33 @@ def resolve(location: str | Path) -> tuple[Storage, Path | PurePosixPath]:
     return Storage(fs), PurePosixPath(path)
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether an argument that names no existing folder was meant as a local path, so it is never
+    sent to a hub: it starts with ./ ../ / or ~, holds a backslash or more than one slash, is
+    ORG/NAME with a local folder ORG, or is no valid hub repo id at all."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if text in (".", "..") or text.startswith(("./", "../", "/", "~", ".\\", "..\\")) or "\\" in text:
+        return True
+    parts = text.split("/")
+    if len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).expanduser().is_dir()):
+        return True  # hub ids hold one slash; "data/typo" with data/ here is a folder that is missing
+    try:
+        validate_repo_id(text)
+    except HFValidationError:  # no hub id could look like this ("my model", "C:\\x", ".hidden")
+        return True
+    return False
+
+
+def missing_folder_error(text: str) -> FileNotFoundError:
+    """The error for a local path that is not there, saying how much of it does exist."""
+    path = Path(text).expanduser()
+    parents = [parent for parent in path.parents if parent not in (Path("."), Path(parent.anchor))]
+    existing = next((parent for parent in parents if parent.is_dir()), None)
+    where = f" ({existing} exists, {path.relative_to(existing)} in it does not)" if existing else ""
+    return FileNotFoundError(f"no such folder: {text}{where}; a local model is a folder written by save_pretrained")
+
+
 class Folder:
     """A directory on any filesystem, for writing files that appear whole or not at all."""
 

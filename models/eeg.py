@@ -16,6 +16,12 @@ its neighbours' (`CrossfadeSynthesis`); a tail shorter than a patch is not encod
 
 Patches whose samples are NaN are missing (the training dataset pads short recordings and small
 caps so): nothing attends to them, they get no code (id -1) and feed no codebook update.
+
+Long recordings are encoded and decoded in windows of `window_patches` patches, each with the left
+context its causal layers reach (`depth * (context_patches - 1)` patches: every layer looks
+`context_patches - 1` back), so memory follows the window, not the recording, and the ids are
+exactly those of encoding the whole recording at once. Decoding is windowed the same way, plus
+one patch on either side: a patch's samples are crossfaded with its neighbours' frames.
 """
 
 from __future__ import annotations
@@ -79,6 +85,9 @@ class EEGTokenizer(Tokenizer):
     modality = "eeg"
     config_class = EEGTokenizerConfig
     token_axes = ("channels", "patches")
+    # Patches encoded or decoded per step of a long recording (plus their context): 256 s at the
+    # default 1 s patches; a 64-channel window then needs some hundreds of MB, whatever the length.
+    window_patches: int = 256
 
     def __init__(self, config: EEGTokenizerConfig):
         super().__init__(config)
@@ -158,6 +167,51 @@ class EEGTokenizer(Tokenizer):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         out = self.quantize(x)
         return self.decode_latent(out.quantized, present=out.ids[..., 0] >= 0), out
+
+    # -- long recordings, window by window ----------------------------------------------------------
+    def _windows(self, count: int, left: int, right: int = 0) -> list[tuple[int, int, int, int]]:
+        """(first, stop, context_first, context_stop) patches of each window over `count` patches,
+        with `left` patches of context before it and `right` after (cut at the recording's ends)."""
+        step = max(1, int(self.window_patches))
+        return [
+            (first, min(count, first + step), max(0, first - left), min(count, first + step + right))
+            for first in range(0, count, step)
+        ]
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, *, num_codebooks: int | None = None, num_tokens: int | None = None):
+        """The template's encode, window by window for a recording longer than `window_patches`
+        (the same ids: each window brings the left context the encoder's layers reach)."""
+        if num_tokens is not None:
+            self._checked_num_tokens(num_tokens)  # raises: EEG ids follow the input's length
+        self.check_input(x)
+        size = self.config.patch_size
+        positions, signal = unpack_eeg(x)
+        count = signal.shape[-1] // size
+        if count <= self.window_patches:
+            return self.quantize(x, num_codebooks=num_codebooks).ids
+        reach = self.config.depth * (self.config.context_patches - 1)
+        parts = []
+        for first, stop, context_first, _ in self._windows(count, reach):
+            piece = torch.cat([positions, signal[..., context_first * size : stop * size]], dim=-1)
+            parts.append(self.quantize(piece, num_codebooks=num_codebooks).ids[:, :, first - context_first :])
+        return torch.cat(parts, dim=2)
+
+    @torch.no_grad()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """The template's decode, window by window for more than `window_patches` patches (the same
+        signal up to float rounding: each window brings the left context the decoder's layers
+        reach, plus the neighbouring patch on either side whose frame crossfades into it)."""
+        count = ids.shape[2] if ids.ndim == 4 else 0
+        if count <= self.window_patches:
+            return super().decode(ids)
+        reach = self.config.decoder_depth * (self.config.context_patches - 1) + 1
+        size = self.config.patch_size
+        parts = []
+        for first, stop, context_first, context_stop in self._windows(count, reach, right=1):
+            signal = super().decode(ids[:, :, context_first:context_stop])
+            parts.append(signal[..., (first - context_first) * size : (stop - context_first) * size])
+        return torch.cat(parts, dim=-1)
 
     @property
     def padding_axes(self) -> tuple[int, int] | None:

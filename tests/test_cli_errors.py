@@ -81,7 +81,7 @@ def test_convert(tmp_path, capsys):
     assert "must look like key.path=value" in message
     (tmp_path / "weights.safetensors").write_bytes(b"")
     refusal(["convert", tmp_path / "weights.safetensors", tmp_path / "tok"], capsys, code=2)
-    assert "no such model folder: ./no/such/model" in refusal(["convert", "./no/such/model", tmp_path], capsys, code=1)
+    assert "no such folder: ./no/such/model" in refusal(["convert", "./no/such/model", tmp_path], capsys, code=1)
 
 
 def test_inspect(tok_dir, tmp_path, capsys):

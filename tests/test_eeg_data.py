@@ -77,6 +77,47 @@ def test_an_edf_written_with_pyedflib_reads_back_through_the_one_path(tmp_path):
     assert torch.allclose(unpack_eeg(from_path.tensor)[0][0, 1], torch.tensor(channel_position("Cz")).float())
 
 
+def test_a_truncated_edf_is_an_error_that_says_header_against_file_size(tmp_path):
+    path = write_edf(tmp_path / "a.edf", recording(["Fp1", "Cz"], rate=256, seconds=3))  # 3 records of 1 s
+    whole = path.read_bytes()
+    (tmp_path / "cut.edf").write_bytes(whole[:-100])  # the last record cut short
+    message = r"cut.edf: truncated EDF: the header declares 3 data records of \d+ bytes, the file holds 2 "
+    with pytest.raises(EEGDecodeError, match=message):
+        read_recordings(tmp_path / "cut.edf")
+    with pytest.raises(EEGDecodeError, match="truncated EDF: the header declares 3 data records"):
+        SPEC.prepare(whole[:-100])  # bytes, as mmtok tokenize hands them over
+    # -1 records: the recorder had not finished writing; legal, and every whole record is read.
+    (tmp_path / "open.edf").write_bytes(whole[:236] + b"-1      " + whole[244:])
+    assert read_recordings(tmp_path / "open.edf")[0].data.shape == (2, 3 * 256)
+
+
+def test_a_truncated_bdf_is_an_error_too(tmp_path):
+    rec = recording(["Fp1", "Cz"], rate=256, seconds=2)
+    whole = write_edf(tmp_path / "a.bdf", rec).read_bytes()  # pyedflib writes BDF+ for a .bdf name
+    assert whole[:8] == b"\xffBIOSEMI"
+    assert np.allclose(read_recordings(tmp_path / "a.bdf")[0].microvolts(), rec.microvolts(), atol=0.05)
+    (tmp_path / "cut.bdf").write_bytes(whole[: len(whole) - 3 * 256])  # one channel's second of 24-bit samples
+    with pytest.raises(EEGDecodeError, match="truncated BDF: the header declares 2 data records"):
+        read_recordings(tmp_path / "cut.bdf")
+
+
+def test_channels_dropped_by_type_or_by_name_are_all_counted(tmp_path):
+    # MNE types "EOG left" as an eog channel named "left" and "Status" as a trigger, and leaves the
+    # others typed EEG: ECG, STI 014 and EKG are then dropped by their names.
+    names = ["Fp1", "EEG Cz-REF", "O2", "ECG", "EOG left", "STI 014", "Status", "EKG"]
+    path = write_edf(tmp_path / "a.edf", recording(names, rate=200, seconds=2))
+    info = SPEC.prepare(path).info[0]
+    assert info["channel_names"] == "Fp1,Cz,O2" and info["channels"] == 3
+    assert info["dropped_channels"] == 5 and info["source_channels"] == 8
+    raw = recording(["Cz", "Pz", "heart", "trigger"], rate=200, seconds=2).to_raw()
+    raw.set_channel_types({"heart": "ecg", "trigger": "stim"})
+    info = SPEC.prepare(raw).info[0]  # an mne Raw given directly, typed by its owner
+    assert (info["channels"], info["dropped_channels"], info["source_channels"]) == (2, 2, 4)
+    raw.pick(["heart", "trigger"]).save(tmp_path / "none_raw.fif", verbose="error")
+    with pytest.raises(EEGDecodeError, match=r"no EEG channels \(2 channels of other types\)"):
+        read_recordings(tmp_path / "none_raw.fif")
+
+
 def test_fif_and_npz_read_back_with_their_names_and_units(tmp_path):
     rec = recording(CAP[:3], rate=250, seconds=2)
     rec.to_raw().save(tmp_path / "a_raw.fif", verbose="error")

@@ -134,8 +134,10 @@ def test_tokenize_a_folder_of_recordings_with_a_broken_one(trained, tmp_path):
         "samples": 3,
         "tokens": 4 * 8 * 2 + 6 * 12 * 2 + 2 * 4 * 2,
         "errors": 1,
-        "passed_over": 0,
+        "passed_over": 2,
     }
+    companions = manifest["passed_over"]["companion data file (read with its header file)"]
+    assert sorted(name.rsplit("/", 1)[1] for name in companions["examples"]) == ["b.eeg", "b.vmrk"]
     errors = (tmp_path / "out" / "errors.jsonl").read_text()
     assert "broken.edf" in errors and errors.count("\n") == 1
     rows = pq.read_table(shard_files(tmp_path / "out")[0]).to_pylist()

@@ -40,7 +40,8 @@ def test_convert_cli_and_tokenize_a_folder_of_audio(tmp_path):
     for i, (name, (samples, rate)) in enumerate(lengths.items()):
         sf.write(clips / name, (np.sin(np.arange(samples) / (3 + i)) * 0.4).astype(np.float32), rate)
     manifest = tokenize(tmp_path / "tok", clips, tmp_path / "out", batch_size=4, num_workers=0, progress=False)
-    assert manifest["counts"] == {"inputs": 4, "samples": 3, "tokens": (750 + 281 + 750) * 3, "errors": 1}
+    expected = {"inputs": 4, "samples": 3, "tokens": (750 + 281 + 750) * 3, "errors": 1}
+    assert expected.items() <= manifest["counts"].items()  # tokenize may count more (skipped, ...)
     assert manifest["tokenizer"]["family"] == "hf-mimi"
     errors = (tmp_path / "out" / "errors.jsonl").read_text()
     assert "d.wav" in errors and "shorter than one frame" in errors  # 30 samples: not one 32-sample frame
@@ -63,7 +64,7 @@ def test_tokenize_a_folder_of_images_with_a_converted_model(tmp_path):
     write_images(images, 5, size=24)
     write_images(images / "big", 3, size=80, seed=1)
     manifest = tokenize(out, images, tmp_path / "shards", batch_size=3, shard_size=4, num_workers=0, progress=False)
-    assert manifest["counts"] == {"inputs": 8, "samples": 8, "tokens": 8 * 256, "errors": 0}
+    assert {"inputs": 8, "samples": 8, "tokens": 8 * 256, "errors": 0}.items() <= manifest["counts"].items()
     assert manifest["num_shards"] == 2
     model = build("hf-chameleon")
     spec = ImageInputSpec(crop_size=32, multiple_of=2, resize_to=32)

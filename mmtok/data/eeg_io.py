@@ -1,7 +1,8 @@
 """The one input path for EEG: every recording is prepared by `EEGInputSpec.prepare_recording`,
 for training (`EEGDataset`), `FrozenTokenizer.encode`, `mmtok tokenize` and eval alike:
 
-1. channels whose names say they are not EEG (ECG, EOG, triggers, ...) are dropped;
+1. channels whose type (an mne Raw's, or MNE's reading of EDF label prefixes) or name says they
+   are not EEG (ECG, EOG, triggers, ...) are dropped, and counted;
 2. names are normalised to the 10-05 spelling ("EEG Fp1-REF" -> "Fp1") and placed on the
    template montage (mmtok.data.eeg_montage; unknown names: NaN, the model's fallback);
 3. samples go to microvolts, each channel's mean is removed (a high-pass removes it over a long
@@ -97,7 +98,7 @@ class EEGInputSpec(InputSpec):
         "duration": float,
         "source_sample_rate": float,
         "source_channels": int,
-        "dropped_channels": int,  # not EEG by their names
+        "dropped_channels": int,  # not EEG by their type (as the file or MNE types them) or their names
         "unknown_positions": int,  # channels that take the learned fallback embedding
         "clipped_samples": int,
         "high_passed": int,  # 1: band_pass[0] applied; 0: the recording is shorter than that filter
@@ -133,8 +134,8 @@ class EEGInputSpec(InputSpec):
             "sample_rate": self.sample_rate,
             "duration": data.shape[1] / self.sample_rate,
             "source_sample_rate": float(recording.sample_rate),
-            "source_channels": len(recording.channel_names),
-            "dropped_channels": len(recording.channel_names) - len(keep),
+            "source_channels": len(recording.channel_names) + recording.dropped_channels,
+            "dropped_channels": len(recording.channel_names) - len(keep) + recording.dropped_channels,
             "unknown_positions": int(np.isnan(positions).any(axis=1).sum()),
             "clipped_samples": clipped,
             "high_passed": int(high_passed),
@@ -200,7 +201,7 @@ class EEGInputSpec(InputSpec):
 
     def to_json(self) -> dict:
         steps = (
-            "non-EEG channels dropped by name; names normalised to 10-05; positions from MNE's "
+            "non-EEG channels dropped by type and name; names normalised to 10-05; positions from MNE's "
             f"{MONTAGE} montage; microvolts; channel means removed; MNE polyphase resampling; "
             "MNE FIR band-pass (no high-pass on recordings shorter than its filter) and notch; clipping at +-clip_uv"
         )

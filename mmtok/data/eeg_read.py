@@ -34,6 +34,9 @@ class EEGRecording:
     channel_names: list[str]
     sample_rate: float
     unit: str = "uV"  # "V", "mV" or "uV"
+    # Channels of the source left out before these because their type says they are not EEG
+    # (an mne Raw's ECG, EOG, stim, misc, ... channels): the input spec counts them as dropped.
+    dropped_channels: int = 0
 
     def __post_init__(self):
         self.data = np.asarray(self.data)
@@ -58,9 +61,15 @@ class EEGRecording:
 
     @classmethod
     def from_raw(cls, raw) -> EEGRecording:
-        """The EEG channels of an mne Raw (others, such as ECG and stim, are left out)."""
-        picks = raw.copy().pick("eeg", exclude=()).load_data()
-        return cls(picks.get_data(), list(picks.ch_names), float(raw.info["sfreq"]), "V")
+        """The EEG channels of an mne Raw; the others (ECG, EOG, stim, ...) are left out and counted.
+        MNE types EDF/BDF channels from their labels' prefixes and strips the prefix ("EOG left"
+        becomes an eog channel named "left"), so a name-based count after reading would miss them."""
+        import mne
+
+        eeg = mne.pick_types(raw.info, meg=False, eeg=True, exclude=())  # bad channels included
+        data = raw.get_data(picks=eeg) if len(eeg) else np.zeros((0, raw.n_times))
+        names = [raw.ch_names[i] for i in eeg]
+        return cls(data, names, float(raw.info["sfreq"]), "V", len(raw.ch_names) - len(eeg))
 
 
 def _suffix(name: str) -> str:
@@ -81,6 +90,49 @@ def _sniff(data: bytes) -> str | None:
     if head[:1] in (b"#", b"@"):
         return ".ts"
     return None
+
+
+# EDF/BDF fixed header (bytes): number of data records at 236-244 (-1: unknown, still being
+# recorded), number of signals at 252-256, then 256 bytes per signal whose samples-per-record
+# field sits at 256 + ns * 216 + 8 * i.
+_EDF_RECORDS, _EDF_SIGNALS, _EDF_SAMPLES_AT = slice(236, 244), slice(252, 256), 216
+_EDF_SAMPLE_BYTES = {".edf": 2, ".bdf": 3}
+
+
+def check_edf_size(header: bytes, file_size: int, suffix: str, label: str) -> None:
+    """Raises EEGDecodeError when an EDF/BDF file holds fewer data records than its header declares.
+
+    Checked by hand because MNE only warns ("number of records does not match the file size") and
+    reads what is there: a cut-off download would become a shorter recording with no error. A
+    header that does not parse is left to MNE, which says what is wrong with it."""
+    try:
+        records, signals = int(header[_EDF_RECORDS]), int(header[_EDF_SIGNALS])
+        start = 256 + signals * _EDF_SAMPLES_AT
+        samples = [int(header[start + 8 * i : start + 8 * i + 8]) for i in range(signals)]
+    except ValueError:
+        return
+    record_bytes = sum(samples) * _EDF_SAMPLE_BYTES[suffix]
+    if records < 0 or record_bytes <= 0:  # -1: the recorder had not finished; MNE counts the records
+        return
+    header_bytes = 256 * (signals + 1)
+    held = max(0, file_size - header_bytes) // record_bytes
+    if held < records:
+        raise EEGDecodeError(
+            f"cannot read EEG from {label}: truncated {suffix[1:].upper()}: the header declares {records} data "
+            f"records of {record_bytes} bytes, the file holds {held} ({file_size} bytes of "
+            f"{header_bytes + records * record_bytes})"
+        )
+
+
+def _edf_header(path: Path | None, data: bytes | None) -> tuple[bytes, int]:
+    """The fixed header and signal headers of an EDF/BDF file, and the file's size."""
+    if data is not None:
+        return data, len(data)
+    with path.open("rb") as file:
+        head = file.read(256)
+        count = head[_EDF_SIGNALS].strip()
+        signals = int(count) if count.isdigit() else 0  # a broken count: check_edf_size leaves it to MNE
+        return head + file.read(256 * signals), path.stat().st_size
 
 
 def _read_mne(reader: str, source: Any) -> EEGRecording:
@@ -134,6 +186,8 @@ def read_recordings(source: str | Path | bytes, name: str | None = None) -> list
         elif suffix == ".npz":
             recordings = [_read_npz(data if data is not None else path.read_bytes())]
         else:
+            if suffix in _EDF_SAMPLE_BYTES:
+                check_edf_size(*_edf_header(path, data), suffix, label)
             reader = {**_MNE_FILE_READERS, **_MNE_PATH_READERS}[suffix]
             recordings = [_read_mne(reader, path if path is not None else io.BytesIO(data))]
     except EEGDecodeError:
@@ -141,5 +195,7 @@ def read_recordings(source: str | Path | bytes, name: str | None = None) -> list
     except Exception as error:  # whatever MNE or numpy raise about a broken file
         raise EEGDecodeError(f"cannot read EEG from {label}: {type(error).__name__}: {error}") from error
     if not recordings or any(r.data.shape[0] == 0 or r.data.shape[1] == 0 for r in recordings):
-        raise EEGDecodeError(f"cannot read EEG from {label}: no EEG channels or no samples")
+        dropped = sum(r.dropped_channels for r in recordings)
+        others = f" ({dropped} channels of other types)" if dropped else ""
+        raise EEGDecodeError(f"cannot read EEG from {label}: no EEG channels{others} or no samples")
     return recordings

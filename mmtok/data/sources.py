@@ -32,6 +32,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", "
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")  # what mmtok.data.audio decodes
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".vhdr", ".set", ".npz")  # what mmtok.data.eeg_read reads
+# Data files that an EEG header file names and its reader opens beside it (BrainVision .eeg/.vmrk,
+# EEGLAB .fdt): counted apart from other files, as read with their header.
+EEG_COMPANION_EXTENSIONS = (".eeg", ".vmrk", ".fdt")
 MEDIA_EXTENSIONS = {
     "image": IMAGE_EXTENSIONS,
     "audio": AUDIO_EXTENSIONS,
@@ -68,8 +71,11 @@ class PassedOver:
         if len(shown) < self.EXAMPLES:
             shown.append(where)
 
-    def other_extension(self, where: str, name: str) -> None:
-        self.add(where, f"other extension ({PurePath(name).suffix.lower() or 'none'})")
+    def other_extension(self, where: str, name: str, extensions: tuple[str, ...] = ()) -> None:
+        if extensions == EEG_EXTENSIONS and _has_extension(name, EEG_COMPANION_EXTENSIONS):
+            self.add(where, "companion data file (read with its header file)")
+        else:
+            self.add(where, f"other extension ({PurePath(name).suffix.lower() or 'none'})")
 
     def merge(self, *others: PassedOver) -> PassedOver:
         for other in others:
@@ -161,7 +167,7 @@ class FolderSource(FileListSource):
             if _has_extension(path.name, extensions):
                 files.append(path)
             else:
-                passed_over.other_extension(storage.url(path), path.name)
+                passed_over.other_extension(storage.url(path), path.name, extensions)
         super().__init__(files, folder if root is None else root, storage, listing.fingerprints, passed_over)
 
 
@@ -184,7 +190,7 @@ class TarSource:
                     elif _has_extension(m.name, extensions):
                         members.append((m.name, m.offset_data, m.size))
                     else:
-                        self.passed_over.other_extension(where, m.name)
+                        self.passed_over.other_extension(where, m.name, extensions)
         except tarfile.ReadError as err:
             raise ValueError(f"{path} is not an uncompressed tar archive (webdataset shard): {err}") from err
         self.members = sorted(members)
@@ -390,7 +396,7 @@ def open_source(
             if _has_extension(match.name, extensions) and match not in folders:
                 files.append(match)
             elif match not in containers:
-                passed_over.other_extension(storage.url(match), match.name)
+                passed_over.other_extension(storage.url(match), match.name, extensions)
         parts = [FileListSource(files, root, storage)] if files else []
         parts += [_open_one(storage, c, root, extensions, modality, column, in_memory) for c in containers]
         return ConcatSource(parts, passed_over)
