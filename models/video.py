@@ -34,8 +34,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from mmtok.data.image_io import DEFAULT_MAX_PIXELS
-from mmtok.data.video_io import VideoInputSpec, frame_count_problem
+from mmtok.data.video_io import DEFAULT_VIDEO_MAX_PIXELS, VideoInputSpec, frame_count_problem
 from mmtok.models.blocks import Downsample, ResidualBlock, Upsample
 from mmtok.models.image import ImageDecoder, ImageEncoder, ImageTokenizerConfig
 from mmtok.models.streaming import Streamable, StreamableConv, is_streaming, rechunk, streaming
@@ -67,7 +66,7 @@ class VideoTokenizerConfig:
     pad_frames: bool = False  # frame counts other than 1 + k·t: repeat the last frame (True) or an error
     chunk_latent_frames: int = 4  # encode/decode (no grad) stream in chunks of this many latent frames
     init_from: str | None = None  # an image tokenizer directory to inflate at the start of training
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # frames larger than this after resizing are refused
+    max_pixels: int | None = DEFAULT_VIDEO_MAX_PIXELS  # frames larger than this after resizing are refused
 
     def __post_init__(self):
         for name in ("in_channels", "image_size", "base_channels", "num_res_blocks", "latent_dim"):

@@ -253,6 +253,11 @@ def test_an_extreme_aspect_ratio_is_refused_before_it_is_resized(monkeypatch):
         ImageInputSpec(min_side=128, max_pixels=4_000_000).prepare(tall)
     with pytest.raises(ValueError, match="is not resized: 65536 pixels, over this tokenizer's cap of 1000"):
         ImageInputSpec(max_pixels=1000).prepare(tall)
+    default_cap = "32768x128 after resizing: 4194304 pixels, over this tokenizer's cap of 2097152"
+    with pytest.raises(ValueError, match=default_cap):
+        VideoInputSpec(short_side=128).prepare(tall[None])  # the default cap of a video frame
+    full_hd = np.zeros((1, 1080, 1920, 3), np.uint8)
+    assert VideoInputSpec(multiple_of=8).prepare(full_hd).tensor.shape == (1, 3, 1, 1080, 1920)
 
 
 def test_the_pixel_cap_comes_from_the_model_config_and_old_configs_get_the_default():

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from mmtok.data.image_io import (
-    DEFAULT_MAX_PIXELS,
     Window,
     centre_window,
     check_pixels,
@@ -49,6 +48,12 @@ from mmtok.data.spec import InputSpec, Prepared, PreparedStream, stack_prepared
 
 ENCODED = (str, Path, bytes, bytearray, memoryview)
 FALLBACK_FPS = 25.0  # for frames given as arrays with no rate anywhere
+
+
+# A frame is encoded with its neighbours' activations alive, so frames get a lower cap than
+# photos: full HD (2.07 Mpx) passes, a 4096 x 16 strip resized to a 128 px short side (32768 x 128,
+# 4.2 Mpx, 3.4 GiB to encode on a CPU) does not.
+DEFAULT_VIDEO_MAX_PIXELS = 2**21
 
 
 class VideoDecodeError(ValueError):
@@ -305,7 +310,7 @@ class VideoInputSpec(InputSpec):
     crop_size: int | None = None  # encoding keeps a centred crop of at most this per side
     multiple_of: int = 1  # ... whose sides are multiples of this (the tokenizer's downsampling)
     pad_frames: bool = False  # repeat the last frame up to 1 + k·t frames instead of an error
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # pixels per frame after resizing; more is an error
+    max_pixels: int | None = DEFAULT_VIDEO_MAX_PIXELS  # pixels per frame after resizing; more is an error
 
     def resize(self, pixels: np.ndarray) -> np.ndarray:
         return resize_frame(pixels, self.short_side, self.min_side, self.max_pixels)
