@@ -83,6 +83,9 @@ class FolderLock:
             why_stale = self._stale(holder)
             if why_stale is None and not self.break_lock:
                 raise FolderLocked(self._held_message(holder))
+            # Removed only if it is still the lock judged stale: a job that took it over meanwhile keeps it.
+            if self._holder() != holder:
+                continue
             logger.warning(
                 "%s: removing the lock of %s (%s)",
                 self.folder,
@@ -119,16 +122,25 @@ class FolderLock:
         return holder is not None and holder.get("token") == self.token
 
     def _holder(self) -> dict | None:
-        try:
-            return json.loads(self.folder.read_text(LOCK_FILE))
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError):  # a torn or foreign file: treat as held by nobody known
-            return {"token": None, "heartbeat": 0.0, "host": "?", "pid": -1}
+        """The lock's record; None when there is no lock. A file that does not parse is read again
+        (an exclusive create is an empty file for a moment before its record is written), and one
+        that still does not is a foreign or torn lock, treated as stale."""
+        for attempt in range(5):
+            try:
+                return json.loads(self.folder.read_text(LOCK_FILE))
+            except FileNotFoundError:
+                return None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                time.sleep(0.2 * (attempt + 1))
+        return {"token": None, "heartbeat": 0.0, "host": "?", "pid": -1}
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
+                holder = self._holder()
+                if holder is None or holder.get("token") != self.token:  # broken by another job: not ours now
+                    logger.warning("%s: %s was taken over by another job", self.folder, LOCK_FILE)
+                    return
                 self.folder.write_text_atomic(LOCK_FILE, self._payload().decode())
             except Exception as error:  # a missed heartbeat is not worth stopping the job for
                 logger.warning("%s: could not refresh %s: %s", self.folder, LOCK_FILE, error)

@@ -271,7 +271,10 @@ class Folder:
         fs.invalidate_cache(str(self.path))
         stale = [p for p in fs.find(str(self.path)) if p.endswith(TMP_SUFFIX)]
         for path in stale:
-            fs.rm_file(path)
+            try:
+                fs.rm_file(path)
+            except FileNotFoundError:  # renamed into place meanwhile (a lock's heartbeat)
+                pass
         return len(stale)
 
     def write_atomic(self, name: str, write: Callable[[BinaryIO], object]) -> None:
@@ -293,8 +296,8 @@ class Folder:
 
     def create_exclusive(self, name: str, data: bytes) -> bool:
         """Writes `name` only if it does not exist; False if it does. Exclusive on local disks
-        (O_EXCL) and on S3 (a conditional put); elsewhere an existence check, which the caller
-        confirms by reading the file back."""
+        (O_EXCL) and on S3 (a conditional put); elsewhere an existence check and a write, which
+        two writers can both pass at the same moment (such stores give no stronger primitive)."""
         fs = self.storage.fs
         try:
             with fs.open(self._path(name), "xb") as f:

@@ -14,7 +14,9 @@ What real corpora hold, and what the job does with it:
   error line naming it and the reason (errors.jsonl); a batch that fails is encoded again item by
   item, so only the bad item is listed and every item gets the same row or error in any batch;
 - a long recording or video (more than STREAM_ABOVE prepared values) is read, prepared and
-  encoded piece by piece through the tokenizer's exact streaming path, so memory follows the piece;
+  encoded piece by piece through the tokenizer's streaming path, so memory follows the piece (the
+  ids of a causal tokenizer equal the whole item's; tokenizers that do not stream, such as
+  converted pretrained codecs, encode every item whole);
 - files the listing passes over (other extensions, link loops) are counted by reason in the
   manifest's `passed_over`; links are followed and a dangling one is an error line;
 - one job at a time holds an output folder (mmtok.job_lock); a restarted job redoes the shards
@@ -88,8 +90,8 @@ def _reason(error: BaseException) -> str:
 class _PreparedItems(Dataset):
     """Item i of the source through the tokenizer's input spec; a failure becomes a record."""
 
-    def __init__(self, source, spec):
-        self.source, self.spec = source, spec
+    def __init__(self, source, spec, streams: bool = False):
+        self.source, self.spec, self.streams = source, spec, streams
 
     def __len__(self) -> int:
         return len(self.source)
@@ -97,7 +99,7 @@ class _PreparedItems(Dataset):
     def __getitem__(self, index: int) -> _Item:
         try:
             with self.source.open(index) as file:
-                size = self.spec.stream_size(file)
+                size = self.spec.stream_size(file) if self.streams else None
                 if size is not None and size > STREAM_ABOVE:
                     return _Item(index, None, {"num_bytes": file.seek(0, os.SEEK_END)}, None, streamed=True)
                 data = file.read()
@@ -122,9 +124,9 @@ def _encode_items(frozen, tensors: list[torch.Tensor], options: dict) -> list[to
     encoded again one example at a time, so only the examples that fail alone are refused."""
     try:
         return [ids.cpu() for ids in frozen.encode_many(tensors, **options)]
-    except Exception:
-        if len(tensors) == 1:
-            return [_encode_alone(frozen, tensors[0], options)]
+    except Exception as error:
+        if len(tensors) == 1:  # already alone: its error is the answer
+            return [f"encode: {_reason(error)}"]
         return [_encode_alone(frozen, x, options) for x in tensors]
 
 
@@ -136,30 +138,41 @@ def _encode_alone(frozen, x: torch.Tensor, options: dict) -> torch.Tensor | str:
 
 
 def _encode_streamed(frozen, source, index: int, options: dict) -> tuple[torch.Tensor, dict]:
-    """An item too long to prepare whole: prepared and encoded piece by piece (ids equal to the
-    whole item's; memory follows the piece). Returns its ids and info."""
+    """An item too long to prepare whole: prepared and encoded piece by piece, memory following the
+    piece (a causal tokenizer's ids equal the whole item's; a non-causal codec's are its
+    `encode_long` windows'). Returns its ids and info."""
     stream = frozen.input_spec.prepare_stream(lambda: source.open(index), source.describe(index), STREAM_PIECE)
-    ids = frozen.encode_stream(stream, **options)[0].cpu()
+    ids = frozen.encode_stream(_trimmed(stream), **options)[0].cpu()
     return ids, dict(stream.info)
 
 
-def _return_freed_memory() -> None:
-    """Large buffers go back to the OS when freed (glibc: a fixed 1 MiB mmap threshold).
-
-    glibc raises its mmap threshold to the size of each large block freed, so after the first chunk
-    of a long recording every chunk-sized activation comes from the heap, which fragments and never
-    shrinks: peak RSS then grew 20 % from a 1- to a 60-minute recording (benchmarks/tokenize_memory.py),
-    against 9 % with the threshold fixed. No library sets this; DataLoader workers inherit it."""
+def _libc_malloc_trim():
+    """glibc's malloc_trim, or None (musl, macOS: their allocators' own policy stays)."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except OSError:  # not glibc (musl, macOS): its allocator's own policy stays
-        pass
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, "malloc_trim", None)
+
+
+_malloc_trim = _libc_malloc_trim()
+
+
+def _trimmed(pieces):
+    """The pieces, giving freed heap memory back to the OS after each one.
+
+    glibc raises its mmap threshold to the size of each large block freed, so after the first chunk
+    of a long recording every chunk-sized activation comes from the heap, which fragments and does
+    not shrink by itself: peak RSS grew 20 % from a 1- to a 60-minute recording
+    (benchmarks/tokenize_memory.py). A fixed 1 MiB threshold kept it flat but tripled the time in
+    page faults; trimming once per piece costs little. No library does this for torch on CPU."""
+    for piece in pieces:
+        yield piece
+        if _malloc_trim is not None:
+            _malloc_trim(0)
 
 
 def _ignore_interrupts(worker_id: int) -> None:
@@ -272,7 +285,7 @@ def _run_shards(
     if not shards:
         return done
     loader = DataLoader(
-        _PreparedItems(source, frozen.input_spec),
+        _PreparedItems(source, frozen.input_spec, streams=frozen.streams),
         batch_sampler=_shard_batches(shards, shard_size, num_items, batch_size),
         num_workers=num_workers,
         collate_fn=_keep_items,
@@ -312,8 +325,8 @@ def _run_shards(
                         try:
                             ids, info = _encode_streamed(frozen, source, item.index, options)
                             results.append((item._replace(info={**info, **item.info}), ids))
-                        except Exception as error:  # the same isolation as a whole item's
-                            results.append((item, f"encode: {_reason(error)}"))
+                        except Exception as error:  # the same isolation, and reason, as a whole item's
+                            results.append((item, _reason(error)))
             for item, ids in results:
                 if isinstance(ids, str):
                     refuse(shard, item.index, ids)
@@ -386,7 +399,6 @@ def tokenize(
     started = time.perf_counter()
     if batch_size < 1 or shard_size < 1 or num_workers < 0:
         raise ValueError("batch_size and shard_size must be positive and num_workers >= 0")
-    _return_freed_memory()
     # Without a GPU, accelerate forms a real multi-process (gloo) group only when built with cpu=True.
     acc = Accelerator(cpu=not torch.cuda.is_available())
     if precision == "auto":

@@ -239,7 +239,15 @@ class AudioTokenizer(Tokenizer):
             )
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x).transpose(1, 2)  # (B, frames, latent_dim); floor(T / hop) frames
+        """(B, C, T) -> (B, frames, latent_dim), floor(T / hop) frames. Without gradients a causal
+        encoder streams a long batch in chunks of `chunk_seconds` (the latents are the whole
+        signal's: each chunk carries the convolutions' state), so memory follows the chunk."""
+        chunk = self._chunk_samples()
+        if torch.is_grad_enabled() or not self.config.causal or is_streaming(self.encoder) or x.shape[-1] <= chunk:
+            return self.encoder(x).transpose(1, 2)
+        with self.streaming():
+            parts = [self.encoder(x[..., start : start + chunk]) for start in range(0, x.shape[-1], chunk)]
+        return torch.cat(parts, dim=-1).transpose(1, 2)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Latents (B, frames, D) -> audio (B, C, frames * hop). Without gradients, a long sequence

@@ -150,6 +150,20 @@ def test_the_causal_codec_encodes_a_stream_with_the_whole_recordings_ids_in_boun
     assert model.streams and not model.encoder.layers[0]._streaming  # the stream's state is gone after it
 
 
+def test_a_long_batch_is_encoded_in_chunks_with_the_whole_signals_latents():
+    model = tiny_codec()
+    x = torch.randn(3, 1, 9000)
+    whole = model.encoder(x).transpose(1, 2)  # the encoder over the whole batch at once
+    model.config.chunk_seconds = 0.05  # 400 samples at 8 kHz
+    seen = []
+    model.encoder.layers[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]))
+    with torch.no_grad():
+        chunked = model.encode_latent(x)
+    assert max(seen) == 400 and len(seen) == 23  # memory follows the chunk, not the recording
+    assert torch.allclose(chunked, whole, atol=1e-5) and chunked.shape == whole.shape
+    assert torch.equal(model.encode(x), model.quantizer(whole).ids)
+
+
 def test_a_non_causal_codec_encodes_a_stream_as_encode_long_does():
     model = tiny_codec(causal=False)
     model.config.chunk_seconds = 0.1

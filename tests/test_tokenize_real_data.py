@@ -249,3 +249,34 @@ def test_num_codebooks_writes_the_prefix(audio_tok, tmp_path):
     assert all(len(sample["ids"]) == sample["token_shape"][0] + 2 for sample in llm)
     with pytest.raises(ValueError, match=r"num_codebooks must be in \[1, 2\]"):
         tokenize(audio_tok, clips, tmp_path / "bad", num_codebooks=3, **RUN)
+
+
+# -- long items: streamed through the tokenizer's exact path ----------------------------------------------
+def test_a_streamed_recording_gets_the_row_of_the_whole_one(audio_tok, tmp_path, monkeypatch):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(clips / "long.wav", rng.normal(0, 0.05, (44100 * 2, 2)).astype(np.float32), 44100)  # resampled, mixed
+    sf.write(clips / "short.wav", rng.normal(0, 0.2, 8000).astype(np.float32), 16000)
+    whole_bytes = (clips / "long.wav").read_bytes()
+    (clips / "long_truncated.wav").write_bytes(whole_bytes[: len(whole_bytes) // 2])
+    whole = tmp_path / "whole"
+    tokenize(audio_tok, clips, whole, **RUN)
+
+    monkeypatch.setattr("mmtok.tokenize.STREAM_ABOVE", 10_000)  # the 2 s clips stream, the 0.5 s one does not
+    monkeypatch.setattr("mmtok.tokenize.STREAM_PIECE", 777)
+    seen = []
+    real = FrozenTokenizer.encode_stream
+    monkeypatch.setattr(FrozenTokenizer, "encode_stream", lambda self, p, **o: seen.append(1) or real(self, p, **o))
+    streamed = tmp_path / "streamed"
+    tokenize(audio_tok, clips, streamed, batch_size=4, **RUN)
+    assert len(seen) == 2  # long.wav and its truncated copy
+    assert rows(streamed) == rows(whole)  # ids, token shape, gain, sizes: the same row
+    # The same reason; only how the file is named differs (the whole path decodes its bytes).
+    reasons = [e["long_truncated.wav"].rsplit(": ", 1)[1] for e in (errors(streamed), errors(whole))]
+    assert reasons[0] == reasons[1] == "the data chunk holds 176378 of 352800 bytes"
+
+    monkeypatch.setattr(FrozenTokenizer, "streams", property(lambda self: False))  # e.g. a converted codec
+    seen.clear()
+    tokenize(audio_tok, clips, tmp_path / "not-streamed", **RUN)
+    assert not seen and rows(tmp_path / "not-streamed") == rows(whole)
