@@ -32,8 +32,8 @@ HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 600.0  # twenty missed heartbeats: the holder is dead, or its machine is
 
 
-class FolderLocked(RuntimeError):
-    """Another live job holds the output folder."""
+class FolderLocked(OSError):
+    """Another live job holds the output folder (an OSError, as a busy resource is)."""
 
 
 def _process_start(pid: int) -> str | None:

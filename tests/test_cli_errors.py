@@ -199,3 +199,15 @@ def test_a_subprocess_sees_one_line_or_the_traceback(tmp_path):
     assert usage.stderr.splitlines() == [
         "mmtok tokenize: error: the following arguments are required: input, output_dir"
     ]
+
+
+def test_tokenize_on_a_held_folder_is_a_failure_in_one_line(tok_dir, tmp_path, capsys):
+    from mmtok.job_lock import FolderLock
+    from mmtok.storage import Folder
+
+    write_images(tmp_path / "images", 2, size=16)
+    with FolderLock(Folder(tmp_path / "out")):
+        message = refusal(
+            ["tokenize", tok_dir, tmp_path / "images", tmp_path / "out", "--num-workers", 0], capsys, code=1
+        )
+    assert "is in use by another tokenize job" in message and "--break-lock" in message and "--debug" not in message

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from mmtok import load_tokenizer
 from mmtok.config import ConfigError
 from mmtok.pretrained import convert
+from mmtok.pretrained.convert import ConversionError
 from mmtok.storage import looks_like_path
 
 convert_module = importlib.import_module("mmtok.pretrained.convert")  # the package's `convert` is the function
@@ -65,7 +66,7 @@ def test_a_legitimate_checkpoint_converts_and_matches_its_model(tmp_path, family
 def test_a_checkpoint_with_a_missing_tensor_is_refused(tmp_path, family):
     folder = save(family, tmp_path / "source")
     edit_checkpoint(folder, family, lambda state: state.pop(CODEBOOK[family]))
-    with pytest.raises(ConfigError, match=f"1 missing \\({CODEBOOK[family]}\\)"):
+    with pytest.raises(ConversionError, match=f"1 missing \\({CODEBOOK[family]}\\)"):
         convert(folder, tmp_path / "tok")
     assert not (tmp_path / "tok").exists()  # refused before anything was written
 
@@ -74,12 +75,12 @@ def test_a_checkpoint_with_a_missing_tensor_is_refused(tmp_path, family):
 def test_unexpected_and_mismatched_tensors_are_refused(tmp_path, family):
     folder = save(family, tmp_path / "extra")
     edit_checkpoint(folder, family, lambda state: state.update({"stray.weight": torch.zeros(3)}))
-    with pytest.raises(ConfigError, match=r"1 unexpected \(stray.weight\)"):
+    with pytest.raises(ConversionError, match=r"1 unexpected \(stray.weight\)"):
         convert(folder, tmp_path / "tok")
     folder = save(family, tmp_path / "reshaped")
     codebook = CODEBOOK[family]
     edit_checkpoint(folder, family, lambda state: state.update({codebook: state[codebook][:-1].clone()}))
-    with pytest.raises(ConfigError, match=f"1 of another shape \\({codebook} \\(63, "):
+    with pytest.raises(ConversionError, match=f"1 of another shape \\({codebook} \\(63, "):
         convert(folder, tmp_path / "tok")
 
 
@@ -102,7 +103,7 @@ def test_an_image_tokenizer_inside_a_multimodal_lm_must_be_complete(tmp_path):
     for key in dropped:
         del state[key]
     save_file(state, tmp_path / "lm" / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ConfigError, match=r"1 missing \(quantize.embedding.weight\)"):
+    with pytest.raises(ConversionError, match=r"1 missing \(quantize.embedding.weight\)"):
         convert(tmp_path / "lm", tmp_path / "tok")
 
 
@@ -116,10 +117,10 @@ def test_an_index_that_points_at_a_pickle_is_refused_and_nothing_unpickles(tmp_p
     torch.save(state, folder / "pytorch_model.bin")
     index = {"metadata": {}, "weight_map": {key: "pytorch_model.bin" for key in state}}
     (folder / index_name).write_text(json.dumps(index))
-    with pytest.raises(ConfigError, match=r"names weight files \['pytorch_model.bin'\].*never loads pickled"):
+    with pytest.raises(ConversionError, match=r"names weight files \['pytorch_model.bin'\].*never loads pickled"):
         convert(folder, tmp_path / "tok")
     (folder / index_name).write_text(json.dumps({"weight_map": {"a": "../elsewhere/model.safetensors"}}))
-    with pytest.raises(ConfigError, match="only .safetensors files beside the index"):
+    with pytest.raises(ConversionError, match="only .safetensors files beside the index"):
         convert(folder, tmp_path / "tok")
 
 
@@ -184,7 +185,7 @@ def test_a_local_path_that_is_not_there_is_never_sent_to_the_hub(tmp_path, monke
 def test_a_hub_id_that_cannot_be_fetched_says_both_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ConfigError) as refused:
+    with pytest.raises(ConversionError) as refused:
         convert("acme/absent", tmp_path / "out")
     text = str(refused.value)
     assert text.startswith("'acme/absent' is not a local folder, and mmtok cannot fetch 'acme/absent' from a hub: ")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from mmtok.artifact import ArtifactError
 from mmtok.config import ConfigError, from_dict
 from mmtok.storage import looks_like_path, missing_folder_error
 
@@ -52,6 +53,11 @@ PROCESSOR_FILE = "preprocessor_config.json"
 SHOWN_TENSORS = 5  # names listed per kind of problem in a refusal
 
 
+class ConversionError(ArtifactError):
+    """A source model mmtok will not convert: weights that do not fill it exactly, an index that
+    points at pickles, a hub that cannot be reached, a conversion that does not reproduce it."""
+
+
 def _identify(config: dict) -> tuple[str, str | None]:
     kind = config.get("_class_name") or config.get("model_type")
     if kind not in SOURCES:
@@ -74,7 +80,7 @@ def fetch(repo_id: str, revision: str | None = None, subfolder: str | None = Non
             return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
         except Exception as error:  # not found, no network, offline mode, ...: say which model, in one line
             reason = " ".join(f"{type(error).__name__}: {error}".split())
-            raise ConfigError(
+            raise ConversionError(
                 f"{repo_id!r} is not a local folder, and mmtok cannot fetch {repo_id!r} from a hub: {reason[:300]}"
             ) from None
 
@@ -83,7 +89,7 @@ def fetch(repo_id: str, revision: str | None = None, subfolder: str | None = Non
     weights = [f"{prefix}*.safetensors"]
     index = folder / "model.safetensors.index.json"
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"{repo_id}{'/' + subfolder if subfolder else ''} on the hub holds no config.json")
+        raise ConversionError(f"{repo_id}{'/' + subfolder if subfolder else ''} on the hub holds no config.json")
     config = json.loads((folder / "config.json").read_text())
     if index.is_file() and _identify(config)[1]:
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -128,19 +134,19 @@ def _checked_index(path: Path) -> dict:
     try:
         weight_map = json.loads(path.read_text()).get("weight_map", {})
     except (ValueError, AttributeError) as error:
-        raise ConfigError(f"{path} is not a weight index: {error}") from None
+        raise ConversionError(f"{path} is not a weight index: {error}") from None
     if not isinstance(weight_map, dict):
-        raise ConfigError(f"{path}: weight_map is not a mapping of tensor names to files")
+        raise ConversionError(f"{path}: weight_map is not a mapping of tensor names to files")
     files = sorted({str(name) for name in weight_map.values()})
     unsafe = [name for name in files if not name.endswith(".safetensors") or Path(name).name != name]
     if unsafe:
-        raise ConfigError(
+        raise ConversionError(
             f"{path} names weight files {unsafe[:SHOWN_TENSORS]}: mmtok reads only .safetensors files beside "
             "the index and never loads pickled (.bin, .pt) ones"
         )
     absent = [name for name in files if not (path.parent / name).is_file()]
     if absent:
-        raise ConfigError(f"{path} names weight files that are not there: {absent[:SHOWN_TENSORS]}")
+        raise ConversionError(f"{path} names weight files that are not there: {absent[:SHOWN_TENSORS]}")
     return weight_map
 
 
@@ -159,7 +165,7 @@ def _safetensors_view(folder: Path):
 
 
 def _refuse_unclean_load(info: dict, folder: Path) -> None:
-    """Raises ConfigError when a checkpoint did not fill the model exactly (`info` as transformers'
+    """Raises ConversionError when a checkpoint did not fill the model exactly (`info` as transformers'
     and diffusers' `output_loading_info` give it)."""
 
     def listed(items: list[str]) -> str:
@@ -178,7 +184,7 @@ def _refuse_unclean_load(info: dict, folder: Path) -> None:
     if errors:
         problems.append(f"loading errors ({'; '.join(errors[:2])})")
     if problems:
-        raise ConfigError(
+        raise ConversionError(
             f"{folder}'s checkpoint does not match its model's config, tensors: {'; '.join(problems)}. "
             "mmtok converts only checkpoints that fill the model exactly (the library would fill the gaps "
             "with random weights)"
@@ -192,12 +198,12 @@ def load_model(folder: Path) -> tuple[str, torch.nn.Module]:
 
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise ConfigError(f"{folder} holds no config.json: not a transformers or diffusers model folder")
+        raise ConversionError(f"{folder} holds no config.json: not a transformers or diffusers model folder")
     config = json.loads(config_path.read_text())
     family, sub_config = _identify(config)
     adapter = tokenizer_class(family)
     if not list(folder.glob("*.safetensors")):
-        raise ConfigError(f"{folder} holds no .safetensors weights; mmtok never loads pickled (.bin, .pt) ones")
+        raise ConversionError(f"{folder} holds no .safetensors weights; mmtok never loads pickled (.bin, .pt) ones")
     if sub_config is not None:
         return family, _load_submodel(folder, adapter, config[sub_config])
     from mmtok.pretrained.base import model_class
@@ -218,7 +224,7 @@ def load_model(folder: Path) -> tuple[str, torch.nn.Module]:
             model, info = cls.from_pretrained(view, **options)
         except OSError as error:  # e.g. safetensors under names the library does not look for
             reason = " ".join(str(error).replace(str(view), str(folder)).split())
-            raise ConfigError(f"{adapter.library} cannot load the model in {folder}: {reason}") from None
+            raise ConversionError(f"{adapter.library} cannot load the model in {folder}: {reason}") from None
     _refuse_unclean_load(info, folder)
     return family, model.float().eval()
 
@@ -241,7 +247,7 @@ def _load_submodel(folder: Path, adapter, model_config: dict) -> torch.nn.Module
                 if SUBMODEL_PREFIX in key:
                     state[key.split(SUBMODEL_PREFIX, 1)[1]] = f.get_tensor(key).float()
     if not state:
-        raise ConfigError(f"{folder}'s weights hold no image tokenizer ({SUBMODEL_PREFIX}* tensors)")
+        raise ConversionError(f"{folder}'s weights hold no image tokenizer ({SUBMODEL_PREFIX}* tensors)")
     own = model.state_dict()
     _refuse_unclean_load(
         {
