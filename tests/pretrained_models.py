@@ -163,6 +163,20 @@ HOPS = {"hf-encodec": 16, "hf-dac": 8, "hf-mimi": 32, "hf-xcodec": 320, "hf-xcod
 IMAGE_SIZES = {"hf-chameleon": 32, "hf-janus": 16, "hf-emu3": 16, "diffusers-vqmodel": 16}  # the converted size
 
 
+def chameleon_lm_config(vq, vocabulary: dict) -> hf.ChameleonConfig:
+    """A one-layer Chameleon LM around the image tokenizer `vq` (what `mmtok convert` reads it from)."""
+    return hf.ChameleonConfig(
+        vocab_size=100,
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vq_config=vq.config.to_dict(),
+        vocabulary_map=vocabulary,
+    )
+
+
 def build(family: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = BUILDERS[family]().eval()

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 import transformers as hf
-from pretrained_models import build, save
+from pretrained_models import build, chameleon_lm_config, save
 from train_helpers import write_images
 
 from mmtok import load_tokenizer
@@ -79,16 +79,7 @@ def test_tokenize_a_folder_of_images_with_a_converted_model(tmp_path):
 def test_image_tokenizer_inside_a_multimodal_lm(tmp_path):
     vq = build("hf-chameleon")
     vocabulary = {"<image>": 1, **{f"IMGIMG{chr(65 + i // 26)}{chr(65 + i % 26)}Z": 10 + i for i in range(64)}}
-    config = hf.ChameleonConfig(
-        vocab_size=100,
-        hidden_size=16,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vq_config=vq.config.to_dict(),
-        vocabulary_map=vocabulary,
-    )
+    config = chameleon_lm_config(vq, vocabulary)
     lm = hf.ChameleonForConditionalGeneration(config)
     lm.model.vqmodel.load_state_dict(vq.state_dict())
     lm.save_pretrained(tmp_path / "lm")

@@ -9,7 +9,7 @@ import huggingface_hub
 import pytest
 import torch
 import transformers as hf
-from pretrained_models import build, save
+from pretrained_models import build, chameleon_lm_config, save
 from safetensors.torch import load_file, save_file
 
 from mmtok import load_tokenizer
@@ -86,16 +86,7 @@ def test_unexpected_and_mismatched_tensors_are_refused(tmp_path, family):
 
 def test_an_image_tokenizer_inside_a_multimodal_lm_must_be_complete(tmp_path):
     vq = build("hf-chameleon")
-    config = hf.ChameleonConfig(
-        vocab_size=100,
-        hidden_size=16,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vq_config=vq.config.to_dict(),
-        vocabulary_map={"<image>": 1},
-    )
+    config = chameleon_lm_config(vq, {"<image>": 1})
     lm = hf.ChameleonForConditionalGeneration(config)
     lm.save_pretrained(tmp_path / "lm")
     state = load_file(tmp_path / "lm" / "model.safetensors")
