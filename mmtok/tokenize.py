@@ -18,7 +18,7 @@ What real corpora hold, and what the job does with it:
   ids of a causal tokenizer equal the whole item's; tokenizers that do not stream, such as
   converted pretrained codecs, encode every item whole);
 - files the listing passes over (other extensions, link loops) are counted by reason in the
-  manifest's `passed_over`; links are followed and a dangling one is an error line;
+  manifest's `skipped`; links are followed and a dangling one is an error line;
 - one job at a time holds an output folder (mmtok.job_lock); a restarted job redoes the shards
   whose inputs changed since they were written (size and modification time, or the object
   store's version), as well as those never committed.
@@ -537,7 +537,7 @@ def _run_job(
             counts["samples"],
             counts["tokens"],
             counts["errors"],
-            counts["passed_over"],
+            counts["skipped"],
         )
     acc.wait_for_everyone()
     return read_manifest(output_dir)
@@ -556,7 +556,7 @@ def _write_manifest(
         raise RuntimeError(f"{len(missing)} shard(s) missing after every process finished, e.g. {missing[:3]}")
     stats = [shard_stats(output_dir, name) for name in names]
     counts = {"inputs": job["num_items"], **{k: sum(s[k] for s in stats) for k in ("samples", "tokens", "errors")}}
-    counts["passed_over"] = passed_over.total
+    counts["skipped"] = passed_over.total
     if counts["samples"] + counts["errors"] != counts["inputs"]:
         raise RuntimeError(
             f"shards hold {counts['samples']} rows and {counts['errors']} errors for {counts['inputs']} inputs"
@@ -584,7 +584,7 @@ def _write_manifest(
         "num_shards": num_shards,
         "shards": names,
         "counts": counts,
-        "passed_over": passed_over.to_json(),  # files the listing left out, by reason, with examples
+        "skipped": passed_over.to_json(),  # files the listing left out, by reason, with examples
         "run": run,
     }
     output_dir.write_text_atomic(MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

@@ -115,7 +115,7 @@ def test_audio_column(tmp_path):
         "samples": 3,
         "tokens": (2000 + 1000 + 1000) * 2,
         "errors": 0,
-        "passed_over": 0,
+        "skipped": 0,
     }
     frozen = load_tokenizer(tok)
     for row, clip in zip(rows(tmp_path / "out"), clips):

@@ -134,9 +134,9 @@ def test_tokenize_a_folder_of_recordings_with_a_broken_one(trained, tmp_path):
         "samples": 3,
         "tokens": 4 * 8 * 2 + 6 * 12 * 2 + 2 * 4 * 2,
         "errors": 1,
-        "passed_over": 2,
+        "skipped": 2,
     }
-    companions = manifest["passed_over"]["companion data file (read with its header file)"]
+    companions = manifest["skipped"]["companion data file (read with its header file)"]
     assert sorted(name.rsplit("/", 1)[1] for name in companions["examples"]) == ["b.eeg", "b.vmrk"]
     errors = (tmp_path / "out" / "errors.jsonl").read_text()
     assert "broken.edf" in errors and errors.count("\n") == 1

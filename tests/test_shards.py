@@ -92,7 +92,7 @@ def test_bad_files_become_error_records_and_the_rest_rows(reference, tok_dir, im
         "samples": 61,
         "tokens": 40 * 144 + 20 * 256 + 64,
         "errors": 5,
-        "passed_over": 0,
+        "skipped": 0,
     }
     assert manifest["run"]["world_size"] == 1 and manifest["ids_dtype"] == "uint16"
     assert manifest["tokenizer"]["weights_sha256"] == load_tokenizer(tok_dir).config["weights_sha256"]

@@ -114,11 +114,11 @@ def test_links_are_followed_and_every_file_is_a_row_an_error_or_counted(image_to
     ]
     assert rows(out)["alias.png"]["ids"] == rows(out)["img_000.png"]["ids"]
     assert list(errors(out)) == ["dangling.png"] and "dangling symbolic link" in errors(out)["dangling.png"]
-    passed = manifest["passed_over"]
+    passed = manifest["skipped"]
     assert passed["other extension (.txt)"]["count"] == 1 and passed["other extension (.json)"]["count"] == 1
     loops = passed["folder already listed (a symbolic link loop or a second link to it)"]
     assert loops == {"count": 1, "examples": [str(folder / "linked" / "loop")]}
-    assert manifest["counts"] == {"inputs": 7, "samples": 6, "tokens": 6 * 144, "errors": 1, "passed_over": 3}
+    assert manifest["counts"] == {"inputs": 7, "samples": 6, "tokens": 6 * 144, "errors": 1, "skipped": 3}
 
 
 # -- the output folder ----------------------------------------------------------------------------------

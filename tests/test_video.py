@@ -174,7 +174,7 @@ def test_tokenize_a_folder_of_short_clips_with_a_broken_one(tmp_path):
         "samples": 3,
         "tokens": 3 * 24 + 3 * 64 + 1 * 16,
         "errors": 2,
-        "passed_over": 0,
+        "skipped": 0,
     }
     errors = [json.loads(line) for line in (tmp_path / "out" / ERRORS_FILE).read_text().splitlines()]
     assert [e["key"] for e in errors] == ["d_broken.mp4", "e_text.avi"]
