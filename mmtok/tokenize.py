@@ -344,6 +344,7 @@ def _run_shards(
                         "info": item.info,
                     }
                 )
+            del encoded, results  # a long item's int64 ids, no longer needed once its row holds them
             bar.update(len(batch))
             remaining[shard] -= len(batch)
             if remaining[shard] == 0:
