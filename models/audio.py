@@ -26,6 +26,7 @@ from torch import nn
 
 from mmtok.data.audio_io import AudioInputSpec
 from mmtok.models.streaming import StreamableConv, is_streaming, rechunk, streaming
+from mmtok.pieces import blocks_with_context
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -329,28 +330,12 @@ class AudioTokenizer(Tokenizer):
         chunk's own frames. Holds a chunk and two margins of the recording at a time."""
         hop = self.config.hop_length
         margin = math.ceil(self.encoder.receptive_field() / hop) * hop
-        held, held_start, start = None, 0, 0  # held: samples [held_start, held_start + held.shape[-1])
-        pieces = iter(pieces)
-        ended = False
-        while True:
-            held_end = held_start + (0 if held is None else held.shape[-1])
-            if not ended and held_end < start + chunk + margin:
-                piece = next(pieces, None)
-                ended = piece is None
-                if piece is not None:
-                    held = piece if held is None else torch.cat([held, piece], dim=-1)
-                continue
-            whole_frames_end = held_end // hop * hop
-            if start >= whole_frames_end:
+        for block in blocks_with_context(pieces, chunk, margin):
+            if block.length < hop:  # a tail shorter than a frame gives no frame
                 return
-            left = max(0, start - margin)
-            window = held[..., left - held_start : min(held_end, start + chunk + margin) - held_start]
-            ids = self.encode(window, num_codebooks=num_codebooks)
-            first = (start - left) // hop
-            yield ids[:, first : first + min(chunk, whole_frames_end - start) // hop]
-            start += chunk
-            drop = max(0, start - margin) - held_start
-            held, held_start = held[..., drop:], held_start + drop
+            ids = self.encode(block.window, num_codebooks=num_codebooks)
+            first = block.offset // hop
+            yield ids[:, first : first + block.length // hop]
 
     # -- the shared Tokenizer hooks ---------------------------------------------------------------
     def token_shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -39,6 +39,7 @@ import torch
 import torchaudio.functional as AF
 
 from mmtok.data.spec import InputSpec, Prepared, PreparedStream, stack_prepared
+from mmtok.pieces import blocks_with_context
 
 __all__ = [
     "AudioDecodeError",
@@ -278,29 +279,10 @@ def resample_in_pieces(
     width = math.ceil(6 * step / (min(step, out_step) * 0.99))
     margin = -(-width // step) * step
     block = max(1, piece_samples // out_step) * step  # source samples whose outputs make one piece
-    held: torch.Tensor | None = None  # source samples [held_start, held_start + held.shape[-1])
-    held_start, start, ended = 0, 0, False  # start: the next block's first source sample
-    pieces = iter(pieces)
-    while True:
-        held_end = held_start + (0 if held is None else held.shape[-1])
-        if not ended and held_end < start + block + margin:
-            piece = next(pieces, None)
-            if piece is None:
-                ended = True
-            else:
-                held = piece if held is None else torch.cat([held, piece], dim=-1)
-            continue
-        if held is None or start >= held_end:
-            return
-        end = min(start + block, held_end)
-        left = max(0, start - margin)
-        segment = held[..., left - held_start : min(held_end, end + margin) - held_start]
-        outputs = AF.resample(segment, orig_freq, new_freq)
-        skip = (start - left) // step * out_step
-        yield outputs[..., skip:] if end == held_end and ended else outputs[..., skip : skip + block // step * out_step]
-        start = end
-        drop = max(0, start - margin) - held_start
-        held, held_start = held[..., drop:], held_start + drop
+    for piece in blocks_with_context(pieces, block, margin):
+        outputs = AF.resample(piece.window, orig_freq, new_freq)
+        skip = piece.offset // step * out_step
+        yield outputs[..., skip:] if piece.last else outputs[..., skip : skip + piece.length // step * out_step]
 
 
 @dataclasses.dataclass
