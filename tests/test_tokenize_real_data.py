@@ -4,6 +4,7 @@ one folder, inputs replaced between runs, and a residual tokenizer's first codeb
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -168,23 +169,22 @@ def test_stale_locks_are_taken_over_and_live_ones_only_with_break_lock(image_tok
     assert tokenize(image_tok, tmp_path / "images", tmp_path / "c", break_lock=True, **RUN)["counts"]["samples"] == 2
 
 
-def test_two_jobs_started_together_one_runs_one_is_refused(image_tok, tmp_path):
+def test_a_job_started_while_another_runs_is_refused(image_tok, tmp_path):
     write_images(tmp_path / "images", 6, size=24)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mmtok", "tokenize", str(image_tok), str(tmp_path / "images"), str(out)]
-    jobs = [
-        subprocess.Popen([*command, "--num-workers", "0"], stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
-    ]
-    results = [(job.wait(timeout=300), job.stderr.read()) for job in jobs]
-    codes = sorted(code for code, _ in results)
-    refused = [err for code, err in results if code != 0]
-    # The loser either finds the winner's lock, or (if it starts after the winner has finished)
-    # resumes a finished job and writes the same manifest: never do both at once.
-    if codes == [0, 1]:
-        assert "in use by another tokenize job" in refused[0]
-    else:
-        assert codes == [0, 0]
+    first = subprocess.Popen([*command, "--num-workers", "0"], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (out / LOCK_FILE).exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)  # the first job holds the folder, mid-way, for as long as the test needs
+    try:
+        second = subprocess.run([*command, "--num-workers", "0"], capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 1 and "is in use by another tokenize job" in second.stderr
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     assert read_manifest(out)["counts"]["samples"] == 6 and not (out / LOCK_FILE).exists()
 
 
