@@ -327,13 +327,8 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise ArtifactError(f"{path} is not a readable safetensors file: {error}") from None
-    expected = model.state_dict()
-    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
-    mismatched = [
-        f"{name} {tuple(state[name].shape)} vs {tuple(expected[name].shape)}"
-        for name in sorted(expected.keys() & state.keys())
-        if state[name].shape != expected[name].shape
-    ]
+    missing, unexpected, reshaped = state_differences(model.state_dict(), state)
+    mismatched = [f"{name} {tuple(found)} vs {tuple(own)}" for name, found, own in reshaped]
     found = {"missing": missing, "unexpected": unexpected, "shape mismatch (file vs model)": mismatched}
     problems = [
         f"{label} {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
@@ -343,6 +338,18 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     if problems:
         raise ArtifactError(f"{path} does not fit the model {CONFIG_FILE} describes: tensors {'; '.join(problems)}")
     model.load_state_dict(state, strict=True)
+
+
+def state_differences(own: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> tuple[list, list, list]:
+    """What keeps `found` from loading strictly into a model whose state dict is `own`: missing and
+    unexpected names, and (name, shape found, shape the model has) for each reshaped tensor; sorted."""
+    missing, unexpected = sorted(own.keys() - found.keys()), sorted(found.keys() - own.keys())
+    reshaped = [
+        (name, found[name].shape, own[name].shape)
+        for name in sorted(own.keys() & found.keys())
+        if found[name].shape != own[name].shape
+    ]
+    return missing, unexpected, reshaped
 
 
 def check_vocab_matches_model(layout: VocabLayout, config: dict, model: Tokenizer, vocab_path: Path) -> None:

@@ -95,10 +95,9 @@ class Storage:
         """What changes when the file at `path` is replaced ("size:version"); None if it is missing."""
         if self.is_local:
             try:
-                info = os.stat(path)
+                return _stat_fingerprint(os.stat(path))
             except OSError:
                 return None
-            return f"{info.st_size}:{info.st_mtime_ns}"
         try:
             return _object_fingerprint(self.fs.info(str(path)))
         except FileNotFoundError:
@@ -134,6 +133,10 @@ class Storage:
 
     def __setstate__(self, state):
         self._fs, self._pid = state["_fs"], os.getpid()
+
+
+def _stat_fingerprint(info: os.stat_result) -> str:
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _object_fingerprint(info: dict) -> str:
@@ -177,7 +180,7 @@ def _walk_local(root: Path) -> Listing:
                 subfolders.append(path)
             elif stat.S_ISREG(target.st_mode):
                 files.append(path)
-                fingerprints[path] = f"{target.st_size}:{target.st_mtime_ns}"
+                fingerprints[path] = _stat_fingerprint(target)
             else:
                 passed_over.append((str(path), "not a regular file (a device, socket or pipe)"))
         folders += subfolders  # reversed names on a stack: walked in sorted order

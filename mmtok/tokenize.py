@@ -278,7 +278,7 @@ def _run_shards(
     """Encodes and writes `shards` (this process's unfinished ones); returns what it wrote."""
     from tqdm.auto import tqdm
 
-    remaining = {s: min(shard_size, num_items - s * shard_size) for s in shards}  # inputs not yet seen
+    remaining = {s: len(_shard_items(s, shard_size, num_items)) for s in shards}  # inputs not yet seen
     rows: dict[int, list[dict]] = {s: [] for s in shards}
     errors: dict[int, list[tuple[int, str]]] = {s: [] for s in shards}
     done = {"samples": 0, "tokens": 0, "errors": 0, "shards": 0}
@@ -519,9 +519,9 @@ def _run_job(
             "tokens_per_second": this_run[1] / seconds,
             "world_size": acc.num_processes,
             "device": acc.device.type,
-            **loader,
+            "batch_size": loader["batch_size"],
+            "num_workers": loader["num_workers"],
         }
-        run.pop("progress")
         output_dir.remove_temporaries()  # every process is done writing
         where = str(input) if is_url(input) or str(input).startswith("datasets:") else os.path.abspath(input)
         manifest = _write_manifest(output_dir, frozen, vocab, job, where, num_shards, run, source.passed_over)

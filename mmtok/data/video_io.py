@@ -41,6 +41,8 @@ from mmtok.data.image_io import (
     check_pixels,
     min_side_size,
     pixels_to_tensor,
+    resize_shorter_side,
+    shorter_side_size,
     tensor_to_images,
     upscale_to_min_side,
 )
@@ -210,12 +212,7 @@ def _pixels(frame, transform) -> np.ndarray:
 
 def resized_frame_size(h: int, w: int, short_side: int | None, min_side: int | None) -> tuple[int, int]:
     """(height, width) of an h x w frame after `resize_frame`."""
-    if short_side is None:
-        return min_side_size(h, w, min_side)
-    if min(h, w) == short_side:
-        return h, w
-    scale = short_side / min(h, w)
-    return (short_side if h < w else round(h * scale)), (short_side if w <= h else round(w * scale))
+    return min_side_size(h, w, min_side) if short_side is None else shorter_side_size(h, w, short_side)
 
 
 def resize_frame(
@@ -223,16 +220,9 @@ def resize_frame(
 ) -> np.ndarray:
     """The shorter side made `short_side` (bicubic, antialiased), or upscaled to `min_side` when below;
     ValueError, before resizing, when the result would hold more than `max_pixels` pixels."""
-    from PIL import Image
-
     h, w = pixels.shape[:2]
-    size = resized_frame_size(h, w, short_side, min_side)
-    check_pixels((h, w), size, max_pixels, "a frame")
-    if short_side is None:
-        return upscale_to_min_side(pixels, min_side)
-    if size == (h, w):
-        return pixels
-    return np.asarray(Image.fromarray(pixels).resize(size[::-1], Image.Resampling.BICUBIC))
+    check_pixels((h, w), resized_frame_size(h, w, short_side, min_side), max_pixels, "a frame")
+    return upscale_to_min_side(pixels, min_side) if short_side is None else resize_shorter_side(pixels, short_side)
 
 
 def _frames_tensor(frames: list[np.ndarray]) -> torch.Tensor:

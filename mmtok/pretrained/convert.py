@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from mmtok.artifact import ArtifactError
+from mmtok.artifact import ArtifactError, state_differences
 from mmtok.config import ConfigError, from_dict
 from mmtok.storage import looks_like_path, missing_folder_error
 
@@ -150,13 +150,17 @@ def _checked_index(path: Path) -> dict:
     return weight_map
 
 
+def _check_indexes(folder: Path) -> None:
+    for index in sorted(folder.glob("*.index.json")):
+        _checked_index(index)
+
+
 @contextlib.contextmanager
 def _safetensors_view(folder: Path):
     """A temporary folder of links to `folder`'s JSON and .safetensors files only, for the library
     to load from: whatever else the folder holds (a pytorch_model.bin, a checkpoint), the loader
     cannot reach it. Every weight index in the folder is checked first (`_checked_index`)."""
-    for index in sorted(folder.glob("*.index.json")):
-        _checked_index(index)
+    _check_indexes(folder)
     with tempfile.TemporaryDirectory(prefix="mmtok-source-") as view:
         for path in folder.iterdir():
             if path.is_file() and path.suffix in (".json", ".safetensors"):
@@ -239,8 +243,7 @@ def _load_submodel(folder: Path, adapter, model_config: dict) -> torch.nn.Module
 
     model = build_model(adapter.library, adapter.model_class_name, model_config)
     state = {}
-    for index in sorted(folder.glob("*.index.json")):
-        _checked_index(index)
+    _check_indexes(folder)
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
             for key in f.keys():
@@ -248,19 +251,8 @@ def _load_submodel(folder: Path, adapter, model_config: dict) -> torch.nn.Module
                     state[key.split(SUBMODEL_PREFIX, 1)[1]] = f.get_tensor(key).float()
     if not state:
         raise ConversionError(f"{folder}'s weights hold no image tokenizer ({SUBMODEL_PREFIX}* tensors)")
-    own = model.state_dict()
-    _refuse_unclean_load(
-        {
-            "missing_keys": own.keys() - state.keys(),
-            "unexpected_keys": state.keys() - own.keys(),
-            "mismatched_keys": [
-                (key, state[key].shape, own[key].shape)
-                for key in own.keys() & state.keys()
-                if state[key].shape != own[key].shape
-            ],
-        },
-        folder,
-    )
+    missing, unexpected, reshaped = state_differences(model.state_dict(), state)
+    _refuse_unclean_load({"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": reshaped}, folder)
     model.load_state_dict(state, strict=True)
     return model.float().eval()
 
