@@ -12,6 +12,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -148,6 +149,48 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _templates(entries: list[str]) -> dict[str, str]:
+    """--template "[MODALITY=]TEMPLATE" entries -> {modality or "": template}."""
+    templates = {}
+    for entry in entries:
+        head, sep, tail = entry.partition("=")
+        modality, template = (head, tail) if sep and re.fullmatch(r"[a-z]+", head) else ("", entry)
+        templates[modality] = template
+    return templates
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from mmtok.pack import PackSettings, run_pack
+    from mmtok.pack_text import open_text
+
+    *inputs, out_dir = args.paths
+    if not inputs:
+        args.parser.error("give at least one SHARDS folder and then OUT_DIR")
+    settings = PackSettings(
+        seq_len=args.seq_len,
+        documents=args.documents,
+        templates=_templates(args.template),
+        shuffle=args.shuffle,
+        seed=args.seed,
+        shuffle_buffer=args.shuffle_buffer,
+        bos=args.bos,
+        missing_text=args.missing_text,
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+        rows_per_file=args.rows_per_file,
+    )
+    text = open_text(args.text, column=args.text_column, key_column=args.text_key, files=args.text_files)
+    record = run_pack(
+        inputs, out_dir, settings, text_source=text, text_tokenizer=args.text_tokenizer, overwrite=args.overwrite
+    )
+    counts = record["counts"]
+    print(
+        f"packed {counts['documents']} documents, {counts['tokens']} tokens ({counts['media_tokens']} media) "
+        f"into {out_dir}: {counts['rows']} rows of {settings.seq_len}, vocabulary {record['vocab']['size']} "
+        f"({record['ids_dtype']}), {record['tokens_per_second']:,.0f} tokens/s"
+    )
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from mmtok.eval.harness import EvalOptions, run_eval
 
@@ -281,6 +324,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove a lock left by a job that died, after checking no job is running",
     )
     tokenize.set_defaults(func=_cmd_tokenize)
+
+    pack = sub.add_parser(
+        "pack",
+        help="turn tokenized shards (+ captions or transcripts) into packed LLM training data "
+        "(Megatron .bin/.idx, parquet for datasets) with the extended text tokenizer",
+        description="Read the shard folders (written by `mmtok tokenize`), make one document per row (its text "
+        "and media ids under a template, then the end-of-document id) and write OUT_DIR: megatron/documents.bin/"
+        ".idx, parquet/part-*.parquet rows of --seq-len ids, tokenizer/ (the extended text tokenizer), "
+        "documents.parquet and pack.json.",
+    )
+    pack.add_argument("paths", nargs="+", metavar="SHARDS... OUT_DIR", help="shard folders, then the output folder")
+    pack.add_argument(
+        "--text",
+        default=None,
+        help="a table of the items' texts (.parquet, .jsonl, .csv or datasets:NAME[:SPLIT]), matched by its "
+        "key column, or by row number when it has none",
+    )
+    pack.add_argument("--text-column", default=None, help="the table's text column (default: text, caption, ...)")
+    pack.add_argument("--text-key", default="key", help="the table's column of shard keys (default: key)")
+    pack.add_argument(
+        "--text-files",
+        nargs="?",
+        const=".txt",
+        default=None,
+        metavar="SUFFIX",
+        help="read each item's text from the file beside its media file (default suffix: .txt)",
+    )
+    pack.add_argument(
+        "--text-tokenizer",
+        default=None,
+        help="a Hugging Face tokenizer folder to extend (default: a bare one holding only <|endoftext|>)",
+    )
+    pack.add_argument(
+        "--template",
+        action="append",
+        default=[],
+        metavar="[MODALITY=]TEMPLATE",
+        help='how a document reads, e.g. "{text}{media}" (the default with text) or audio="{media}{text}"',
+    )
+    pack.add_argument("--seq-len", type=_positive_int, default=2048, help="ids per parquet row (default: 2048)")
+    pack.add_argument(
+        "--documents",
+        choices=("split", "whole"),
+        default="split",
+        help="split: documents run on into the next row (no padding); whole: a document that does not fit "
+        "starts the next row, the rest is padding (default: split)",
+    )
+    pack.add_argument("--shuffle", action="store_true", help="mix the inputs and shuffle documents (seeded)")
+    pack.add_argument("--seed", type=_non_negative_int, default=0, help="the shuffle's seed (default: 0)")
+    pack.add_argument(
+        "--shuffle-buffer", type=_positive_int, default=10_000, help="documents held by the shuffle (default: 10000)"
+    )
+    pack.add_argument("--bos", action="store_true", help="begin each document with the text tokenizer's bos token")
+    pack.add_argument(
+        "--missing-text",
+        choices=("error", "drop", "keep"),
+        default="error",
+        help="an item without text: stop (default), leave it out, or pack its media alone",
+    )
+    pack.add_argument(
+        "--formats", default="megatron,parquet", help="comma-separated: megatron, parquet (default: both)"
+    )
+    pack.add_argument("--rows-per-file", type=_positive_int, default=10_000, help="rows per parquet part file")
+    pack.add_argument("--overwrite", action="store_true", help="replace a pack made from other inputs or settings")
+    pack.set_defaults(func=_cmd_pack, parser=pack)
 
     evaluate = sub.add_parser(
         "eval",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,10 +15,11 @@ from mmtok.vocab import VocabLayout, stack_layouts
 def extend_tokenizer(text_tokenizer: Any, *frozen_tokenizers: Any, **layout_options) -> list[VocabLayout]:
     """Adds each frozen tokenizer's special and media tokens to `text_tokenizer` (a transformers
     tokenizer), right after its current vocabulary, and returns the layouts with those offsets.
+    A VocabLayout may stand for a tokenizer (as `mmtok pack` does, from shards' manifests).
     `layout_options` (codebook_offsets, flatten, row_markers) override each tokenizer's defaults."""
     from tokenizers import AddedToken
 
-    layouts = [t.vocab_layout(**layout_options) for t in frozen_tokenizers]
+    layouts = [t if isinstance(t, VocabLayout) else t.vocab_layout(**layout_options) for t in frozen_tokenizers]
     if len({layout.modality for layout in layouts}) != len(layouts):
         raise ValueError("two tokenizers of the same modality would share special token names")
     placed = stack_layouts(layouts, start=len(text_tokenizer))
@@ -33,6 +35,61 @@ def extend_tokenizer(text_tokenizer: Any, *frozen_tokenizers: Any, **layout_opti
                 f"expected {[layout.base_offset, layout.end_offset - 1]} (are some names taken?)"
             )
     return placed
+
+
+END_OF_DOCUMENT = "<|endoftext|>"
+
+
+def bare_text_tokenizer():
+    """A transformers tokenizer whose only token is the end-of-document marker (id 0): the text
+    side of a joint vocabulary for media-only training, so trainers still load one tokenizer folder."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({END_OF_DOCUMENT: 0}, unk_token=END_OF_DOCUMENT))
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=END_OF_DOCUMENT, pad_token=END_OF_DOCUMENT)
+
+
+@dataclasses.dataclass
+class JointVocabulary:
+    """A text vocabulary followed by media layouts, as one LLM's ids: what `mmtok pack` writes
+    (pack.json) and what reads its sequences back into text and media."""
+
+    text_size: int
+    eod_id: int  # ends every document; also the padding id (masked out by attention_mask)
+    layouts: list[VocabLayout]
+
+    @property
+    def size(self) -> int:
+        return max([self.text_size, *(layout.end_offset for layout in self.layouts)])
+
+    def split(self, llm_ids: Sequence[int] | torch.Tensor) -> list:
+        """A sequence -> text runs (lists of ids) and media segments, as (modality, ids shaped
+        (*token_shape, num_codebooks)) pairs, in order."""
+        parts: list = [llm_ids.tolist() if torch.is_tensor(llm_ids) else [int(v) for v in llm_ids]]
+        for layout in self.layouts:  # each layout splits the text runs the layouts before it left
+            split_parts: list = []
+            for part in parts:
+                if not isinstance(part, list):
+                    split_parts.append(part)
+                    continue
+                pieces = layout.from_llm_ids(part)
+                split_parts += [(layout.modality, p) if torch.is_tensor(p) else p for p in pieces]
+            parts = split_parts
+        return parts
+
+    def to_json(self) -> dict:
+        return {
+            "text_size": self.text_size,
+            "eod_id": self.eod_id,
+            "size": self.size,
+            "layouts": [layout.to_json() for layout in self.layouts],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> JointVocabulary:
+        layouts = [VocabLayout.from_json(layout) for layout in data["layouts"]]
+        return cls(text_size=data["text_size"], eod_id=data["eod_id"], layouts=layouts)
 
 
 def interleave(parts: Sequence[Any], text_tokenizer: Any = None) -> list[int]:

