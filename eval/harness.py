@@ -43,6 +43,9 @@ class EvalOptions:
     lpips_weights: str | None = None  # a torchvision VGG16 state dict
     fid_weights: str | None = None  # a torchvision Inception v3 state dict
     probe_train: str | None = None  # EEG: labelled training trials (.ts) for linear probes on the tokens
+    ar_probe: str | None = None  # training data for the AR probe (mmtok.eval.ar_probe); None: no probe
+    ar_probe_steps: int = 200
+    ar_probe_seeds: int = 1
 
 
 def load_items(data: str, modality: str, *, reads_paths: bool = False, limit: int | None = None) -> list:
@@ -107,7 +110,7 @@ def _sweep_ids(frozen, x: torch.Tensor, ids: torch.Tensor, kind: str, value: int
     return ids[:, :value] if kind == "k" else frozen.encode_tensor(x, num_codebooks=value)
 
 
-def _examples(
+def prepared_examples(
     frozen, items: list, crop_size: int | None = None, errors: list | None = None
 ) -> Iterator[tuple[str, torch.Tensor, dict]]:
     """Every item through the tokenizer's input spec (with `crop_size` where the spec crops), one
@@ -148,7 +151,7 @@ def _score_coded(suite: Suite, coded, reference: torch.Tensor, info: dict) -> di
 @torch.inference_mode()
 def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: EvalOptions, media: Path) -> dict:
     errors: list[dict] = []
-    first = next(_examples(frozen, items, options.crop_size, []), None)
+    first = next(prepared_examples(frozen, items, options.crop_size, []), None)
     if first is None:
         raise ValueError(f"{name}: its input path refuses every item")
     monitor = CodebookMonitor(frozen.codebook_sizes, frozen.num_codebooks)
@@ -157,7 +160,7 @@ def evaluate_tokenizer(name: str, frozen, items: list, suite: Suite, options: Ev
     frozen.decode(frozen.encode_tensor(first[1]))  # warm-up, not timed
     rows, sweep_rows, matched_rows = [], {s: [] for s in settings}, []
     encode_seconds = decode_seconds = amount = 0.0
-    examples = _examples(frozen, items, options.crop_size, errors)
+    examples = prepared_examples(frozen, items, options.crop_size, errors)
     for index, (label, x, info) in enumerate(tqdm(examples, desc=f"eval {name}", leave=False)):
         started = _clock(frozen)
         ids = frozen.encode_tensor(x)
@@ -239,7 +242,7 @@ def evaluate_baselines(frozen, items: list, suite: Suite, media: Path, options: 
     """The codecs' quality sweeps on the items as `frozen` prepares them; the originals' media."""
     curves: dict[tuple[str, str], list[dict]] = {}
     originals, reference_rows = [], []
-    for index, (label, x, info) in enumerate(_examples(frozen, items, options.crop_size, [])):
+    for index, (label, x, info) in enumerate(prepared_examples(frozen, items, options.crop_size, [])):
         reference = suite.reference(x).float().cpu()
         reference_rows.append(suite.reference_scores(reference, info))
         if index < options.media_items:
@@ -293,6 +296,12 @@ def run_eval(tokenizers: list[str], data: str, out: str | Path, options: EvalOpt
     }
     if options.probe_train:
         report["probes"] = suite.probes(list(zip(names, (f for _, f in loaded))), str(data), options.probe_train)
+    if options.ar_probe:
+        from mmtok.eval.ar_probe import run_ar_probe
+
+        train_items = load_items(options.ar_probe, modality, reads_paths=first.input_spec.reads_paths)
+        named = list(zip(names, (f for _, f in loaded)))
+        report["ar_probe"] = run_ar_probe(named, train_items, items, suite, options, media)
     report["plots"] = draw_plots(report, out)
     report["seconds"] = time.perf_counter() - started
     write_html(report, out)

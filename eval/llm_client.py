@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmtok.eval.ar_probe import code_positions, sample_segment, unigram_entropy_bits
 from mmtok.llm_vocab import JointVocabulary, init_media_embeddings
 from mmtok.pack import PACK_FILE, PARQUET_DIR
 from mmtok.vocab import VocabLayout
@@ -107,13 +108,15 @@ class PackedRows(torch.utils.data.Dataset):
         return item
 
 
-def small_lm(vocab_size: int, seq_len: int, *, width: int = 64, layers: int = 2, heads: int = 2, seed: int = 0):
+def small_lm(vocab_size: int, seq_len: int, eod_id: int, *, width=64, layers=2, heads=2, seed=0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=vocab_size,
         n_positions=seq_len,
+        bos_token_id=eod_id,
+        eos_token_id=eod_id,
         n_embd=width,
         n_layer=layers,
         n_head=heads,
@@ -122,20 +125,6 @@ def small_lm(vocab_size: int, seq_len: int, *, width: int = 64, layers: int = 2,
         attn_pdrop=0.0,
     )
     return GPT2LMHeadModel(config)
-
-
-def code_positions(ids: torch.Tensor, layout: VocabLayout) -> torch.Tensor:
-    """Where `ids` hold one of the layout's codes (not its start, end or row markers)."""
-    return (ids >= layout.codes_offset) & (ids < layout.end_offset)
-
-
-def unigram_entropy_bits(ids: torch.Tensor, layout: VocabLayout) -> float:
-    codes = ids[code_positions(ids, layout)]
-    if not len(codes):
-        return float("nan")
-    p = torch.bincount(codes - layout.codes_offset).double()
-    p = p[p > 0] / p.sum()
-    return float(-(p * p.log2()).sum())
 
 
 @torch.no_grad()
@@ -150,23 +139,6 @@ def heldout_bits(model, rows: PackedRows, layout: VocabLayout, batch_size: int =
         losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         total, count = total + float(losses[mask].sum()), count + int(mask.sum())
     return total / max(count, 1) / math.log(2)
-
-
-@torch.no_grad()
-def sample_segment(model, prompt: list[int], layout: VocabLayout, token_shape, *, seed: int = 0) -> list[int]:
-    """Samples one media segment after `prompt`, each step restricted to the ids the layout's
-    grammar allows (so the output always parses)."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = list(prompt)
-    segment = []
-    for low, high in layout.segment_template(token_shape):
-        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
-        allowed = torch.full_like(logits, float("-inf"))
-        allowed[low:high] = 0
-        token = int(torch.multinomial(torch.softmax(logits + allowed, dim=-1), 1, generator=generator))
-        ids.append(token)
-        segment.append(token)
-    return segment
 
 
 def _documents(rows: PackedRows, eod: int) -> list[list[int]]:
@@ -207,7 +179,7 @@ def train_on_pack(
         layout.modality: load_tokenizer(item["tokenizer"]["path"])
         for layout, item in zip(_layouts_of_inputs(record, vocab), record["inputs"])
     }
-    model = small_lm(vocab.size, seq_len, width=width, layers=layers, seed=seed)
+    model = small_lm(vocab.size, seq_len, vocab.eod_id, width=width, layers=layers, seed=seed)
     init_media_embeddings(
         model.get_input_embeddings().weight,
         vocab.layouts,
@@ -272,7 +244,13 @@ def _sample(model, vocab: JointVocabulary, frozen: dict, documents: list[list[in
             continue
         prompt = example[: example.index(start)]
         (_, ids), *_ = [p for p in vocab.split(example) if isinstance(p, tuple) and p[0] == layout.modality]
-        segment = sample_segment(model, prompt or [vocab.eod_id], layout, tuple(ids.shape[:-1]), seed=seed)
+        prompt = prompt[-model.config.n_positions // 2 :] or [vocab.eod_id]
+        shape = list(ids.shape[:-1])
+        if None in layout.token_shape:  # a variable axis (audio frames): as many as fit after the prompt
+            axis = layout.token_shape.index(None)
+            room = (model.config.n_positions - len(prompt) - 2) // (math.prod(shape) // shape[axis] * ids.shape[-1])
+            shape[axis] = max(1, min(shape[axis], room))
+        segment = sample_segment(model, prompt, layout, tuple(shape), seed=seed)
         [sampled] = layout.media_segments(segment)
         tokenizer = frozen[layout.modality]
         decoded = tokenizer.decode_media(sampled[None])
@@ -287,12 +265,12 @@ def _write_sample(out: Path, modality: str, decoded: torch.Tensor, tokenizer) ->
         from PIL import Image
 
         path = out / "sample_image.png"
-        Image.fromarray(decoded[0].numpy().astype(np.uint8)).save(path)
+        Image.fromarray(np.asarray(decoded[0], dtype=np.uint8)).save(path)
     else:
         import soundfile as sf
 
         path = out / f"sample_{modality}.wav"
-        sf.write(path, decoded[0].reshape(-1).float().numpy(), tokenizer.input_spec.sample_rate)
+        sf.write(path, np.asarray(decoded[0], dtype=np.float32).reshape(-1), tokenizer.input_spec.sample_rate)
     return path
 
 

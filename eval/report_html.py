@@ -124,16 +124,48 @@ def _probe_table(report: dict) -> str:
     return "\n".join([*lines, "</table>"])
 
 
-def _media_cell(media: dict | None, caption: str = "") -> str:
-    if not media:
-        return "<td>–</td>"
+def _ar_probe_section(report: dict) -> str:
+    probe = report.get("ar_probe")
+    if not probe:
+        return ""
+    rate = _e(report["rate_name"])
+    settings = probe["settings"]
+    lines = [
+        "<h2>AR probe: how learnable the tokens are</h2>",
+        f"<p>A {settings['layers']}-layer, {settings['width']}-wide causal LM trained for {settings['steps']} steps "
+        f"of {settings['batch_size']} x {settings['block']} ids on each tokenizer's training stream, seeds "
+        f"{_e(list(settings['seeds']))}; held-out bits per code token (± 95 % interval over seeds).</p>",
+        "<table id='ar-probe'><tr><th>tokenizer</th><th>bits/token</th><th>raw bits/token</th>"
+        f"<th>unigram entropy</th><th>LM {rate}</th><th>raw {rate}</th><th>LM/raw</th><th>samples</th></tr>",
+    ]
+    for tok in probe["tokenizers"]:
+        bits = tok["bits_per_token"]
+        interval = f" ± {bits['ci95']:.3g}" if bits["ci95"] is not None else ""
+        samples = "".join(_media_parts(sample) for sample in tok["samples"])
+        lines.append(
+            f"<tr><td>{_e(tok['name'])}</td><td class='num'>{bits['mean']:.4g}{interval}</td>"
+            f"<td class='num'>{tok['raw_bits_per_token']:.4g}</td>"
+            f"<td class='num'>{tok['unigram_entropy_bits']:.4g}</td>"
+            f"<td class='num'>{tok['lm_rate']:.4g}</td><td class='num'>{tok['raw_rate']:.4g}</td>"
+            f"<td class='num'>{tok['lm_to_raw']:.3f}</td><td>{samples}</td></tr>"
+        )
+    return "\n".join([*lines, "</table>"])
+
+
+def _media_parts(media: dict) -> str:
     parts = []
     for kind in ("image", "strip", "trace", "spectrogram"):
         if kind in media:
             parts.append(f"<img class='{kind}' src='media/{_e(media[kind])}' alt='{_e(kind)}' loading='eager'>")
     if "audio" in media:
         parts.append(f"<audio controls preload='none' src='media/{_e(media['audio'])}'></audio>")
-    return f"<td>{''.join(parts)}<div class='ci'>{_e(caption)}</div></td>"
+    return "".join(parts)
+
+
+def _media_cell(media: dict | None, caption: str = "") -> str:
+    if not media:
+        return "<td>–</td>"
+    return f"<td>{_media_parts(media)}<div class='ci'>{_e(caption)}</div></td>"
 
 
 def _media_table(report: dict) -> str:
@@ -205,6 +237,7 @@ log2 of the codebook size; codecs at their encoded size). Built in {report.get("
 <h2>Summary</h2>{_summary_table(report)}
 {_extra_metrics_table(report)}
 {_probe_table(report)}
+{_ar_probe_section(report)}
 {_errors(report)}
 <h2>Rate–distortion</h2><div class="plots">{curves}</div>
 <h2>Sweeps</h2>{_sweep_table(report)}

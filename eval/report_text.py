@@ -33,6 +33,7 @@ def markdown_summary(report: dict, *, sweeps: bool = True) -> str:
             f"{pace['threads']} threads"
         )
     lines += ["", *speed]
+    lines += ar_probe_table(report)
     if sweeps:
         curve_rows = [
             (f"{tok['name']} {point['kind']}={point['value']}", point["summary"])
@@ -47,3 +48,27 @@ def markdown_summary(report: dict, *, sweeps: bool = True) -> str:
         if curve_rows:
             lines += ["", *_table(report, curve_rows)]
     return "\n".join(lines)
+
+
+def ar_probe_table(report: dict) -> list[str]:
+    probe = report.get("ar_probe")
+    if not probe:
+        return []
+    rate = report["rate_name"]
+    steps, seeds = probe["settings"]["steps"], len(probe["settings"]["seeds"])
+    lines = [
+        "",
+        f"AR probe ({steps} steps, {seeds} seed(s); held-out bits per code token, 95 % interval over seeds):",
+        "",
+        f"| tokenizer | bits/token | raw bits/token | unigram entropy | LM {rate} | raw {rate} | LM/raw |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for tok in probe["tokenizers"]:
+        bits = tok["bits_per_token"]
+        interval = f" ± {bits['ci95']:.3g}" if bits["ci95"] is not None else ""
+        lines.append(
+            f"| {tok['name']} | {bits['mean']:.4g}{interval} | {tok['raw_bits_per_token']:.4g} | "
+            f"{tok['unigram_entropy_bits']:.4g} | {tok['lm_rate']:.4g} | {tok['raw_rate']:.4g} | "
+            f"{tok['lm_to_raw']:.3f} |"
+        )
+    return lines

@@ -207,6 +207,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         lpips_weights=args.lpips_weights,
         fid_weights=args.fid_weights,
         probe_train=args.probe_train,
+        ar_probe=args.ar_probe,
+        ar_probe_steps=args.ar_probe_steps,
+        ar_probe_seeds=args.ar_probe_seeds,
     )
     report = run_eval(tokenizers, data, args.report, options)
     from mmtok.eval.report_text import markdown_summary
@@ -424,6 +427,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--probe-train",
         default=None,
         help="EEG: a labelled .ts file of training trials; DATA (a labelled .ts file) is then probed too",
+    )
+    evaluate.add_argument(
+        "--ar-probe",
+        default=None,
+        metavar="TRAIN_DATA",
+        help="train a small causal LM on each tokenizer's ids of TRAIN_DATA (same budget and seeds for all) and "
+        "report held-out bits per token, its rate against the raw rate, the codes' unigram entropy, samples",
+    )
+    evaluate.add_argument(
+        "--ar-probe-steps", type=_positive_int, default=200, help="AR probe: training steps (default: 200)"
+    )
+    evaluate.add_argument(
+        "--ar-probe-seeds",
+        type=_positive_int,
+        default=1,
+        help="AR probe: models trained per tokenizer; with 2 or more, a 95 %% interval over seeds (default: 1)",
     )
     evaluate.set_defaults(func=_cmd_eval, parser=evaluate)
     for command in sub.choices.values():  # `mmtok COMMAND ... --debug` works too; SUPPRESS keeps the top-level value
