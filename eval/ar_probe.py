@@ -21,6 +21,7 @@ Reported per tokenizer:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import statistics
 import time
@@ -65,10 +66,12 @@ def sample_segment(model, prompt: list[int], layout: VocabLayout, token_shape, *
     grammar allows (so the output always parses); the model's key-value cache carries the prefix."""
     generator = torch.Generator().manual_seed(seed)
     segment: list[int] = []
+    # transformers 5 renamed past_key_values to cache (argument and output); older versions know only the first.
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     inputs, past = torch.tensor([list(prompt)]), None
     for low, high in layout.segment_template(token_shape):
-        out = model(input_ids=inputs, past_key_values=past, use_cache=True)
-        logits, past = out.logits[0, -1], out.past_key_values
+        out = model(input_ids=inputs, use_cache=True, **{name: past})
+        logits, past = out.logits[0, -1], getattr(out, name)
         allowed = torch.full_like(logits, float("-inf"))
         allowed[low:high] = 0
         token = int(torch.multinomial(torch.softmax(logits + allowed, dim=-1), 1, generator=generator))
@@ -191,6 +194,7 @@ def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, 
         "name": name,
         "bits_per_token": {"mean": statistics.fmean(per_seed), "per_seed": per_seed, "ci95": _interval(per_seed)},
         "lm_rate": lm_rate,
+        "lm_rate_per_seed": [statistics.fmean(rates) for rates in lm_rates],
         "raw_rate": raw_rate,
         "lm_to_raw": lm_rate / raw_rate if raw_rate else float("nan"),
         "raw_bits_per_token": statistics.fmean(

@@ -171,7 +171,7 @@ def train_on_pack(
     record = json.loads((pack_dir / PACK_FILE).read_text())
     vocab = JointVocabulary.from_json(record["vocab"])
     rows_total = record["counts"]["rows"]
-    heldout = max(1, round(rows_total * heldout_fraction)) if rows_total > 1 else 0
+    heldout = min(rows_total - 1, max(1, round(rows_total * heldout_fraction))) if heldout_fraction > 0 else 0
     train_rows = PackedRows(pack_dir, slice(0, rows_total - heldout))
     test_rows = PackedRows(pack_dir, slice(rows_total - heldout, rows_total)) if heldout else train_rows
     seq_len = train_rows.tensors["input_ids"].shape[1]
@@ -207,21 +207,14 @@ def train_on_pack(
         last_loss=sum(losses[-10:]) / len(losses[-10:]),
         steps=steps,
         vocab_size=vocab.size,
-        round_trips=_round_trips(_documents(train_rows, vocab.eod_id) + _documents(test_rows, vocab.eod_id), vocab),
+        round_trips=_round_trips(_documents(PackedRows(pack_dir), vocab.eod_id), vocab),
     )
     train_ids = train_rows.tensors["input_ids"][train_rows.tensors["attention_mask"] == 1]
     for layout in vocab.layouts:
         report.unigram_entropy_bits[layout.modality] = unigram_entropy_bits(train_ids, layout)
         report.heldout_media_bits[layout.modality] = heldout_bits(model, test_rows, layout)
-    _sample(
-        model,
-        vocab,
-        frozen,
-        _documents(test_rows, vocab.eod_id) or _documents(train_rows, vocab.eod_id),
-        report,
-        out,
-        seed,
-    )
+    documents = _documents(test_rows, vocab.eod_id) + _documents(train_rows, vocab.eod_id)  # held-out first
+    _sample(model, vocab, frozen, documents, report, out, seed)
     return report
 
 
