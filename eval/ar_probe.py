@@ -51,13 +51,23 @@ def code_positions(ids: torch.Tensor, layout: VocabLayout) -> torch.Tensor:
 
 
 def unigram_entropy_bits(ids: torch.Tensor, layout: VocabLayout) -> float:
-    """Entropy of the code ids' frequencies (all codebooks at their own ids), in bits per code."""
-    codes = ids[code_positions(ids, layout)]
+    """Entropy of the code frequencies in framed LLM ids, in bits, per codebook and then averaged
+    (which codebook comes next is fixed by the position, so pooling them would add log2(C) bits).
+    A shared id range holds every codebook's codes: its codes are counted together."""
+    positions = code_positions(ids, layout)
+    codes = ids[positions]
     if not len(codes):
         return float("nan")
-    p = torch.bincount(codes - layout.codes_offset).double()
-    p = p[p > 0] / p.sum()
-    return float(-(p * p.log2()).sum())
+    if layout.codebook_offsets == "shared" or layout.num_codebooks == 1:
+        groups = [codes - layout.codes_offset]
+    else:
+        groups = [codes[(codes >= o) & (codes < o + n)] - o for o, n in zip(layout.offsets, layout.codebook_sizes)]
+    entropies = []
+    for group in groups:
+        p = torch.bincount(group).double()
+        p = p[p > 0] / p.sum()
+        entropies.append(float(-(p * p.log2()).sum()))
+    return statistics.fmean(entropies)
 
 
 @torch.no_grad()
@@ -165,22 +175,18 @@ def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, 
     if not train_streams or not heldout_streams:
         raise ValueError(f"{name}: the AR probe needs training and held-out items its input path accepts")
     train = torch.cat(train_streams)
-    heldout = torch.cat(heldout_streams)
-    is_code = code_positions(heldout[1:], layout)
-    owner = torch.repeat_interleave(
-        torch.arange(len(heldout_streams)), torch.tensor([len(s) for s in heldout_streams])
-    )[1:]
     per_seed, lm_rates, models = [], [], []
     for seed in settings.seeds:
         model = train_probe(train, layout.size, settings, seed)
-        bits = token_bits(model, heldout, settings.block)
-        per_seed.append(float(bits[is_code].mean()))
-        item_bits = torch.zeros(len(heldout_streams), dtype=torch.float64).index_add_(0, owner[is_code], bits[is_code])
+        item_bits, total_bits, total_codes = [], 0.0, 0
+        for stream in heldout_streams:  # each item from its own start token: no other item as context
+            bits = token_bits(model, stream, settings.block)
+            is_code = code_positions(stream[1:], layout)
+            item_bits.append(float(bits[is_code].sum()))
+            total_bits, total_codes = total_bits + item_bits[-1], total_codes + int(is_code.sum())
+        per_seed.append(total_bits / max(total_codes, 1))
         lm_rates.append(
-            [
-                suite.rate(float(b), suite.reference(x).float().cpu(), info)
-                for b, (_, x, info) in zip(item_bits, heldout_meta)
-            ]
+            [suite.rate(b, suite.reference(x).float().cpu(), info) for b, (_, x, info) in zip(item_bits, heldout_meta)]
         )
         models.append(model)
     raw_rates = [
@@ -202,7 +208,7 @@ def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, 
         ),
         "unigram_entropy_bits": unigram_entropy_bits(train, layout),
         "train_tokens": len(train),
-        "heldout_tokens": int(is_code.sum()),
+        "heldout_tokens": total_codes,
         "seconds": time.perf_counter() - started,
         "samples": samples,
     }
@@ -227,10 +233,10 @@ def _samples(model, frozen, layout, first, suite, settings: ProbeSettings, media
     to what fits in the context), decoded and written as the suite writes media."""
     ids, _, info = first
     shape = list(ids.shape[:-1])
-    if None in layout.token_shape:
-        axis = layout.token_shape.index(None)
-        per_step = math.prod(shape) // shape[axis] * ids.shape[-1] + (shape[1] if layout.row_markers else 0)
-        shape[axis] = max(1, min(shape[axis], (settings.block - 4) // max(per_step, 1)))
+    # The first axis (rows of a grid, frames of audio) is cut so a sample fits in the context the
+    # model was trained with: ids per step of that axis, row marker included.
+    per_step = math.prod(shape[1:]) * ids.shape[-1] + (1 if layout.row_markers else 0)
+    shape[0] = max(1, min(shape[0], (settings.block - 3) // per_step))
     end = layout.special_tokens[f"<|{layout.modality}_end|>"]
     written = []
     for index in range(settings.samples):

@@ -48,16 +48,19 @@ class EvalOptions:
     ar_probe_seeds: int = 1
 
 
-def load_items(data: str, modality: str, *, reads_paths: bool = False, limit: int | None = None) -> list:
+def load_items(
+    data: str, modality: str, *, reads_paths: bool = False, limit: int | None = None, training: bool = False
+) -> list:
     """(name, media) pairs: "sample-images[:N]" is scikit-image's N (default 5) held-out photos, as
-    the quickstart splits them; a single media file is one item (an EEG `.ts` file holds many
-    trials); anything else is a source `mmtok tokenize` reads (folder, glob, tar, parquet,
-    datasets:NAME), its items as encoded bytes (or local paths for specs that read paths)."""
+    the quickstart splits them (with `training`, the other photos: that split's training side); a
+    single media file is one item (an EEG `.ts` file holds many trials); anything else is a source
+    `mmtok tokenize` reads (folder, glob, tar, parquet, datasets:NAME), its items as encoded bytes
+    (or local paths for specs that read paths)."""
     if str(data).startswith(SAMPLE_IMAGES):
         from mmtok.data.sample_images import sample_images
 
         held_out = int(str(data).split(":", 1)[1]) if ":" in str(data) else 5
-        items = sample_images(held_out=held_out)[1]
+        items = sample_images(held_out=held_out)[0 if training else 1]
     elif Path(data).is_file() and Path(data).suffix.lower() not in (".tar", ".parquet"):
         items = [(Path(data).name, Path(data) if reads_paths else Path(data).read_bytes())]  # one media file
     else:
@@ -70,6 +73,11 @@ def load_items(data: str, modality: str, *, reads_paths: bool = False, limit: in
     if not items:
         raise ValueError(f"{data} holds no {modality} items")
     return items[:limit] if limit else items
+
+
+def _same_place(a: str, b: str) -> bool:
+    """Whether two data specs name the same folder or file."""
+    return str(a) == str(b) or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
 
 
 def slug(text: str) -> str:
@@ -299,7 +307,11 @@ def run_eval(tokenizers: list[str], data: str, out: str | Path, options: EvalOpt
     if options.ar_probe:
         from mmtok.eval.ar_probe import run_ar_probe
 
-        train_items = load_items(options.ar_probe, modality, reads_paths=first.input_spec.reads_paths)
+        train_items = load_items(options.ar_probe, modality, reads_paths=first.input_spec.reads_paths, training=True)
+        if not str(data).startswith(SAMPLE_IMAGES) and _same_place(options.ar_probe, data):
+            raise ValueError(
+                f"--ar-probe {options.ar_probe} is DATA itself: the probe must be scored on items it did not train on"
+            )
         named = list(zip(names, (f for _, f in loaded)))
         report["ar_probe"] = run_ar_probe(named, train_items, items, suite, options, media)
     report["plots"] = draw_plots(report, out)

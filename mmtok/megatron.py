@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtok.storage import temporary_name
+from mmtok.storage import CommitOnExit, temporary_name
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -49,7 +49,7 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.int32)
 
 
-class IndexedDatasetWriter:
+class IndexedDatasetWriter(CommitOnExit):
     """Streams sequences into PREFIX.bin; writes PREFIX.idx on a clean exit. Both files are written
     under temporary names and renamed at the end, so a job that dies leaves no half dataset."""
 
@@ -66,15 +66,6 @@ class IndexedDatasetWriter:
         self.document_indices = [0]
         info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
         self.low, self.high = (info.min, info.max) if info else (-np.inf, np.inf)
-
-    def __enter__(self) -> IndexedDatasetWriter:
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def add_sequence(self, ids) -> None:
         ids = np.asarray(ids)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.packing import PackedRow, position_ids
-from mmtok.storage import temporary_name
+from mmtok.storage import CommitOnExit, temporary_name
 
 ROW_GROUP = 1024  # rows per parquet row group: small enough to stream, large enough to compress
 
@@ -26,7 +26,7 @@ def part_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
 
 
-class PackedParquetWriter:
+class PackedParquetWriter(CommitOnExit):
     def __init__(self, folder: Path, dtype: str, rows_per_file: int = 10_000):
         import pyarrow as pa
 
@@ -44,15 +44,6 @@ class PackedParquetWriter:
         self.pending: list[PackedRow] = []
         self.writer = None
         self.rows_in_file = 0
-
-    def __enter__(self) -> PackedParquetWriter:
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def add(self, row: PackedRow) -> None:
         self.pending.append(row)

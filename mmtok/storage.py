@@ -38,6 +38,20 @@ def temporary_name(final: str) -> str:
     return f"{final}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
 
 
+class CommitOnExit:
+    """A writer used in `with`: `close()` commits its files on a clean exit, `abort()` removes
+    what it wrote when the block raised, so a failed job leaves nothing under the final names."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def is_url(location: str | Path) -> bool:
     return isinstance(location, str) and "://" in location
 

@@ -17,6 +17,7 @@ from mmtok.eval.ar_probe import (
     train_probe,
     unigram_entropy_bits,
 )
+from mmtok.eval.harness import EvalOptions, run_eval
 from mmtok.models import build_tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -59,6 +60,24 @@ def test_unigram_entropy():
     constant = stream_of([torch.zeros(4, 4, 1, dtype=torch.long)])
     assert unigram_entropy_bits(constant, LAYOUT) == 0.0
     assert unigram_entropy_bits(stream_of(uniform(200, 0)), LAYOUT) == pytest.approx(4.0, abs=0.05)
+
+
+def test_unigram_entropy_is_per_codebook():
+    two = VocabLayout("audio", [None], [16, 16])
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 16, (4000, 2), generator=generator)
+    assert unigram_entropy_bits(two.to_llm_ids(ids), two) == pytest.approx(4.0, abs=0.02)  # not 5: codebooks apart
+
+
+def test_the_probe_never_trains_on_what_it_scores(two_tokenizers):
+    tmp, small, _ = two_tokenizers
+    held = str(tmp / "heldout")
+    with pytest.raises(ValueError, match="is DATA itself"):
+        run_eval([small], held, tmp / "r", EvalOptions(sweep=False, baselines=False, ar_probe=held))
+    from mmtok.eval.harness import load_items
+
+    train = {name for name, _ in load_items("sample-images", "image", training=True)}
+    assert train and not train & {name for name, _ in load_items("sample-images", "image")}
 
 
 def test_the_same_seed_gives_the_same_model():
