@@ -281,6 +281,11 @@ def run_pack(
     shard_inputs = [ShardInput(location) for location in inputs]
     tokenizer = load_text_tokenizer(text_tokenizer)
     vocab, layouts = joint_vocabulary(tokenizer, shard_inputs)
+    unknown = set(settings.templates) - {"", *(layout.modality for layout in layouts)}
+    if unknown:
+        raise ValueError(
+            f"templates for {sorted(unknown)}, but the inputs hold {sorted({placed.modality for placed in layouts})}"
+        )
     request = {
         "inputs": [
             {"path": i.location, "tokenizer": i.manifest["tokenizer"], "samples": i.num_samples} for i in shard_inputs

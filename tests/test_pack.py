@@ -126,6 +126,14 @@ def test_round_trip_megatron_and_parquet(corpus, tmp_path):
     assert reader.dtype == np.uint16 and len(reader) == 16
     megatron_documents = [np.asarray(reader[i]) for i in range(len(reader))]
     check_documents(out, corpus, megatron_documents)
+    try:  # megatron-core's own reader, where it installs (the dev extras)
+        from megatron.core.datasets.indexed_dataset import IndexedDataset
+    except ImportError:
+        pass
+    else:
+        theirs = IndexedDataset(str(out / "megatron" / "documents"))
+        assert all(np.array_equal(theirs[i], d) for i, d in enumerate(megatron_documents))
+        assert theirs.document_indices.tolist() == list(range(17))
 
     real, rows = packed_stream(out)
     assert all(len(r["input_ids"]) == 64 for r in rows)
@@ -276,9 +284,11 @@ def test_rerun_is_a_no_op_and_other_settings_are_refused(corpus, tmp_path, capsy
     assert json.loads((out / "pack.json").read_text())["settings"]["seq_len"] == 48
 
 
-def test_template_without_media_is_a_usage_error(corpus, tmp_path, capsys):
+def test_bad_templates_are_refused(corpus, tmp_path, capsys):
     assert main(["pack", str(corpus["images"]), str(tmp_path / "o"), "--template", "{text} only"]) == 1
     assert "{media}" in capsys.readouterr().err
+    assert main(["pack", str(corpus["images"]), str(tmp_path / "o"), "--template", "audio={media}"]) == 1
+    assert "templates for ['audio'], but the inputs hold ['image']" in capsys.readouterr().err
 
 
 @settings(max_examples=60, deadline=None)
@@ -333,3 +343,33 @@ def test_frame_flat_matches_to_llm_ids():
         assert lengths.tolist() == [len(e) for e in expected]
     with pytest.raises(ValueError, match="out of range"):
         layouts[0].frame_flat(np.full(40, 8), [40], [[4, 5, 2]])
+
+
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_captions_of_a_tokenized_parquet_match_by_row(tmp_path, as_dataset):
+    """A captioned parquet (image bytes + caption, no key column): tokenized, then packed with its
+    own caption column as the text, rows matched by row number -- also read as datasets:FOLDER."""
+    import pyarrow as pa
+
+    paths = write_images(tmp_path / "images", 5, size=16)
+    table = pa.table({"image": [p.read_bytes() for p in paths], "caption": [f"row {i}" for i in range(5)]})
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data" / "train.parquet")
+    shards = _tokenized(tmp_path, "pq", TINY_IMAGE_MODEL, tmp_path / "data" / "train.parquet")
+    from mmtok.eval.llm_client import build_text_tokenizer
+
+    build_text_tokenizer().save_pretrained(tmp_path / "tt")
+    spec = f"datasets:{tmp_path / 'data'}" if as_dataset else str(tmp_path / "data" / "train.parquet")
+    text = open_text(spec, column="caption")
+    assert text.matched_by == "row number"
+    record = run_pack([shards], tmp_path / "out", text_source=text, text_tokenizer=tmp_path / "tt")
+    vocab = JointVocabulary.from_json(record["vocab"])
+    from transformers import AutoTokenizer
+
+    text_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out" / "tokenizer")
+    reader = IndexedDatasetReader(tmp_path / "out" / "megatron" / "documents")
+    indexes = pq.read_table(tmp_path / "out" / "documents.parquet").column("index").to_pylist()
+    assert sorted(indexes) == list(range(5))
+    for i, index in enumerate(indexes):
+        caption, (_, ids) = vocab.split(np.asarray(reader[i])[:-1])
+        assert text_tokenizer.decode(caption) == f"row {index}"
