@@ -9,7 +9,8 @@ tokenizer layout, flat codebook ids, as `mmtok tokenize` stores them by default)
 pack's own work, not a tokenizer's. In one process, one after another on the same files:
 
 1. read alone: pyarrow reads every shard's ids column into numpy (what any loader of the shards
-   must do at least);
+   must do at least), and, for scale, mmtok's ShardDataset iterating the rows one by one (how a
+   training loop reads shards without packing);
 2. `mmtok pack`, media only, writing the Megatron dataset and the parquet rows;
 3. `mmtok pack` with a caption per item (a jsonl table, a BPE text tokenizer), both formats.
 
@@ -52,6 +53,7 @@ class _Keys:
 
 def write_shards(folder: Path, rows: int, shards: int, seed: int = 0) -> int:
     layout = VocabLayout("image", [GRID, GRID], [CODES])
+    folder.mkdir(parents=True)
     writer = ShardWriter(Folder(folder), _Keys(), {}, "uint16")
     rng = np.random.default_rng(seed)
     per_shard = -(-rows // shards)
@@ -91,6 +93,15 @@ def read_alone(folder: Path) -> tuple[int, float]:
     return tokens, time.perf_counter() - started
 
 
+def read_rows(folder: Path) -> tuple[int, float]:
+    """The shards as a training loop reads them without packing: mmtok's ShardDataset, row by row."""
+    from mmtok.shards import ShardDataset
+
+    started = time.perf_counter()
+    tokens = sum(len(sample["ids"]) for sample in ShardDataset(folder, llm_ids=False).samples())
+    return tokens, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -115,7 +126,8 @@ def main() -> None:
 
         read_alone(tmp / "shards")  # warm the page cache, so every run below reads from memory
         tokens, read_seconds = read_alone(tmp / "shards")
-        assert tokens == shard_tokens
+        row_tokens, row_seconds = read_rows(tmp / "shards")
+        assert tokens == shard_tokens == row_tokens
         media = run_pack([tmp / "shards"], tmp / "media_only", settings)
         text = run_pack(
             [tmp / "shards"],
@@ -129,6 +141,7 @@ def main() -> None:
         "rows": args.rows,
         "shard_tokens": tokens,
         "read_tokens_per_s": read_rate,
+        "read_rows_tokens_per_s": row_tokens / row_seconds,
         "pack_media_tokens_per_s": media["tokens_per_second"],
         "pack_text_tokens_per_s": text["tokens_per_second"],
         "pack_media_ratio": media["tokens_per_second"] / read_rate,
@@ -141,7 +154,12 @@ def main() -> None:
     print("| what | tokens/s | vs read alone |")
     print("|---|---:|---:|")
     table = [
-        ("read the shards alone (pyarrow -> numpy)", read_rate, 1.0),
+        ("read the shards alone (pyarrow columns -> numpy)", read_rate, 1.0),
+        (
+            "read the shards row by row (ShardDataset)",
+            results["read_rows_tokens_per_s"],
+            row_tokens / row_seconds / read_rate,
+        ),
         ("mmtok pack, media only (megatron + parquet)", media["tokens_per_second"], results["pack_media_ratio"]),
         ("mmtok pack, with captions (megatron + parquet)", text["tokens_per_second"], results["pack_text_ratio"]),
     ]

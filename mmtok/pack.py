@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mmtok import ragged
 from mmtok.llm_vocab import END_OF_DOCUMENT, JointVocabulary, bare_text_tokenizer, extend_tokenizer
 from mmtok.megatron import IndexedDatasetWriter, dtype_for_vocab
 from mmtok.packed_parquet import PackedParquetWriter
@@ -139,17 +140,40 @@ class Template:
 
 
 @dataclasses.dataclass
-class Document:
+class Documents:
+    """A batch of documents: their ids back to back, and per document its length, input, key,
+    row index and media token count."""
+
     ids: np.ndarray
-    input: int
-    key: str
-    index: int
-    media_tokens: int
-    text_tokens: int
+    lengths: np.ndarray
+    inputs: np.ndarray
+    keys: list[str]
+    indexes: np.ndarray
+    media_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def take(self, order: np.ndarray) -> Documents:
+        ids, lengths = ragged.take(self.ids, self.lengths, order)
+        keys = [self.keys[i] for i in order.tolist()]
+        return Documents(ids, lengths, self.inputs[order], keys, self.indexes[order], self.media_tokens[order])
+
+    @classmethod
+    def join(cls, batches: list[Documents]) -> Documents:
+        return cls(
+            np.concatenate([b.ids for b in batches]),
+            np.concatenate([b.lengths for b in batches]),
+            np.concatenate([b.inputs for b in batches]),
+            [key for b in batches for key in b.keys],
+            np.concatenate([b.indexes for b in batches]),
+            np.concatenate([b.media_tokens for b in batches]),
+        )
 
 
 class DocumentBuilder:
-    """Shard rows -> documents, under the templates, the text source and the missing-text policy."""
+    """Shard rows -> documents, under the templates, the text source and the missing-text policy;
+    a parquet batch at a time (mmtok.ragged), since a Python step per document was pack's bottleneck."""
 
     def __init__(self, settings: PackSettings, text_tokenizer, text_source, vocab: JointVocabulary):
         self.settings, self.text_tokenizer, self.text_source = settings, text_tokenizer, text_source
@@ -166,74 +190,91 @@ class DocumentBuilder:
         self.dropped: list[str] = []  # keys left out for want of text
         self.without_text = 0
 
-    def documents(self, number: int, shard_input: ShardInput, layout: VocabLayout) -> Iterator[Document]:
+    def documents(self, number: int, shard_input: ShardInput, layout: VocabLayout) -> Iterator[Documents]:
         template = self.templates.get(layout.modality, self.templates[""])
         for keys, indexes, sources, framed, lengths in shard_input.batches(layout):
-            media = np.split(framed, np.cumsum(lengths)[:-1]) if len(lengths) else []
-            texts = self._texts(template, keys, indexes, sources)
-            for row, key in enumerate(keys):
-                text = texts[row]
-                if text is None and template.uses_text:
-                    if self.settings.missing_text == "drop":
-                        self.dropped.append(key)
-                        continue
-                    self.without_text += 1
-                pieces = [self.head]
-                for part in template.parts:
-                    if isinstance(part, np.ndarray):  # a literal's ids
-                        pieces.append(part)
-                    elif part == "media":
-                        pieces.append(media[row])
-                    else:
-                        pieces.append(text if text is not None else self.head[:0])
-                pieces.append(self.tail)
-                ids = np.concatenate(pieces)
-                text_tokens = len(ids) - len(media[row])
-                yield Document(ids, number, key, indexes[row], len(media[row]), text_tokens)
+            text, text_lengths, has_text = self._texts(template, keys, indexes, sources)
+            parts = [(self.head, None)]
+            for part in template.parts:
+                if isinstance(part, np.ndarray):  # a literal's ids
+                    parts.append((part, None))
+                else:
+                    parts.append((framed, lengths) if part == "media" else (text, text_lengths))
+            ids, doc_lengths = ragged.concat_parts([*parts, (self.tail, None)], len(keys))
+            batch = Documents(
+                ids, doc_lengths, np.full(len(keys), number), list(keys), np.asarray(indexes, np.int64), lengths
+            )
+            if template.uses_text and not has_text.all():
+                if self.settings.missing_text == "drop":
+                    self.dropped += [k for k, present in zip(keys, has_text) if not present]
+                    batch = batch.take(np.flatnonzero(has_text))
+                else:
+                    self.without_text += int((~has_text).sum())
+            if len(batch):
+                yield batch
 
-    def _texts(self, template: Template, keys, indexes, sources) -> list[np.ndarray | None]:
+    def _texts(self, template: Template, keys, indexes, sources):
+        """The batch's text ids (flat), their lengths (0 where there is none) and which rows have text."""
         if not template.uses_text:
-            return [None] * len(keys)
+            return np.zeros(0, np.int64), np.zeros(len(keys), np.int64), np.ones(len(keys), bool)
         texts = [self.text_source.text(k, i, s) for k, i, s in zip(keys, indexes, sources)]
-        missing = [k for k, t in zip(keys, texts) if t is None]
-        if missing and self.settings.missing_text == "error":
+        has_text = np.asarray([t is not None for t in texts], dtype=bool)
+        if not has_text.all() and self.settings.missing_text == "error":
+            missing = [k for k, present in zip(keys, has_text) if not present]
             raise ValueError(
                 f"{len(missing)} item(s) of this batch have no text, e.g. {missing[:3]} "
                 "(--missing-text drop leaves them out, keep packs their media alone)"
             )
-        present = [t for t in texts if t is not None]
-        encoded = iter(self.text_tokenizer(present, add_special_tokens=False)["input_ids"] if present else [])
-        return [None if t is None else np.asarray(next(encoded), dtype=np.int64) for t in texts]
+        encoded = [e if present else [] for e, present in zip(self._encode([t or "" for t in texts]), has_text)]
+        lengths = np.asarray([len(e) for e in encoded], dtype=np.int64)
+        flat = np.fromiter((v for e in encoded for v in e), dtype=np.int64, count=int(lengths.sum()))
+        return flat, lengths, has_text
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        # A fast tokenizer's Rust core directly: transformers' per-item wrapping cost as much as the encoding.
+        backend = getattr(self.text_tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+        return self.text_tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def _mixed(streams: list[Iterator[Document]], counts: list[int], rng: np.random.Generator) -> Iterator[Document]:
-    """The inputs' documents interleaved at random, each next document drawn from an input with
-    probability proportional to the documents it has left (so every input is spread evenly)."""
-    left = np.asarray(counts, dtype=np.float64)
-    live = list(range(len(streams)))
-    while live:
-        weights = left[live] / left[live].sum() if left[live].sum() > 0 else None
-        choice = live[int(rng.choice(len(live), p=weights))]
-        document = next(streams[choice], None)
-        if document is None:
-            live.remove(choice)
-            continue
-        left[choice] = max(left[choice] - 1, 0)
-        yield document
+def _ordered(streams: list[Iterator[Documents]], counts: list[int], settings, rng) -> Iterator[Documents]:
+    """The inputs one after another; or, with shuffle, windows of `shuffle_buffer` documents, each
+    window's documents drawn from the inputs in proportion to what they have left (a random
+    permutation of every document's input label: the same as drawing each next document's input
+    with probability proportional to its remaining documents), then shuffled within the window."""
+    if not settings.shuffle:
+        for stream in streams:
+            yield from stream
+        return
+    labels = rng.permutation(np.repeat(np.arange(len(streams)), counts))
+    held: list[Documents | None] = [None] * len(streams)
 
+    def draw(source: int, wanted: int) -> list[Documents]:
+        taken, got = [], 0
+        while got < wanted:
+            if held[source] is None:
+                held[source] = next(streams[source], None)
+                if held[source] is None:  # fewer documents than the manifest counted (dropped): move on
+                    break
+            batch = held[source]
+            n = min(wanted - got, len(batch))
+            taken.append(batch.take(np.arange(n)))
+            held[source] = batch.take(np.arange(n, len(batch))) if n < len(batch) else None
+            got += n
+        return taken
 
-def _shuffled(documents: Iterator[Document], size: int, rng: np.random.Generator) -> Iterator[Document]:
-    """A shuffle buffer: bounded memory, a deterministic order for a seed."""
-    buffer: list[Document] = []
-    for document in documents:
-        if len(buffer) < size:
-            buffer.append(document)
-            continue
-        slot = int(rng.integers(len(buffer)))
-        buffer[slot], document = document, buffer[slot]
-        yield document
-    order = rng.permutation(len(buffer))
-    yield from (buffer[i] for i in order)
+    for start in range(0, len(labels), settings.shuffle_buffer):
+        wanted = np.bincount(labels[start : start + settings.shuffle_buffer], minlength=len(streams))
+        window = [b for source, n in enumerate(wanted.tolist()) for b in draw(source, n)]
+        if window:
+            joined = Documents.join(window)
+            yield joined.take(rng.permutation(len(joined)))
+    for source in range(len(streams)):  # anything the manifest's counts did not foresee
+        rest = draw(source, 2**62)
+        if rest:
+            joined = Documents.join(rest)
+            yield joined.take(rng.permutation(len(joined)))
 
 
 def load_text_tokenizer(path: str | None):
@@ -331,19 +372,9 @@ def _write_outputs(out: Path, settings, shard_inputs, layouts, vocab, tokenizer,
     builder = DocumentBuilder(settings, tokenizer, text_source, vocab)
     streams = [builder.documents(n, i, layout) for n, (i, layout) in enumerate(zip(shard_inputs, layouts))]
     rng = np.random.default_rng(settings.seed)
-    if settings.shuffle:
-        documents = _shuffled(_mixed(streams, [i.num_samples for i in shard_inputs], rng), settings.shuffle_buffer, rng)
-    else:
-        documents = (d for stream in streams for d in stream)
+    batches = _ordered(streams, [i.num_samples for i in shard_inputs], settings, rng)
     packer = Packer(settings.seq_len, settings.documents, pad_id=vocab.eod_id)
-    provenance: dict[str, list] = {
-        "document": [],
-        "input": [],
-        "key": [],
-        "index": [],
-        "tokens": [],
-        "media_tokens": [],
-    }
+    provenance: dict[str, list] = {"input": [], "key": [], "index": [], "tokens": [], "media_tokens": []}
     rows = padding = 0
     megatron = IndexedDatasetWriter(out / MEGATRON_PREFIX, dtype) if "megatron" in settings.formats else None
     parquet = (
@@ -353,31 +384,36 @@ def _write_outputs(out: Path, settings, shard_inputs, layouts, vocab, tokenizer,
     )
     total = sum(i.num_samples for i in shard_inputs)
     with megatron or contextlib.nullcontext(), parquet or contextlib.nullcontext():
-        for number, document in enumerate(tqdm(documents, total=total, desc="pack", unit="doc")):
-            for name, value in zip(provenance, (number, document.input, document.key, document.index)):
-                provenance[name].append(value)
-            provenance["tokens"].append(len(document.ids))
-            provenance["media_tokens"].append(document.media_tokens)
-            if megatron is not None:
-                megatron.add_document(document.ids)
-            if parquet is not None:
-                for row in packer.push(document.ids):
-                    parquet.add(row)
-                    rows, padding = rows + 1, padding + row.padding
+        with tqdm(total=total, desc="pack", unit="doc") as progress:
+            for batch in batches:
+                provenance["input"].append(batch.inputs)
+                provenance["key"] += batch.keys
+                provenance["index"].append(batch.indexes)
+                provenance["tokens"].append(batch.lengths)
+                provenance["media_tokens"].append(batch.media_tokens)
+                if megatron is not None:
+                    megatron.add_documents(batch.ids, batch.lengths)
+                if parquet is not None:
+                    packed = packer.push(batch.ids, batch.lengths)
+                    parquet.add(packed)
+                    rows, padding = rows + len(packed), padding + packed.padding
+                progress.update(len(batch))
         if parquet is not None:
-            for row in packer.finish():
-                parquet.add(row)
-                rows, padding = rows + 1, padding + row.padding
-    pq.write_table(pa.table(provenance), out / DOCUMENTS_FILE)
+            packed = packer.finish()
+            parquet.add(packed)
+            rows, padding = rows + len(packed), padding + packed.padding
+    arrays = {k: np.concatenate(v) if k != "key" and v else v for k, v in provenance.items()}
+    arrays["document"] = np.arange(len(arrays["key"]))
+    pq.write_table(pa.table({k: arrays[k] for k in ("document", *provenance)}), out / DOCUMENTS_FILE)
     outputs = {}
     if megatron is not None:
         outputs["megatron"] = {"prefix": MEGATRON_PREFIX, "dtype": dtype.name}
     if parquet is not None:
         outputs["parquet"] = {"folder": PARQUET_DIR, "files": parquet.files, "seq_len": settings.seq_len}
-    tokens = int(sum(provenance["tokens"]))
-    media = int(sum(provenance["media_tokens"]))
+    tokens = int(np.sum(arrays["tokens"]))
+    media = int(np.sum(arrays["media_tokens"]))
     return {
-        "documents": len(provenance["document"]),
+        "documents": len(arrays["key"]),
         "tokens": tokens,
         "media_tokens": media,
         "text_tokens": tokens - media,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtok.packing import PackedRow, position_ids
+from mmtok.packing import PackedRows
 from mmtok.storage import CommitOnExit, temporary_name
 
 ROW_GROUP = 1024  # rows per parquet row group: small enough to stream, large enough to compress
@@ -41,17 +41,16 @@ class PackedParquetWriter(CommitOnExit):
             ]
         )
         self.files: list[str] = []
-        self.pending: list[PackedRow] = []
         self.writer = None
         self.rows_in_file = 0
 
-    def add(self, row: PackedRow) -> None:
-        self.pending.append(row)
-        if len(self.pending) >= ROW_GROUP or self.rows_in_file + len(self.pending) >= self.rows_per_file:
-            self._flush()
+    def add(self, rows: PackedRows) -> None:
+        while len(rows):
+            room = self.rows_per_file - self.rows_in_file
+            head, rows = _slice(rows, 0, room), _slice(rows, room, len(rows))
+            self._write(head)
 
     def close(self) -> list[str]:
-        self._flush()
         self._finish_file()
         return self.files
 
@@ -61,31 +60,28 @@ class PackedParquetWriter(CommitOnExit):
             os.unlink(self._temporary)
             self.writer = None
 
-    def _flush(self) -> None:
+    def _write(self, rows: PackedRows) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        while self.pending:
-            room = self.rows_per_file - self.rows_in_file
-            rows, self.pending = self.pending[:room], self.pending[room:]
-            if self.writer is None:
-                self._final = self.folder / part_name(len(self.files))
-                self._temporary = self.folder / temporary_name(self._final.name)
-                self.writer = pq.ParquetWriter(self._temporary, self.schema, compression="zstd")
-            ids = np.stack([row.ids for row in rows])
-            mask = np.ones(ids.shape, dtype=np.int8)
-            for r, row in enumerate(rows):
-                mask[r, sum(row.lengths) :] = 0
-            columns = {
-                "input_ids": _fixed_lists(ids.astype(self.dtype)),
-                "attention_mask": _fixed_lists(mask),
-                "position_ids": _fixed_lists(np.stack([position_ids(row) for row in rows]).astype(np.int32)),
-                "document_lengths": pa.array([row.lengths for row in rows], pa.list_(pa.int32())),
-            }
-            self.writer.write_table(pa.table(columns, schema=self.schema))
-            self.rows_in_file += len(rows)
-            if self.rows_in_file >= self.rows_per_file:
-                self._finish_file()
+        if self.writer is None:
+            self._final = self.folder / part_name(len(self.files))
+            self._temporary = self.folder / temporary_name(self._final.name)
+            # No dictionary pages: ids are high-entropy, and building them took half of pack's time.
+            self.writer = pq.ParquetWriter(self._temporary, self.schema, compression="zstd", use_dictionary=False)
+        offsets = np.concatenate([[0], np.cumsum(rows.pieces_per_row)]).astype(np.int32)
+        columns = {
+            "input_ids": _fixed_lists(rows.ids.astype(self.dtype)),
+            "attention_mask": _fixed_lists(rows.attention_mask()),
+            "position_ids": _fixed_lists(rows.position_ids().astype(np.int32)),
+            "document_lengths": pa.ListArray.from_arrays(
+                pa.array(offsets), pa.array(rows.piece_lengths.astype(np.int32))
+            ),
+        }
+        self.writer.write_table(pa.table(columns, schema=self.schema), row_group_size=ROW_GROUP)
+        self.rows_in_file += len(rows)
+        if self.rows_in_file >= self.rows_per_file:
+            self._finish_file()
 
     def _finish_file(self) -> None:
         if self.writer is None:
@@ -103,3 +99,14 @@ def _fixed_lists(matrix: np.ndarray):
     rows, width = matrix.shape
     offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1)))
+
+
+def _slice(rows: PackedRows, start: int, stop: int) -> PackedRows:
+    """Rows start..stop of a batch, with their pieces."""
+    bounds = np.concatenate([[0], np.cumsum(rows.pieces_per_row)])
+    stop = min(stop, len(rows))
+    return PackedRows(
+        rows.ids[start:stop],
+        rows.piece_lengths[bounds[min(start, len(rows))] : bounds[stop]],
+        rows.pieces_per_row[start:stop],
+    )

@@ -19,7 +19,7 @@ from mmtok.megatron import IndexedDatasetReader
 from mmtok.models import build_tokenizer
 from mmtok.pack import PackSettings, run_pack
 from mmtok.pack_text import open_text
-from mmtok.packing import Packer, position_ids
+from mmtok.packing import Packer
 from mmtok.shards import shard_files
 from mmtok.tokenize import tokenize
 from mmtok.vocab import VocabLayout
@@ -291,34 +291,64 @@ def test_bad_templates_are_refused(corpus, tmp_path, capsys):
     assert "templates for ['audio'], but the inputs hold ['image']" in capsys.readouterr().err
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     lengths=st.lists(st.integers(1, 40), min_size=1, max_size=30),
     seq_len=st.integers(2, 25),
     policy=st.sampled_from(["split", "whole"]),
+    batch=st.integers(1, 7),
 )
-def test_packer_keeps_every_id_in_order(lengths, seq_len, policy):
+def test_packer_keeps_every_id_in_order(lengths, seq_len, policy, batch):
     documents = [np.full(n, i + 1) for i, n in enumerate(lengths)]
     packer = Packer(seq_len, policy, pad_id=0)
-    rows = [row for d in documents for row in packer.push(d)] + packer.finish()
-    assert all(len(row.ids) == seq_len for row in rows)
-    real = np.concatenate([row.ids[: sum(row.lengths)] for row in rows])
+    batches = [
+        packer.push(np.concatenate(documents[i : i + batch]), lengths[i : i + batch])
+        for i in range(0, len(lengths), batch)
+    ]
+    batches.append(packer.finish())
+    rows = [(b.ids[r], b.lengths_of_row(r), b.position_ids()[r]) for b in batches for r in range(len(b))]
+    assert all(len(ids) == seq_len for ids, _, _ in rows)
+    real = np.concatenate([ids[: sum(pieces)] for ids, pieces, _ in rows])
     assert np.array_equal(real, np.concatenate(documents))
-    assert all((row.ids[sum(row.lengths) :] == 0).all() for row in rows)
-    pieces = iter(n for row in rows for n in row.lengths)
+    assert all((ids[sum(pieces) :] == 0).all() for ids, pieces, _ in rows)
+    pieces = iter(n for _, row_pieces, _ in rows for n in row_pieces)
+    cut = 0
     for n in lengths:  # the pieces, in order, add up to each document in turn
         parts, got = 0, 0
         while got < n:
             got, parts = got + next(pieces), parts + 1
         assert got == n
+        cut += parts > 1
         if policy == "whole" and n <= seq_len:
             assert parts == 1  # a document that fits in a row is never cut
-    assert next(pieces, None) is None
+    assert next(pieces, None) is None and packer.documents_cut == cut
     if policy == "split":
-        assert sum(row.padding for row in rows[:-1]) == 0
-    for row in rows:
-        positions = position_ids(row)
-        assert positions[0] == 0 and (positions[sum(row.lengths) :] == 0).all()
+        assert all(sum(p) == seq_len for _, p, _ in rows[:-1])
+    for _, row_pieces, positions in rows:
+        starts = np.cumsum([0, *row_pieces])
+        expected = np.concatenate([np.arange(n) for n in row_pieces] + [np.zeros(seq_len - starts[-1], int)])
+        assert np.array_equal(positions, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 9), policy=st.sampled_from(["split", "whole"]))
+def test_rows_do_not_depend_on_batching(batch, policy):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, 25)
+    ids = rng.integers(1, 100, int(lengths.sum()))
+
+    def rows(step):
+        packer, out, start = Packer(16, policy, pad_id=0), [], 0
+        for i in range(0, len(lengths), step):
+            n = lengths[i : i + step]
+            out.append(packer.push(ids[start : start + n.sum()], n))
+            start += n.sum()
+        out.append(packer.finish())
+        return np.concatenate([b.ids for b in out]), np.concatenate([b.piece_lengths for b in out])
+
+    one = rows(len(lengths))
+    other = rows(batch)
+    assert np.array_equal(one[0], other[0]) and np.array_equal(one[1], other[1])
 
 
 def test_frame_flat_matches_to_llm_ids():
