@@ -30,7 +30,7 @@ import torch
 
 from mmtok.eval.ar_probe import code_positions, sample_segment, unigram_entropy_bits
 from mmtok.llm_vocab import JointVocabulary, init_media_embeddings
-from mmtok.pack import PACK_FILE, PARQUET_DIR
+from mmtok.pack import PACK_FILE, PARQUET_DIR, TOKENIZER_DIR
 from mmtok.vocab import VocabLayout
 
 
@@ -80,6 +80,7 @@ class ClientReport:
     unigram_entropy_bits: dict = field(default_factory=dict)  # per modality: entropy of the training codes
     sampled: list = field(default_factory=list)  # per layout: shape of the decoded media
     samples: list = field(default_factory=list)  # files written, when an output folder was given
+    prompts: list = field(default_factory=list)  # per sample: the held-out text it followed
 
 
 class PackedRows(torch.utils.data.Dataset):
@@ -214,7 +215,10 @@ def train_on_pack(
         report.unigram_entropy_bits[layout.modality] = unigram_entropy_bits(train_ids, layout)
         report.heldout_media_bits[layout.modality] = heldout_bits(model, test_rows, layout)
     documents = _documents(test_rows, vocab.eod_id) + _documents(train_rows, vocab.eod_id)  # held-out first
-    _sample(model, vocab, frozen, documents, report, out, seed)
+    from transformers import AutoTokenizer
+
+    text_tokenizer = AutoTokenizer.from_pretrained(pack_dir / TOKENIZER_DIR)
+    _sample(model, vocab, frozen, documents, report, out, seed, text_tokenizer)
     return report
 
 
@@ -228,7 +232,7 @@ def _round_trips(documents: list[list[int]], vocab: JointVocabulary) -> int:
     return sum(1 for document in documents for part in vocab.split(document) if isinstance(part, tuple))
 
 
-def _sample(model, vocab: JointVocabulary, frozen: dict, documents: list[list[int]], report, out, seed: int) -> None:
+def _sample(model, vocab: JointVocabulary, frozen: dict, documents: list[list[int]], report, out, seed, text_tokenizer):
     """One segment per layout, after the text that precedes that modality's media in a document."""
     for layout in vocab.layouts:
         start = layout.special_tokens[f"<|{layout.modality}_start|>"]
@@ -244,6 +248,7 @@ def _sample(model, vocab: JointVocabulary, frozen: dict, documents: list[list[in
             room = (model.config.n_positions - len(prompt) - 2) // (math.prod(shape) // shape[axis] * ids.shape[-1])
             shape[axis] = max(1, min(shape[axis], room))
         segment = sample_segment(model, prompt, layout, tuple(shape), seed=seed)
+        report.prompts.append(text_tokenizer.decode([t for t in prompt if t < vocab.text_size and t != vocab.eod_id]))
         [sampled] = layout.media_segments(segment)
         tokenizer = frozen[layout.modality]
         decoded = tokenizer.decode_media(sampled[None])

@@ -4,8 +4,8 @@ Each shard row becomes one document: the item's text and media ids interleaved b
 ("{text}{media}" by default: a caption, then the image framed by its layout's start/end tokens),
 ending with the end-of-document id. The text vocabulary comes first; each tokenizer's layout is
 placed after it (`extend_tokenizer`), so one id space holds text and every modality. Documents go
-out in a fixed order (the inputs one after another, or with --shuffle a seeded mix of the inputs
-through a shuffle buffer) to every format asked for:
+out in a fixed order (the inputs one after another, or with --shuffle a seeded mix of the inputs,
+shuffled within windows of --shuffle-buffer documents) to every format asked for:
 
     OUT/pack.json                 settings, the joint vocabulary (layouts at their offsets, eod id),
                                   counts, outputs; written last: its presence means the pack is complete
