@@ -60,9 +60,11 @@ def test_audio_prepared_in_pieces_equals_the_whole_recording(source_rate, source
         stream = spec.prepare_stream(lambda: io.BytesIO(data), "clip.wav", chunk)
         pieces = list(stream)
         assert max(p.shape[-1] for p in pieces) <= max(chunk // spec.channels, 160)  # about chunk values each
-        # Exactly equal, not close: the resampled blocks see every sample the whole recording's
-        # resampler sees, and the gain is the same RecordingLevel sum, so nothing is rounded differently.
-        assert torch.equal(torch.cat(pieces, dim=2), whole.tensor), chunk
+        # The resampled blocks see every sample the whole recording's resampler sees, and the gain is
+        # the same RecordingLevel sum; what may differ is the convolution kernel the CPU library picks
+        # for a short block (equal bits on one machine, up to one float32 step, 6e-8, on an AMD EPYC).
+        difference = (torch.cat(pieces, dim=2) - whole.tensor).abs().max()
+        assert difference <= 2e-7, (chunk, float(difference))
         assert stream.info == whole.info[0]
     assert stream.info["source_sample_rate"] == source_rate and stream.info["source_channels"] == source_channels
 
