@@ -81,6 +81,8 @@ class ShardInput:
 
     def __init__(self, location: str | Path):
         self.location = str(location)
+        if not is_url(self.location) and not Path(location).is_dir():
+            raise FileNotFoundError(f"shard folder {location} does not exist (give folders `mmtok tokenize` wrote)")
         self.folder = Folder(location)
         self.manifest = read_manifest(self.folder)
         self.layout = VocabLayout.from_json(self.manifest["vocab"])

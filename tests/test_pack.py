@@ -284,6 +284,11 @@ def test_rerun_is_a_no_op_and_other_settings_are_refused(corpus, tmp_path, capsy
     assert json.loads((out / "pack.json").read_text())["settings"]["seq_len"] == 48
 
 
+def test_a_missing_shard_folder_is_named(tmp_path, capsys):
+    assert main(["pack", str(tmp_path / "nowhere"), str(tmp_path / "o")]) == 1
+    assert "shard folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_bad_templates_are_refused(corpus, tmp_path, capsys):
     assert main(["pack", str(corpus["images"]), str(tmp_path / "o"), "--template", "{text} only"]) == 1
     assert "{media}" in capsys.readouterr().err
