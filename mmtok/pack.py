@@ -92,8 +92,8 @@ class ShardInput:
     @property
     def tokenizer_identity(self) -> str:
         """Inputs made by the same tokenizer share one place in the vocabulary."""
-        layout = {k: v for k, v in self.layout.to_json().items() if k not in ("base_offset", "offsets")}
-        layout.pop("special_tokens")
+        placed = ("base_offset", "offsets", "special_tokens")  # where it sits, not what it is
+        layout = {k: v for k, v in self.layout.to_json().items() if k not in placed}
         return json.dumps([self.manifest["tokenizer"].get("weights_sha256"), layout], sort_keys=True)
 
     def batches(self, layout: VocabLayout) -> Iterator[tuple[list[str], list[int], list[str], np.ndarray, np.ndarray]]:
@@ -266,16 +266,16 @@ def _ordered(streams: list[Iterator[Documents]], counts: list[int], settings, rn
             got += n
         return taken
 
-    for start in range(0, len(labels), settings.shuffle_buffer):
-        wanted = np.bincount(labels[start : start + settings.shuffle_buffer], minlength=len(streams))
-        window = [b for source, n in enumerate(wanted.tolist()) for b in draw(source, n)]
+    def windows() -> Iterator[list[Documents]]:
+        for start in range(0, len(labels), settings.shuffle_buffer):
+            wanted = np.bincount(labels[start : start + settings.shuffle_buffer], minlength=len(streams))
+            yield [b for source, n in enumerate(wanted.tolist()) for b in draw(source, n)]
+        for source in range(len(streams)):  # anything the manifest's counts did not foresee
+            yield draw(source, 2**62)
+
+    for window in windows():
         if window:
             joined = Documents.join(window)
-            yield joined.take(rng.permutation(len(joined)))
-    for source in range(len(streams)):  # anything the manifest's counts did not foresee
-        rest = draw(source, 2**62)
-        if rest:
-            joined = Documents.join(rest)
             yield joined.take(rng.permutation(len(joined)))
 
 
@@ -356,7 +356,7 @@ def run_pack(
     record = {
         **request,
         "vocab": vocab.to_json(),
-        "ids_dtype": np.dtype(dtype_for_vocab(vocab.size)).name,
+        "ids_dtype": dtype_for_vocab(vocab.size).name,
         "outputs": counts.pop("outputs"),
         "counts": counts,
         "seconds": seconds,
@@ -370,7 +370,7 @@ def _write_outputs(out: Path, settings, shard_inputs, layouts, vocab, tokenizer,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dtype = np.dtype(dtype_for_vocab(vocab.size))
+    dtype = dtype_for_vocab(vocab.size)
     builder = DocumentBuilder(settings, tokenizer, text_source, vocab)
     streams = [builder.documents(n, i, layout) for n, (i, layout) in enumerate(zip(shard_inputs, layouts))]
     rng = np.random.default_rng(settings.seed)
@@ -396,14 +396,10 @@ def _write_outputs(out: Path, settings, shard_inputs, layouts, vocab, tokenizer,
                 if megatron is not None:
                     megatron.add_documents(batch.ids, batch.lengths)
                 if parquet is not None:
-                    packed = packer.push(batch.ids, batch.lengths)
-                    parquet.add(packed)
-                    rows, padding = rows + len(packed), padding + packed.padding
+                    rows, padding = _add_rows(parquet, packer.push(batch.ids, batch.lengths), rows, padding)
                 progress.update(len(batch))
         if parquet is not None:
-            packed = packer.finish()
-            parquet.add(packed)
-            rows, padding = rows + len(packed), padding + packed.padding
+            rows, padding = _add_rows(parquet, packer.finish(), rows, padding)
     arrays = {k: np.concatenate(v) if k != "key" and v else v for k, v in provenance.items()}
     arrays["document"] = np.arange(len(arrays["key"]))
     pq.write_table(pa.table({k: arrays[k] for k in ("document", *provenance)}), out / DOCUMENTS_FILE)
@@ -427,3 +423,9 @@ def _write_outputs(out: Path, settings, shard_inputs, layouts, vocab, tokenizer,
         "documents_cut": packer.documents_cut,
         "outputs": outputs,
     }
+
+
+def _add_rows(parquet: PackedParquetWriter, packed, rows: int, padding: int) -> tuple[int, int]:
+    """Writes finished rows; returns the running row and padding counts."""
+    parquet.add(packed)
+    return rows + len(packed), padding + packed.padding

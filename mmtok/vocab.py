@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmtok.ragged import ragged_arange, starts_of
+
 FLATTEN_ORDERS = ("codebook_minor", "codebook_major")
 OFFSET_MODES = ("separate", "shared")
 
@@ -132,8 +134,7 @@ class VocabLayout:
             raise ValueError("values, lengths and shapes describe different examples")
         if any(shape[-1] != c or math.prod(shape) != n for shape, n in zip(shapes, lengths)):
             raise ValueError(f"an example's token shape disagrees with its length or with {c} codebooks")
-        starts = np.cumsum(lengths) - lengths
-        position = np.arange(len(values)) - np.repeat(starts, lengths)  # index inside its example
+        position = ragged_arange(lengths)  # index inside its example
         if self.flatten == "codebook_minor":
             codebook = position % c
         else:
@@ -150,7 +151,7 @@ class VocabLayout:
             markers = np.zeros(len(lengths), dtype=np.int64)
             row_of = 0
         framed_lengths = lengths + markers + 2
-        out_starts = np.cumsum(framed_lengths) - framed_lengths
+        out_starts = starts_of(framed_lengths)
         out = np.empty(int(framed_lengths.sum()), dtype=np.int64)
         out[np.repeat(out_starts + 1, lengths) + position + row_of] = shifted
         out[out_starts] = self.special_tokens[f"<|{self.modality}_start|>"]
@@ -158,7 +159,7 @@ class VocabLayout:
         if self.row_markers:
             # Marker k of an example sits after its (k+1)-th row: start + 1 + (k+1) * width + k.
             example = np.repeat(np.arange(len(lengths)), markers)
-            k = np.arange(int(markers.sum())) - np.repeat(np.cumsum(markers) - markers, markers)
+            k = ragged_arange(markers)
             out[out_starts[example] + 1 + (k + 1) * row_width[example] + k] = self.special_tokens[
                 f"<|{self.modality}_row|>"
             ]
