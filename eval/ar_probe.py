@@ -154,14 +154,10 @@ def token_bits(model, stream: torch.Tensor, block: int) -> torch.Tensor:
         start += stride
 
 
-def _framed(frozen, layout: VocabLayout, examples) -> tuple[list[torch.Tensor], list[tuple]]:
-    """Each example's framed ids, and (its codes' shape, reference, info) for rates and samples."""
-    streams, meta = [], []
-    for _, x, info in examples:
-        ids = frozen.encode_tensor(x)[0].cpu()
-        streams.append(layout.to_llm_ids(ids))
-        meta.append((ids, x, info))
-    return streams, meta
+def _framed(frozen, layout: VocabLayout, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prepared example's codes and its framed LLM ids."""
+    ids = frozen.encode_tensor(x)[0].cpu()
+    return ids, layout.to_llm_ids(ids)
 
 
 def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, settings: ProbeSettings, media: Path):
@@ -170,12 +166,16 @@ def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, 
 
     started = time.perf_counter()
     layout = frozen.vocab_layout().with_base_offset(0)
-    train_streams, _ = _framed(frozen, layout, train_examples)
-    heldout_streams, heldout_meta = _framed(frozen, layout, heldout_examples)
+    train_streams = [_framed(frozen, layout, x)[1] for _, x, _ in train_examples]  # streamed: inputs not kept
+    heldout_streams, heldout_meta = [], []  # meta: (codes, reference, info) for rates and samples
+    for _, x, info in heldout_examples:
+        ids, stream = _framed(frozen, layout, x)
+        heldout_streams.append(stream)
+        heldout_meta.append((ids, suite.reference(x).float().cpu(), info))
     if not train_streams or not heldout_streams:
         raise ValueError(f"{name}: the AR probe needs training and held-out items its input path accepts")
     train = torch.cat(train_streams)
-    per_seed, lm_rates, models = [], [], []
+    per_seed, lm_rates, first_model = [], [], None
     for seed in settings.seeds:
         model = train_probe(train, layout.size, settings, seed)
         item_bits, total_bits, total_codes = [], 0.0, 0
@@ -185,15 +185,11 @@ def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, 
             item_bits.append(float(bits[is_code].sum()))
             total_bits, total_codes = total_bits + item_bits[-1], total_codes + int(is_code.sum())
         per_seed.append(total_bits / max(total_codes, 1))
-        lm_rates.append(
-            [suite.rate(b, suite.reference(x).float().cpu(), info) for b, (_, x, info) in zip(item_bits, heldout_meta)]
-        )
-        models.append(model)
-    raw_rates = [
-        suite.rate(bits_of(ids[None], frozen.codebook_sizes), suite.reference(x).float().cpu(), info)
-        for ids, x, info in heldout_meta
-    ]
-    samples = _samples(models[0], frozen, layout, heldout_meta[0], suite, settings, media, slug(f"arprobe_{name}"))
+        lm_rates.append([suite.rate(b, ref, info) for b, (_, ref, info) in zip(item_bits, heldout_meta)])
+        if first_model is None:  # the samples come from the first seed's model
+            first_model = model
+    raw_rates = [suite.rate(bits_of(ids[None], frozen.codebook_sizes), ref, info) for ids, ref, info in heldout_meta]
+    samples = _samples(first_model, frozen, layout, heldout_meta[0], suite, settings, media, slug(f"arprobe_{name}"))
     lm_rate = statistics.fmean(statistics.fmean(rates) for rates in lm_rates)
     raw_rate = statistics.fmean(raw_rates)
     return {
@@ -256,8 +252,8 @@ def run_ar_probe(tokenizers: list[tuple[str, object]], train_items: list, heldou
         probe_tokenizer(
             name,
             frozen,
-            list(prepared_examples(frozen, train_items, options.crop_size, [])),
-            list(prepared_examples(frozen, heldout_items, options.crop_size, [])),
+            prepared_examples(frozen, train_items, options.crop_size, []),
+            prepared_examples(frozen, heldout_items, options.crop_size, []),
             suite,
             settings,
             media,
