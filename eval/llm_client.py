@@ -86,7 +86,11 @@ class ClientReport:
 class PackedRows(torch.utils.data.Dataset):
     """The parquet rows of a pack, as tensors a causal LM takes (labels are -100 on padding)."""
 
-    def __init__(self, pack_dir: str | Path, rows: slice | None = None):
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+
+    @classmethod
+    def read(cls, pack_dir: str | Path) -> PackedRows:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -96,9 +100,15 @@ class PackedRows(torch.utils.data.Dataset):
         table = pa.concat_tables(
             [pq.read_table(f, columns=["input_ids", "attention_mask", "position_ids"]) for f in files]
         )
-        matrices = {name: np.stack(table.column(name).to_numpy(zero_copy_only=False)) for name in table.column_names}
-        selected = rows or slice(None)
-        self.tensors = {name: torch.from_numpy(m[selected].astype(np.int64)) for name, m in matrices.items()}
+        return cls(
+            {
+                name: torch.from_numpy(np.stack(table.column(name).to_numpy(zero_copy_only=False)).astype(np.int64))
+                for name in table.column_names
+            }
+        )
+
+    def subset(self, rows: slice) -> PackedRows:
+        return PackedRows({name: t[rows] for name, t in self.tensors.items()})
 
     def __len__(self) -> int:
         return len(self.tensors["input_ids"])
@@ -171,10 +181,11 @@ def train_on_pack(
     pack_dir = Path(pack_dir)
     record = json.loads((pack_dir / PACK_FILE).read_text())
     vocab = JointVocabulary.from_json(record["vocab"])
-    rows_total = record["counts"]["rows"]
+    all_rows = PackedRows.read(pack_dir)
+    rows_total = len(all_rows)
     heldout = min(rows_total - 1, max(1, round(rows_total * heldout_fraction))) if heldout_fraction > 0 else 0
-    train_rows = PackedRows(pack_dir, slice(0, rows_total - heldout))
-    test_rows = PackedRows(pack_dir, slice(rows_total - heldout, rows_total)) if heldout else train_rows
+    train_rows = all_rows.subset(slice(0, rows_total - heldout))
+    test_rows = all_rows.subset(slice(rows_total - heldout, rows_total)) if heldout else train_rows
     seq_len = train_rows.tensors["input_ids"].shape[1]
     frozen = {
         layout.modality: load_tokenizer(item["tokenizer"]["path"])
@@ -208,7 +219,7 @@ def train_on_pack(
         last_loss=sum(losses[-10:]) / len(losses[-10:]),
         steps=steps,
         vocab_size=vocab.size,
-        round_trips=_round_trips(_documents(PackedRows(pack_dir), vocab.eod_id), vocab),
+        round_trips=_round_trips(_documents(all_rows, vocab.eod_id), vocab),
     )
     train_ids = train_rows.tensors["input_ids"][train_rows.tensors["attention_mask"] == 1]
     for layout in vocab.layouts:
