@@ -144,7 +144,9 @@ def heldout_bits(model, rows: PackedRows, layout: VocabLayout, batch_size: int =
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
         batch = {k: t[start : start + batch_size] for k, t in rows.tensors.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        # The positions it was trained with: restarting at each document of the row.
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+        logits = model(**inputs).logits[:, :-1]
         targets = batch["input_ids"][:, 1:]
         mask = code_positions(targets, layout) & (batch["attention_mask"][:, 1:] == 1)
         losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
