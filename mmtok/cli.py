@@ -141,12 +141,31 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
             streaming=args.streaming,
             precision=args.precision,
             num_codebooks=args.num_codebooks,
+            deterministic=args.deterministic,
+            engine=args.engine,
+            ray=_ray_settings(args),
             break_lock=args.break_lock,
         )
     except TokenizeInterrupted as stop:
         print(f"mmtok tokenize: {stop}", file=sys.stderr)
         return INTERRUPTED
     return 0
+
+
+def _ray_settings(args: argparse.Namespace) -> dict | None:
+    given = {
+        "address": args.ray_address,
+        "actors": args.ray_actors,
+        "actor_cpus": args.ray_actor_cpus,
+        "actor_gpus": args.ray_actor_gpus,
+        "decode_cpus": args.ray_decode_cpus,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if args.engine != "ray":
+        if given:
+            raise SystemExit(f"mmtok tokenize: --ray-* options need --engine ray (got {', '.join(given)})")
+        return None
+    return given
 
 
 def _templates(entries: list[str]) -> dict[str, str]:
@@ -317,6 +336,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tokenize.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"), default="auto", help="auto: bf16 on GPU, fp32 on CPU"
+    )
+    tokenize.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="encode every batch at one fixed shape (batch padded to --batch-size, lengths bucketed) so ids do not "
+        "depend on how inputs were grouped, in bf16 too; costs the padding",
+    )
+    tokenize.add_argument(
+        "--engine",
+        choices=("accelerate", "ray"),
+        default="accelerate",
+        help="accelerate: this machine or `accelerate launch` processes; ray: a Ray cluster (pip install "
+        "'mmtok[ray]'). Either resumes the other's OUTPUT_DIR",
+    )
+    tokenize.add_argument("--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, or local)")
+    tokenize.add_argument(
+        "--ray-actors", type=_positive_int, default=None, help="encoding actors (default: one per GPU, or per CPU)"
+    )
+    tokenize.add_argument("--ray-actor-cpus", type=float, default=None, help="CPUs per encoding actor (default: 1)")
+    tokenize.add_argument(
+        "--ray-actor-gpus", type=float, default=None, help="GPUs per encoding actor (default: 1 if the cluster has any)"
+    )
+    tokenize.add_argument(
+        "--ray-decode-cpus",
+        type=float,
+        default=None,
+        help="CPUs per decoding task (default: 1 with GPUs, 0 on CPU-only clusters)",
     )
     tokenize.add_argument(
         "--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes"

@@ -67,6 +67,8 @@ logger = logging.getLogger("mmtok.tokenize")
 STREAM_ABOVE = 2**22
 STREAM_PIECE = 2**18
 LOGGED_ERRORS = 10  # errors also logged as they happen; the rest go to errors.jsonl only
+# Model settings that decide how a long input is cut into pieces (written in the encode policy).
+LONG_MEDIA_SETTINGS = ("chunk_seconds", "chunk_latent_frames", "window_patches", "context_patches")
 
 
 class TokenizeInterrupted(RuntimeError):
@@ -121,7 +123,8 @@ def _keep_items(items: list[_Item]) -> list[_Item]:
 def _encode_items(frozen, tensors: list[torch.Tensor], options: dict) -> list[torch.Tensor | str]:
     """Ids (on the CPU) per prepared example, or the reason it cannot be encoded. A batch that
     fails in any way (a size the tokenizer refuses, a kernel error, running out of memory) is
-    encoded again one example at a time, so only the examples that fail alone are refused."""
+    encoded again one example at a time, so only the examples that fail alone are refused (with
+    `fixed_batch` in `options`, at the batch's shape, so their ids are those of the batch)."""
     try:
         return [ids.cpu() for ids in frozen.encode_many(tensors, **options)]
     except Exception as error:
@@ -135,6 +138,79 @@ def _encode_alone(frozen, x: torch.Tensor, options: dict) -> torch.Tensor | str:
         return frozen.encode_many([x], **options)[0].cpu()
     except Exception as error:
         return f"encode: {_reason(error)}"
+
+
+class ShardEncoder:
+    """One planned batch of prepared items -> its shard rows and its error records: the encode
+    step both engines run (DataLoader batches here, Ray actors in mmtok.tokenize_ray)."""
+
+    def __init__(self, frozen, source, vocab, *, llm_ids: bool, dtype: str, precision: str, options: dict, fixed_batch):
+        self.frozen, self.source, self.vocab = frozen, source, vocab
+        self.llm_ids, self.dtype, self.options = llm_ids, dtype, options
+        self.batch_options = options if fixed_batch is None else {**options, "fixed_batch": fixed_batch}
+        device = frozen.device.type
+        self.autocast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+    def encode(self, batch: list[_Item]) -> tuple[list[dict], list[tuple[int, str]]]:
+        """(rows, [(index, reason)]) for the items of `batch`, in any order."""
+        errors = [(item.index, item.error) for item in batch if item.error is not None]
+        whole = [item for item in batch if item.error is None and not item.streamed]
+        with self.autocast:
+            encoded = _encode_items(self.frozen, [item.tensor for item in whole], self.batch_options) if whole else []
+            results = list(zip(whole, encoded))
+            for item in batch:
+                if item.streamed:
+                    try:
+                        ids, info = _encode_streamed(self.frozen, self.source, item.index, self.options)
+                        results.append((item._replace(info={**info, **item.info}), ids))
+                    except Exception as error:  # the same isolation, and reason, as a whole item's
+                        results.append((item, _reason(error)))
+        rows = []
+        for item, ids in results:
+            if isinstance(ids, str):
+                errors.append((item.index, ids))
+                continue
+            try:
+                flat = self.vocab.to_llm_ids(ids) if self.llm_ids else self.vocab.flatten_ids(ids)
+            except Exception as error:  # e.g. a token grid the layout cannot frame
+                errors.append((item.index, f"llm ids: {_reason(error)}"))
+                continue
+            row = {"index": item.index, "ids": flat.numpy().astype(self.dtype), "token_shape": list(ids.shape)}
+            rows.append({**row, "info": item.info})
+        return rows, errors
+
+
+def encode_policy(frozen, job: dict, batch_size: int) -> dict:
+    """Everything besides the inputs and the weights that the ids depend on, for the manifest and
+    each shard's metadata: precision, batch shape and padding rule, how long media are cut, and
+    the library versions and device that ran the arithmetic."""
+    import numpy as np
+
+    from mmtok.artifact import mmtok_version
+
+    deterministic = job.get("deterministic") is not None
+    device = frozen.device
+    versions = {"mmtok": mmtok_version(), "torch": torch.__version__, "numpy": np.__version__}
+    if device.type == "cuda":
+        versions |= {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    long_media = {k: v for k, v in frozen.config.items() if k in LONG_MEDIA_SETTINGS}
+    return {
+        "precision": job["precision"],
+        "batch_size": batch_size,
+        "deterministic": deterministic,
+        "padding": (
+            f"every encode call a batch of {batch_size}; along the padding axis each input padded to its own bucket"
+            " (Tokenizer.bucketed_length)"
+            if deterministic
+            else "inputs of one shape share a batch; causal models pad shorter inputs to the longest of their batch"
+        ),
+        "batches": "planned per shard: batch_size inputs in listing order, never across a shard",
+        "stream_above_values": STREAM_ABOVE,
+        "stream_piece_values": STREAM_PIECE,
+        "long_media": long_media,
+        "device": device.type if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "versions": versions,
+    }
 
 
 def _encode_streamed(frozen, source, index: int, options: dict) -> tuple[torch.Tensor, dict]:
@@ -257,10 +333,23 @@ def _changed_shards(output_dir: Folder, source, shards: list[int], shard_size: i
     return changed
 
 
+class ErrorLog:
+    """Logs the first LOGGED_ERRORS refused items as they happen; the rest go to errors.jsonl only."""
+
+    def __init__(self, source):
+        self.source, self.count = source, 0
+
+    def __call__(self, errors: list[tuple[int, str]]) -> None:
+        for index, reason in errors:
+            self.count += 1
+            if self.count <= LOGGED_ERRORS:
+                more = " (further errors go to errors.jsonl only)" if self.count == LOGGED_ERRORS else ""
+                logger.warning("%s: %s%s", self.source.describe(index), reason, more)
+
+
 def _run_shards(
     acc,
-    frozen,
-    source,
+    encoder: ShardEncoder,
     writer: ShardWriter,
     shards: list[int],
     *,
@@ -268,16 +357,13 @@ def _run_shards(
     shard_size: int,
     batch_size: int,
     num_workers: int,
-    llm_ids: bool,
-    dtype: str,
-    precision: str,
     progress: bool,
-    vocab,
-    options: dict,
+    policy: dict,
 ) -> dict:
     """Encodes and writes `shards` (this process's unfinished ones); returns what it wrote."""
     from tqdm.auto import tqdm
 
+    source, frozen = encoder.source, encoder.frozen
     remaining = {s: len(_shard_items(s, shard_size, num_items)) for s in shards}  # inputs not yet seen
     rows: dict[int, list[dict]] = {s: [] for s in shards}
     errors: dict[int, list[tuple[int, str]]] = {s: [] for s in shards}
@@ -292,7 +378,6 @@ def _run_shards(
         worker_init_fn=_ignore_interrupts,
         pin_memory=acc.device.type == "cuda",
     )
-    autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     bar = tqdm(
         total=sum(remaining.values()),
         unit="sample",
@@ -300,58 +385,22 @@ def _run_shards(
         disable=not (progress and acc.is_main_process),
         dynamic_ncols=True,
     )
-    refused = 0
-
-    def refuse(shard: int, index: int, reason: str) -> None:
-        nonlocal refused
-        errors[shard].append((index, reason))
-        refused += 1
-        if refused <= LOGGED_ERRORS:
-            more = " (further errors go to errors.jsonl only)" if refused == LOGGED_ERRORS else ""
-            logger.warning("%s: %s%s", source.describe(index), reason, more)
-
+    log_errors = ErrorLog(source)
     with _StopAfterShard() as stop, bar:
         for batch in loader:
-            shard = batch[0].index // shard_size
-            for item in batch:
-                if item.error is not None:
-                    refuse(shard, item.index, item.error)
-            whole = [item for item in batch if item.error is None and not item.streamed]
-            with autocast:
-                encoded = _encode_items(frozen, [item.tensor for item in whole], options) if whole else []
-                results = list(zip(whole, encoded))
-                for item in batch:
-                    if item.streamed:
-                        try:
-                            ids, info = _encode_streamed(frozen, source, item.index, options)
-                            results.append((item._replace(info={**info, **item.info}), ids))
-                        except Exception as error:  # the same isolation, and reason, as a whole item's
-                            results.append((item, _reason(error)))
-            for item, ids in results:
-                if isinstance(ids, str):
-                    refuse(shard, item.index, ids)
-                    continue
-                try:
-                    flat = vocab.to_llm_ids(ids) if llm_ids else vocab.flatten_ids(ids)
-                except Exception as error:  # e.g. a token grid the layout cannot frame
-                    refuse(shard, item.index, f"llm ids: {_reason(error)}")
-                    continue
-                rows[shard].append(
-                    {
-                        "index": item.index,
-                        "ids": flat.numpy().astype(dtype),
-                        "token_shape": list(ids.shape),
-                        "info": item.info,
-                    }
-                )
-            del encoded, results  # a long item's int64 ids, no longer needed once its row holds them
-            bar.update(len(batch))
-            remaining[shard] -= len(batch)
+            shard, count = batch[0].index // shard_size, len(batch)
+            batch_rows, batch_errors = encoder.encode(batch)
+            log_errors(batch_errors)
+            rows[shard] += batch_rows
+            errors[shard] += batch_errors
+            del batch, batch_rows  # a long item's ids, no longer needed once its row holds them
+            bar.update(count)
+            remaining[shard] -= count
             if remaining[shard] == 0:
                 del remaining[shard]
-                inputs = _inputs_digest(source, _shard_items(shard, shard_size, num_items))
-                stats = {"process": acc.process_index, "inputs_sha256": inputs}
-                written = writer.write(shard, rows.pop(shard), errors.pop(shard), stats)
+                stats = {"process": acc.process_index, "encode_policy": policy}
+                items = _shard_items(shard, shard_size, num_items)
+                written = write_shard(writer, shard, items, rows.pop(shard), errors.pop(shard), stats)
                 for key in ("samples", "tokens", "errors"):
                     done[key] += written[key]
                 done["shards"] += 1
@@ -366,7 +415,94 @@ def _run_shards(
     return done
 
 
+def write_shard(writer: ShardWriter, shard: int, items: range, rows: list[dict], errors: list, stats: dict) -> dict:
+    """Commits one finished shard (inputs `items`) with `stats` and what it was made from."""
+    inputs = _inputs_digest(writer.source, items)
+    return writer.write(shard, rows, errors, {**stats, "inputs_sha256": inputs})
+
+
 # -- the job ---------------------------------------------------------------------------------------------
+ENGINES = ("accelerate", "ray")
+
+
+@dataclasses.dataclass
+class _Job:
+    """What both engines share once the inputs are listed: the plan's settings and the writers' parts."""
+
+    frozen: object
+    source: object
+    output_dir: Folder
+    settings: dict  # job.json: what fixes which rows exist and what they hold
+    vocab: object
+    options: dict  # encode options (num_codebooks)
+    input: str
+    started: float
+
+    @property
+    def num_shards(self) -> int:
+        return math.ceil(self.settings["num_items"] / self.settings["shard_size"])
+
+    def encoder(self, batch_size: int) -> ShardEncoder:
+        fixed = batch_size if self.settings.get("deterministic") is not None else None
+        s = self.settings
+        return ShardEncoder(
+            self.frozen, self.source, self.vocab, llm_ids=s["llm_ids"], dtype=s["ids_dtype"],
+            precision=s["precision"], options=self.options, fixed_batch=fixed,
+        )  # fmt: skip
+
+    def writer(self) -> ShardWriter:
+        return ShardWriter(self.output_dir, self.source, self.frozen.input_spec.info_fields, self.settings["ids_dtype"])
+
+    def start(self) -> None:
+        """Creates the output folder and writes job.json (one process)."""
+        self.output_dir.makedirs(ERRORS_DIR)
+        self.output_dir.write_text_atomic(JOB_FILE, json.dumps(self.settings, indent=2) + "\n")
+
+    def unfinished(self, shards: list[int]) -> list[int]:
+        """Those of `shards` without a committed file, or whose inputs changed since it was written."""
+        num_items, shard_size = self.settings["num_items"], self.settings["shard_size"]
+        committed = set(self.output_dir.names(SHARD_PATTERN))  # one listing, however many shards
+        done = [s for s in shards if shard_name(s) in committed]
+        changed = _changed_shards(self.output_dir, self.source, done, shard_size, num_items)
+        if changed:
+            logger.warning(
+                "%d committed shard(s) hold inputs that changed since they were written (size or modification "
+                "time; first: %s in %s): redoing them",
+                len(changed),
+                self.source.key(changed[0] * shard_size),
+                shard_name(changed[0]),
+            )
+        return [s for s in shards if shard_name(s) not in committed or s in changed]
+
+    def finish(self, run: dict, policy: dict) -> dict:
+        """After every worker is done: errors.jsonl and manifest.json, and a summary in the log."""
+        seconds = time.perf_counter() - self.started
+        run = {
+            **run,
+            "seconds": round(seconds, 3),
+            "samples_per_second": run["samples"] / seconds,
+            "tokens_per_second": run["tokens"] / seconds,
+        }
+        self.output_dir.remove_temporaries()  # every worker is done writing
+        manifest = _write_manifest(self, run, policy)
+        counts = manifest["counts"]
+        logger.info(
+            "tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, %s engine); %s holds %d rows, "
+            "%d tokens, %d errors (errors.jsonl), %d files passed over",
+            run["samples"],
+            seconds,
+            run["samples_per_second"],
+            run["tokens_per_second"],
+            run["engine"],
+            self.output_dir,
+            counts["samples"],
+            counts["tokens"],
+            counts["errors"],
+            counts["skipped"],
+        )
+        return manifest
+
+
 def tokenize(
     tokenizer_dir: str | Path,
     input: str | Path,
@@ -382,31 +518,90 @@ def tokenize(
     split: str | None = None,
     streaming: bool = False,
     precision: str = "auto",
+    deterministic: bool = False,
+    engine: str = "accelerate",
+    ray: dict | None = None,
     break_lock: bool = False,
     progress: bool = True,
 ) -> dict:
     """Tokenizes every item of `input` (a folder, glob, .tar or .parquet, local or an fsspec URL;
     or "datasets:NAME_OR_PATH", a Hugging Face dataset's `split`, streamed when `streaming`) into
-    shards in `output_dir` (a local folder or an fsspec URL), on this process's part of the plan;
-    under `accelerate launch` on all of them. `num_codebooks=n` stores the first n codebooks of a
-    residual tokenizer (a coarser rate; the manifest's vocab layout says so). Returns the manifest.
-    Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed shards kept), FolderLocked when
-    another live job holds `output_dir` (`break_lock` removes a lock its dead owner left)."""
-    from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list
+    shards in `output_dir` (a local folder or an fsspec URL). Returns the manifest.
 
-    from mmtok.artifact import load_tokenizer
-
+    engine="accelerate": this process's part of the plan; under `accelerate launch` on all of them.
+    engine="ray": the whole plan on a Ray cluster (mmtok.tokenize_ray; `ray` holds its settings:
+    address, actors, actor_cpus, actor_gpus, decode_cpus, prefetch). Either engine resumes the
+    other's folder. `deterministic`: every encode call at one fixed shape (a batch of batch_size,
+    bucketed lengths), so ids do not depend on how inputs were grouped, in bf16 too.
+    `num_codebooks=n` stores the first n codebooks of a residual tokenizer (a coarser rate; the
+    manifest's vocab layout says so). Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed
+    shards kept), FolderLocked when another live job holds `output_dir` (`break_lock` removes a
+    lock its dead owner left)."""
     started = time.perf_counter()
     if batch_size < 1 or shard_size < 1 or num_workers < 0:
         raise ValueError("batch_size and shard_size must be positive and num_workers >= 0")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if ray is not None and engine != "ray":
+        raise ValueError("ray settings are for engine='ray'")
+    settings = dict(
+        batch_size=batch_size, shard_size=shard_size, llm_ids=llm_ids, num_codebooks=num_codebooks, limit=limit,
+        column=column, split=split, streaming=streaming, deterministic=deterministic, started=started,
+    )  # fmt: skip
+    if engine == "ray":
+        from mmtok.tokenize_ray import RaySettings, tokenize_on_ray
+
+        ray_settings = RaySettings(**(ray or {}))
+        cluster_has_gpus = ray_settings.connect()
+        precision = precision if precision != "auto" else "bf16" if cluster_has_gpus else "fp32"
+        job = _open_job(tokenizer_dir, input, output_dir, device="cpu", precision=precision, **settings)
+        with FolderLock(job.output_dir, break_lock=break_lock, what="tokenize job"):
+            job.start()
+            run, policy = tokenize_on_ray(job, tokenizer_dir, ray_settings, batch_size=batch_size, progress=progress)
+            return job.finish(run, policy)
+    return _tokenize_with_accelerate(
+        tokenizer_dir, input, output_dir, precision, settings, num_workers, break_lock, progress
+    )
+
+
+def _tokenize_with_accelerate(
+    tokenizer_dir, input, output_dir, precision: str, settings: dict, num_workers: int, break_lock: bool, progress: bool
+) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
+
     # Without a GPU, accelerate forms a real multi-process (gloo) group only when built with cpu=True.
     acc = Accelerator(cpu=not torch.cuda.is_available())
     if precision == "auto":
         precision = "bf16" if acc.device.type == "cuda" else "fp32"
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    frozen = load_tokenizer(tokenizer_dir, device=acc.device)
+    job = _open_job(tokenizer_dir, input, output_dir, device=acc.device, precision=precision, **settings)
+    lock, refusal = None, [None]
+    if acc.is_main_process:
+        try:
+            lock = FolderLock(job.output_dir, break_lock=break_lock, what="tokenize job").acquire()
+        except Exception as error:
+            refusal = [error]
+    if acc.num_processes > 1:  # every process stops on the main one's refusal, with its message
+        broadcast_object_list(refusal)
+    if refusal[0] is not None:
+        raise refusal[0]
+    try:
+        return _run_job(acc, job, batch_size=settings["batch_size"], num_workers=num_workers, progress=progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _open_job(
+    tokenizer_dir, input, output_dir, *, device, precision: str, batch_size: int, shard_size: int, llm_ids: bool,
+    num_codebooks, limit, column, split, streaming: bool, deterministic: bool, started: float,
+) -> _Job:  # fmt: skip
+    """Loads the tokenizer, lists the inputs and checks the settings against the folder's job.json."""
+    from mmtok.artifact import load_tokenizer
+
+    frozen = load_tokenizer(tokenizer_dir, device=device)
     vocab = _stored_layout(frozen, num_codebooks)
     options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
     source = open_source(
@@ -417,9 +612,7 @@ def tokenize(
         passed = f" ({source.passed_over.total} files passed over: {source.passed_over.to_json()})"
         raise ValueError(f"no {frozen.modality} inputs in {input}{passed if source.passed_over.total else ''}")
     dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
-    output_dir = Folder(output_dir)
-
-    job = {
+    settings = {
         "tokenizer_sha256": frozen.config["weights_sha256"],
         "num_items": num_items,
         "first_key": source.key(0),
@@ -431,26 +624,16 @@ def tokenize(
         "num_codebooks": num_codebooks,
         "ids_dtype": dtype,
         "precision": precision,
+        # The encode shape is the batch size: another one would give other bf16 ids.
+        "deterministic": {"batch_size": batch_size} if deterministic else None,
     }
-    if num_codebooks is None:  # job.json files written before the option existed stay valid
-        del job["num_codebooks"]
-    _check_job(output_dir, job)  # every process, before any barrier, so a mismatch stops them all
-    lock, refusal = None, [None]
-    if acc.is_main_process:
-        try:
-            lock = FolderLock(output_dir, break_lock=break_lock, what="tokenize job").acquire()
-        except Exception as error:
-            refusal = [error]
-    if acc.num_processes > 1:  # every process stops on the main one's refusal, with its message
-        broadcast_object_list(refusal)
-    if refusal[0] is not None:
-        raise refusal[0]
-    try:
-        loader = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress}
-        return _run_job(acc, frozen, source, output_dir, job, input, vocab, options, started, **loader)
-    finally:
-        if lock is not None:
-            lock.release()
+    for optional in ("num_codebooks", "deterministic"):  # job.json files written before these stay valid
+        if settings[optional] is None:
+            del settings[optional]
+    output_dir = Folder(output_dir)
+    _check_job(output_dir, settings)  # every process, before any barrier, so a mismatch stops them all
+    where = str(input) if is_url(input) or str(input).startswith("datasets:") else os.path.abspath(input)
+    return _Job(frozen, source, output_dir, settings, vocab, options, where, started)
 
 
 def _stored_layout(frozen, num_codebooks: int | None):
@@ -464,92 +647,48 @@ def _stored_layout(frozen, num_codebooks: int | None):
     return dataclasses.replace(vocab, codebook_sizes=vocab.codebook_sizes[: int(num_codebooks)])
 
 
-def _run_job(
-    acc, frozen, source, output_dir: Folder, job: dict, input, vocab, options: dict, started: float, **loader
-) -> dict:
-    """The job once this process holds the output folder: plan, encode, manifest."""
-    num_items, shard_size = job["num_items"], job["shard_size"]
-    num_shards = math.ceil(num_items / shard_size)
+def _run_job(acc, job: _Job, *, batch_size: int, num_workers: int, progress: bool) -> dict:
+    """The accelerate engine once this process holds the output folder: plan, encode, manifest."""
     if acc.is_main_process:
-        output_dir.makedirs(ERRORS_DIR)
-        output_dir.write_text_atomic(JOB_FILE, json.dumps(job, indent=2) + "\n")
+        job.start()
     acc.wait_for_everyone()
-
-    committed = set(output_dir.names(SHARD_PATTERN))  # one listing, however many shards
-    ours = list(range(acc.process_index, num_shards, acc.num_processes))
-    changed = _changed_shards(
-        output_dir, source, [s for s in ours if shard_name(s) in committed], shard_size, num_items
-    )
-    if changed:
-        first = source.key(changed[0] * shard_size)
-        logger.warning(
-            "%d committed shard(s) hold inputs that changed since they were written (size or modification "
-            "time; first: %s in %s): redoing them",
-            len(changed),
-            first,
-            shard_name(changed[0]),
-        )
-    mine = [s for s in ours if shard_name(s) not in committed or s in changed]
-    writer = ShardWriter(output_dir, source, frozen.input_spec.info_fields, job["ids_dtype"])
+    mine = job.unfinished(list(range(acc.process_index, job.num_shards, acc.num_processes)))
+    policy = encode_policy(job.frozen, job.settings, batch_size)
     done = _run_shards(
         acc,
-        frozen,
-        source,
-        writer,
+        job.encoder(batch_size),
+        job.writer(),
         mine,
-        num_items=num_items,
-        shard_size=shard_size,
-        llm_ids=job["llm_ids"],
-        dtype=job["ids_dtype"],
-        precision=job["precision"],
-        vocab=vocab,
-        options=options,
-        **loader,
+        num_items=job.settings["num_items"],
+        shard_size=job.settings["shard_size"],
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        policy=policy,
     )
-
     # This run's counts from every process, for the throughput in the manifest and summary.
     this_run = acc.reduce(torch.tensor([done[k] for k in done], device=acc.device), "sum").tolist()
     acc.wait_for_everyone()
     if acc.is_main_process:
-        seconds = time.perf_counter() - started
         run = {
             **dict(zip(done, this_run)),
-            "seconds": round(seconds, 3),
-            "samples_per_second": this_run[0] / seconds,
-            "tokens_per_second": this_run[1] / seconds,
+            "engine": "accelerate",
             "world_size": acc.num_processes,
             "device": acc.device.type,
-            "batch_size": loader["batch_size"],
-            "num_workers": loader["num_workers"],
+            "batch_size": batch_size,
+            "num_workers": num_workers,
         }
-        output_dir.remove_temporaries()  # every process is done writing
-        where = str(input) if is_url(input) or str(input).startswith("datasets:") else os.path.abspath(input)
-        manifest = _write_manifest(output_dir, frozen, vocab, job, where, num_shards, run, source.passed_over)
-        counts = manifest["counts"]
-        logger.info(
-            "tokenized %d samples in %.1f s (%.1f samples/s, %.0f tokens/s, processes: %d); %s holds %d rows, "
-            "%d tokens, %d errors (errors.jsonl), %d files passed over",
-            run["samples"],
-            seconds,
-            run["samples_per_second"],
-            run["tokens_per_second"],
-            acc.num_processes,
-            output_dir,
-            counts["samples"],
-            counts["tokens"],
-            counts["errors"],
-            counts["skipped"],
-        )
+        job.finish(run, policy)
     acc.wait_for_everyone()
-    return read_manifest(output_dir)
+    return read_manifest(job.output_dir)
 
 
-def _write_manifest(
-    output_dir: Folder, frozen, vocab, job: dict, input: str, num_shards: int, run: dict, passed_over
-) -> dict:
+def _write_manifest(job: _Job, run: dict, policy: dict) -> dict:
     """After every process is done: errors.jsonl from the per-shard files, then manifest.json."""
     from mmtok.artifact import mmtok_version
 
+    output_dir, frozen, vocab, passed_over = job.output_dir, job.frozen, job.vocab, job.source.passed_over
+    input, num_shards, job = job.input, job.num_shards, job.settings
     names = [shard_name(i) for i in range(num_shards)]
     committed = set(output_dir.names(SHARD_PATTERN))
     missing = [name for name in names if name not in committed]
@@ -586,6 +725,7 @@ def _write_manifest(
         "shards": names,
         "counts": counts,
         "skipped": passed_over.to_json(),  # files the listing left out, by reason, with examples
+        "encode_policy": policy,  # this run's; each shard's own is in its parquet metadata
         "run": run,
     }
     output_dir.write_text_atomic(MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

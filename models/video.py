@@ -38,7 +38,7 @@ from mmtok.data.video_io import DEFAULT_VIDEO_MAX_PIXELS, VideoInputSpec, frame_
 from mmtok.models.blocks import Downsample, ResidualBlock, Upsample
 from mmtok.models.image import ImageDecoder, ImageEncoder, ImageTokenizerConfig
 from mmtok.models.streaming import Streamable, StreamableConv, is_streaming, rechunk, streaming
-from mmtok.tokenizer import QuantizerConfig, Tokenizer
+from mmtok.tokenizer import QuantizerConfig, Tokenizer, bucket_length
 from mmtok.vocab import VocabLayout
 
 # The fields a video tokenizer shares with the image tokenizer whose layers run on its frames.
@@ -236,6 +236,11 @@ class VideoTokenizer(Tokenizer):
         if h % f or w % f:
             raise ValueError(f"frame height and width must be divisible by {f}, got {h}x{w}")
         return (self.config.latent_frames(frames), h // f, w // f)
+
+    def bucketed_length(self, length: int) -> int:
+        # Buckets of latent frames: the frame count stays 1 + k * temporal_factor.
+        t = self.config.temporal_factor
+        return 1 + t * bucket_length((length - 1) // t)
 
     @property
     def padding_axes(self) -> tuple[int, int]:
