@@ -339,9 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tokenize.add_argument(
         "--deterministic",
-        action="store_true",
-        help="encode every batch at one fixed shape (batch padded to --batch-size, lengths bucketed) so ids do not "
-        "depend on how inputs were grouped, in bf16 too; costs the padding",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_positive_int,
+        metavar="N",
+        help="encode in calls of exactly N inputs (default 16; lengths bucketed) so ids do not depend on how "
+        "inputs were grouped (--batch-size, --shard-size, processes, engine), in bf16 too; costs the padding",
     )
     tokenize.add_argument(
         "--engine",

@@ -14,9 +14,9 @@ load per actor.
     ds.write_parquet("s3://bucket/photo-ids/")  # path, ids, token_shape, error (and the media's info)
 
 Ray Data forms the batches, so their composition changes from run to run; with `deterministic`
-EncodeMedia encodes every call at one shape (a batch of `batch_size`, lengths bucketed), and an
-input's ids are then the same bits whatever batch it came in, and equal to those of
-`mmtok tokenize --deterministic --batch-size batch_size`. A file that cannot be decoded or encoded
+(True, or an encode batch n) EncodeMedia encodes every call at one shape (a batch of n, 16 for
+True, lengths bucketed), and an input's ids are then the same bits whatever batch it came in, and
+equal to those of `mmtok tokenize --deterministic n`. A file that cannot be decoded or encoded
 gets its reason in `error` and empty ids; the pipeline goes on.
 
 `mmtok tokenize --engine ray` (mmtok.tokenize_ray) runs the whole job, shards and manifest
@@ -99,8 +99,7 @@ class EncodeMedia:
         self,
         tokenizer_dir,
         *,
-        batch_size: int = 32,
-        deterministic: bool = False,
+        deterministic: bool | int = False,
         precision: str = "auto",
         llm_ids: bool = False,
         num_codebooks: int | None = None,
@@ -109,7 +108,7 @@ class EncodeMedia:
 
         from mmtok.artifact import load_tokenizer
         from mmtok.shards import ids_dtype
-        from mmtok.tokenize import ShardEncoder, _stored_layout
+        from mmtok.tokenize import ShardEncoder, _stored_layout, deterministic_batch
 
         if precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
@@ -121,7 +120,7 @@ class EncodeMedia:
         options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
         self.encoder = ShardEncoder(
             frozen, None, vocab, llm_ids=llm_ids, dtype=self.dtype, precision=precision, options=options,
-            fixed_batch=batch_size if deterministic else None,
+            fixed_batch=deterministic_batch(deterministic),
         )  # fmt: skip
 
     def __call__(self, batch):

@@ -66,6 +66,8 @@ logger = logging.getLogger("mmtok.tokenize")
 # 21 frames of 256 x 256) is prepared and encoded in pieces of STREAM_PIECE values instead of whole.
 STREAM_ABOVE = 2**22
 STREAM_PIECE = 2**18
+# --deterministic's encode shape when none is given: every encode call is a batch of this many.
+DETERMINISTIC_BATCH = 16
 LOGGED_ERRORS = 10  # errors also logged as they happen; the rest go to errors.jsonl only
 # Model settings that decide how a long input is cut into pieces (written in the encode policy).
 LONG_MEDIA_SETTINGS = ("chunk_seconds", "chunk_latent_frames", "window_patches", "context_patches")
@@ -180,6 +182,23 @@ class ShardEncoder:
         return rows, errors
 
 
+def encode_batch(job: dict) -> int | None:
+    """The fixed encode batch of a --deterministic job (job.json), or None."""
+    deterministic = job.get("deterministic")
+    return None if deterministic is None else deterministic["encode_batch"]
+
+
+def deterministic_batch(deterministic: bool | int) -> int | None:
+    """`deterministic` as an encode batch: False -> None, True -> DETERMINISTIC_BATCH, n -> n."""
+    if deterministic is False or deterministic is None:
+        return None
+    if deterministic is True:
+        return DETERMINISTIC_BATCH
+    if int(deterministic) != deterministic or deterministic < 1:
+        raise ValueError(f"deterministic must be True, False or a positive encode batch, got {deterministic!r}")
+    return int(deterministic)
+
+
 def encode_policy(frozen, job: dict, batch_size: int) -> dict:
     """Everything besides the inputs and the weights that the ids depend on, for the manifest and
     each shard's metadata: precision, batch shape and padding rule, how long media are cut, and
@@ -188,23 +207,26 @@ def encode_policy(frozen, job: dict, batch_size: int) -> dict:
 
     from mmtok.artifact import mmtok_version
 
-    deterministic = job.get("deterministic") is not None
+    fixed_batch = encode_batch(job)
+    deterministic = fixed_batch is not None
     device = frozen.device
     versions = {"mmtok": mmtok_version(), "torch": torch.__version__, "numpy": np.__version__}
     if device.type == "cuda":
         versions |= {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
-    long_media = {k: v for k, v in frozen.config.items() if k in LONG_MEDIA_SETTINGS}
+    long_media = {k: v for k, v in frozen.config.get("model", {}).items() if k in LONG_MEDIA_SETTINGS}
     return {
         "precision": job["precision"],
         "batch_size": batch_size,
         "deterministic": deterministic,
+        "encode_batch": fixed_batch,
         "padding": (
-            f"every encode call a batch of {batch_size}; along the padding axis each input padded to its own bucket"
+            f"every encode call a batch of {fixed_batch}; along the padding axis each input padded to its own bucket"
             " (Tokenizer.bucketed_length)"
             if deterministic
             else "inputs of one shape share a batch; causal models pad shorter inputs to the longest of their batch"
         ),
-        "batches": "planned per shard: batch_size inputs in listing order, never across a shard",
+        "batches": "planned per shard: batch_size inputs in listing order, never across a shard"
+        + (f"; each encoded in calls of exactly {fixed_batch}" if deterministic else ""),
         "stream_above_values": STREAM_ABOVE,
         "stream_piece_values": STREAM_PIECE,
         "long_media": long_media,
@@ -443,7 +465,7 @@ class _Job:
         return math.ceil(self.settings["num_items"] / self.settings["shard_size"])
 
     def encoder(self, batch_size: int) -> ShardEncoder:
-        fixed = batch_size if self.settings.get("deterministic") is not None else None
+        fixed = encode_batch(self.settings)
         s = self.settings
         return ShardEncoder(
             self.frozen, self.source, self.vocab, llm_ids=s["llm_ids"], dtype=s["ids_dtype"],
@@ -518,7 +540,7 @@ def tokenize(
     split: str | None = None,
     streaming: bool = False,
     precision: str = "auto",
-    deterministic: bool = False,
+    deterministic: bool | int = False,
     engine: str = "accelerate",
     ray: dict | None = None,
     break_lock: bool = False,
@@ -531,8 +553,9 @@ def tokenize(
     engine="accelerate": this process's part of the plan; under `accelerate launch` on all of them.
     engine="ray": the whole plan on a Ray cluster (mmtok.tokenize_ray; `ray` holds its settings:
     address, actors, actor_cpus, actor_gpus, decode_cpus, prefetch). Either engine resumes the
-    other's folder. `deterministic`: every encode call at one fixed shape (a batch of batch_size,
-    bucketed lengths), so ids do not depend on how inputs were grouped, in bf16 too.
+    other's folder. `deterministic` (True, or an encode batch n; True: DETERMINISTIC_BATCH): every
+    encode call at one fixed shape (a batch of n, bucketed lengths), so ids do not depend on how
+    inputs were grouped (batch_size, shard_size, processes, engine), in bf16 too.
     `num_codebooks=n` stores the first n codebooks of a residual tokenizer (a coarser rate; the
     manifest's vocab layout says so). Raises TokenizeInterrupted after Ctrl-C / SIGTERM (completed
     shards kept), FolderLocked when another live job holds `output_dir` (`break_lock` removes a
@@ -596,11 +619,12 @@ def _tokenize_with_accelerate(
 
 def _open_job(
     tokenizer_dir, input, output_dir, *, device, precision: str, batch_size: int, shard_size: int, llm_ids: bool,
-    num_codebooks, limit, column, split, streaming: bool, deterministic: bool, started: float,
+    num_codebooks, limit, column, split, streaming: bool, deterministic: bool | int, started: float,
 ) -> _Job:  # fmt: skip
     """Loads the tokenizer, lists the inputs and checks the settings against the folder's job.json."""
     from mmtok.artifact import load_tokenizer
 
+    fixed_batch = deterministic_batch(deterministic)
     frozen = load_tokenizer(tokenizer_dir, device=device)
     vocab = _stored_layout(frozen, num_codebooks)
     options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
@@ -624,8 +648,8 @@ def _open_job(
         "num_codebooks": num_codebooks,
         "ids_dtype": dtype,
         "precision": precision,
-        # The encode shape is the batch size: another one would give other bf16 ids.
-        "deterministic": {"batch_size": batch_size} if deterministic else None,
+        # The encode shape: another one would give other ids, so a resume must keep it.
+        "deterministic": None if fixed_batch is None else {"encode_batch": fixed_batch},
     }
     for optional in ("num_codebooks", "deterministic"):  # job.json files written before these stay valid
         if settings[optional] is None:
