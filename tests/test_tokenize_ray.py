@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 import test_shards
-from test_shards import BATCH, ENV, SHARD, rows
+from test_shards import BATCH, SHARD, rows
 
 from mmtok.shards import ERRORS_FILE, read_manifest, shard_files, shard_stats
 from mmtok.storage import Folder
 from mmtok.tokenize import tokenize
 
 ray = pytest.importorskip("ray")
+# Drivers in other processes need the cluster's credentials, which ray.init puts in os.environ.
+ENV_NOW = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 # The accelerate engine's inputs and reference run (module fixtures of test_shards, shared as they are).
 tok_dir, images, reference = test_shards.tok_dir, test_shards.images, test_shards.reference
 
@@ -92,7 +94,7 @@ def test_a_killed_ray_job_resumes_under_either_engine(cluster, reference, tok_di
     driver = subprocess.Popen(
         [sys.executable, "-m", "mmtok", "tokenize", str(tok_dir), str(images), str(out), "--shard-size", str(SHARD),
          "--batch-size", str(BATCH), "--engine", "ray", "--ray-address", cluster],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, **ENV_NOW}, stdout=subprocess.DEVNULL, stderr=(tmp_path / "driver.log").open("w"),
     )  # fmt: skip
     deadline = time.monotonic() + 180
     while len(list(out.glob("shard-*.parquet"))) < 3 and driver.poll() is None and time.monotonic() < deadline:
@@ -100,13 +102,13 @@ def test_a_killed_ray_job_resumes_under_either_engine(cluster, reference, tok_di
     driver.kill()
     driver.wait()
     committed = len(list(out.glob("shard-*.parquet")))
-    assert 3 <= committed < read_manifest(reference)["num_shards"], committed
+    assert 3 <= committed < read_manifest(reference)["num_shards"], (tmp_path / "driver.log").read_text()[-3000:]
     assert not (out / "manifest.json").exists()
     # The accelerate engine finishes the Ray job's folder, redoing only what was not committed.
     resumed = subprocess.run(
         [sys.executable, "-m", "mmtok", "tokenize", str(tok_dir), str(images), str(out), "--shard-size", str(SHARD),
          "--batch-size", str(BATCH), "--num-workers", "0"],
-        env=ENV, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **ENV_NOW}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     manifest = read_manifest(out)
