@@ -4,6 +4,7 @@
     python benchmarks/tokenize_shards.py                    # ~200 generated PNGs, a random tokenizer
     python benchmarks/tokenize_shards.py --images 400 --json tokenize.json
     python benchmarks/tokenize_shards.py --only pretrained   # just the pretrained-adapter row (3.)
+    python benchmarks/tokenize_shards.py --only ray          # just the Ray engine (4.)
 
 1. overhead: `frozen.encode_tensor` alone on pre-decoded batches (the batches the job makes: same
    order, same sizes) vs the whole job on the same files, in this process: listing, decoding in
@@ -16,6 +17,10 @@
 
 3. a pretrained adapter: a transformers EnCodec converted by `mmtok convert`, the job against the
    model's own encode in a bare loop and against a per-file script (benchmarks/pretrained_tokenize.py).
+
+4. the Ray engine (`--engine ray`, benchmarks/tokenize_ray.py): against the accelerate engine and a
+   bare loop on the same files, with an actor killed mid-way, the driver's memory, and what
+   --deterministic costs.
 
 Output is Markdown, ending with the targets: overhead <= 10 %, 2 processes >= 1.8x one (CPU); for
 the adapter, the job within 10 % of bare encoding and faster than the per-file script.
@@ -162,7 +167,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--clips", type=int, default=120, help="WAV clips for the pretrained-adapter row")
     parser.add_argument("--clip-seconds", type=float, default=1.0)
-    parser.add_argument("--only", choices=("all", "pretrained"), default="all")
+    parser.add_argument("--only", choices=("all", "pretrained", "ray"), default="all")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     setup = SETUPS[device]
@@ -170,6 +175,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.only == "pretrained":
         print_pretrained_row(args)
+        return
+    if args.only == "ray":
+        print_ray_section(args, setup)
         return
 
     load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
@@ -232,6 +240,7 @@ def main() -> None:
         f"2-process {[round(m['run']['samples_per_second'], 1) for m in two]} images/s"
     )
     print_pretrained_row(args)
+    print_ray_section(args, setup)
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -248,6 +257,25 @@ def main() -> None:
                 indent=2,
             )
         )
+
+
+def print_ray_section(args, setup: dict) -> dict:
+    from tokenize_ray import measure, print_ray_rows
+
+    with tempfile.TemporaryDirectory() as tmp:
+        numbers = measure(
+            Path(tmp),
+            images=args.images,
+            repeats=args.repeats,
+            setup=setup,
+            write_images=write_images,
+            sorted_rows=sorted_rows,
+            bare_seconds=bare_encode_seconds,
+        )
+    print_ray_rows(numbers)
+    if args.json:
+        args.json.with_suffix(".ray.json").write_text(json.dumps(numbers, indent=2, default=str))
+    return numbers
 
 
 def print_pretrained_row(args) -> dict:

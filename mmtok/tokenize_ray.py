@@ -3,12 +3,13 @@ format, manifest and errors.jsonl, on a cluster whose nodes may come and go.
 
 The driver lists the inputs, writes job.json and finds the unfinished shards exactly as the
 accelerate engine does (mmtok.tokenize), so either engine resumes the other's folder. A Ray Dataset
-of those shard numbers then goes through `map_batches(ShardTokenizer, concurrency=actors,
-num_gpus=...)` (an actor pool): each actor loads the tokenizer once and, for each shard it is given (one call per
-planned shard), decodes the shard's planned batches in Ray CPU tasks (`prefetch` in flight, so
-decoding overlaps encoding and may run on other nodes), encodes those same batches (so the ids
-equal the accelerate engine's) and commits the shard atomically from the worker. Only each
-shard's counts come back to the driver, whose memory therefore does not grow with the ids.
+of those shard numbers then goes through `map_batches(ShardTokenizer, compute=ActorPoolStrategy,
+num_gpus=...)`: each actor loads the tokenizer once and, for each shard it is given (one call per
+planned shard), has the shard's planned batches decoded ahead of it (`prefetch` in flight: in Ray
+CPU tasks that may run on other nodes, or on a CPU-only cluster in threads of the actor), encodes
+those same batches (so the ids equal the accelerate engine's) and commits the shard atomically from
+the worker. Only each shard's counts come back to the driver, whose memory therefore does not
+grow with the ids.
 
 Faults: Ray retries a decode task whose worker died, and restarts a dead actor and hands it the
 shard again (Ray Data's actor pools default to max_restarts=-1, max_task_retries=-1). A shard is
@@ -51,7 +52,9 @@ class RaySettings:
     actor_cpus: float = 1.0  # CPUs each actor holds (and torch threads it uses)
     actor_gpus: float | None = None  # None: 1 where the cluster has GPUs, else 0
     # CPUs each decode task holds; None: 1 with GPUs, 0 on a CPU-only cluster, where the actors hold
-    # every core and decode tasks (at most `prefetch` per actor) run beside them.
+    # every core: 0 decodes in threads of the actor instead of Ray tasks (a task beyond the CPUs
+    # would need a fresh worker process, which Ray stops again after a second of idleness: the
+    # torch import each time stalled a 2-CPU job for 11 s).
     decode_cpus: float | None = None
     prefetch: int = 2  # decode tasks in flight per actor
 
@@ -168,9 +171,17 @@ class ShardTokenizer:
         self.encoder, self.writer = job.encoder(batch_size), job.writer()
         self.policy = encode_policy(frozen, settings, batch_size)
         self.log_errors = ErrorLog(source)
-        # The source goes to the object store once; each decode task reads it from there.
-        self.items = ray.put(_PreparedItems(source, frozen.input_spec, streams=frozen.streams))
-        self.decode = ray.remote(num_cpus=decode_cpus)(_prepare)
+        items = _PreparedItems(source, frozen.input_spec, streams=frozen.streams)
+        if decode_cpus:  # CPU tasks anywhere in the cluster; the source goes to the object store once
+            task, items_ref = ray.remote(num_cpus=decode_cpus)(_prepare), ray.put(items)
+            self.decode = lambda indices: task.remote(items_ref, indices)
+            self.result = ray.get
+        else:  # threads here, beside the encoder (decoders and torch release the GIL)
+            from concurrent.futures import ThreadPoolExecutor
+
+            threads = ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="mmtok-decode")
+            self.decode = lambda indices: threads.submit(_prepare, items, indices)
+            self.result = lambda future: future.result()
         self.where = f"ray:{ray.get_runtime_context().get_node_id()[:12]}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
@@ -184,8 +195,6 @@ class ShardTokenizer:
         return {key: np.array(values) for key, values in counts.items()}
 
     def _tokenize_shard(self, shard: int) -> dict:
-        import ray
-
         shard_size, num_items = self.settings["shard_size"], self.settings["num_items"]
         planned = iter(_shard_batches([shard], shard_size, num_items, self.batch_size))
         pending: deque = deque()
@@ -194,12 +203,12 @@ class ShardTokenizer:
         def submit() -> None:
             indices = next(planned, None)
             if indices is not None:
-                pending.append(self.decode.remote(self.items, indices))
+                pending.append(self.decode(indices))
 
         for _ in range(self.prefetch):
             submit()
         while pending:
-            prepared = ray.get(pending.popleft())
+            prepared = self.result(pending.popleft())
             submit()  # the next batch decodes while this one encodes
             batch_rows, batch_errors = self.encoder.encode(prepared)
             self.log_errors(batch_errors)
