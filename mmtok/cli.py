@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-decode-cpus",
         type=float,
         default=None,
-        help="CPUs per decoding task (default: 1 with GPUs, 0 on CPU-only clusters)",
+        help="CPUs per decoding task (default: 1 with GPUs; 0, the CPU-only default, decodes in threads of each actor)",
     )
     tokenize.add_argument(
         "--resume", action="store_true", help="accepted for symmetry with train: a restart always resumes"

@@ -66,7 +66,10 @@ class RaySettings:
 
     def connect(self) -> bool:
         """Joins (or starts) the cluster; True when it has GPUs."""
-        import ray
+        try:
+            import ray
+        except ImportError as error:
+            raise ModuleNotFoundError("--engine ray needs Ray: pip install 'mmtok[ray]'") from error
 
         if not ray.is_initialized():
             ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=True)
