@@ -10,7 +10,8 @@ Rows:
 - the Ray engine with one actor SIGKILLed once the first shard is committed: it must finish, with
   rows identical to the accelerate engine's;
 - the driver's peak memory for a listing of N and 8N small images: the ids never reach it;
-- what --deterministic costs: the accelerate engine with and without it, on the images.
+- what --deterministic costs: the accelerate engine with and without it, on the images and on
+  speech clips of many lengths.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from mmtok.config import load_yaml
 from mmtok.models import build_tokenizer
 from mmtok.shards import read_manifest
 from mmtok.tokenize import tokenize
@@ -136,21 +139,38 @@ def _driver_memory(root: Path, ray_args, write_images) -> dict:
 
 
 def _deterministic_cost(root: Path, tok_dir, batch: int, shard: int, repeats: int) -> dict:
-    """Seconds of the accelerate engine (this process, all cores) on the images, without and with
-    --deterministic. (Speech clips of many lengths cost far more, since each planned batch splits
-    into one encode call per length bucket: 48 clips of 0.5-3 s with the 24 kHz codec, batches of
-    16, took 37 s by default and had not finished after 12 minutes with --deterministic 16.)"""
-    seconds = {False: [], True: []}
-    for r in range(repeats):
-        for deterministic in (False, True):
-            start = time.perf_counter()
-            tokenize(
-                tok_dir, root / "data", root / f"det-{deterministic}-{r}", batch_size=batch, shard_size=shard,
-                num_workers=1, progress=False, deterministic=deterministic and batch,
-            )  # fmt: skip
-            seconds[deterministic].append(time.perf_counter() - start)
-    cost = {"default_s": statistics.median(seconds[False]), "deterministic_s": statistics.median(seconds[True])}
-    return {"images": {**cost, "batch": batch, "shard": shard}}
+    """Seconds of the accelerate engine (this process, all cores) without and with
+    --deterministic: on the images, and on speech clips of many lengths (48 clips of 0.5-3 s, the
+    24 kHz residual codec at its recipe's size), where inputs wait for their length bucket to fill."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    (root / "clips").mkdir()
+    for i in range(48):
+        length = int(rng.uniform(0.5, 3.0) * 24000)
+        sf.write(root / "clips" / f"c{i:03d}.wav", rng.normal(0, 0.1, length).astype(np.float32), 24000)
+    torch.manual_seed(0)
+    recipe = load_yaml(Path(__file__).resolve().parent.parent / "configs" / "audio_rvq.yaml")
+    codec = build_tokenizer(recipe["model"]).save_pretrained(root / "codec")
+    cases = {"images": (tok_dir, root / "data", batch, shard), "speech": (codec, root / "clips", 16, 48)}
+    cost = {}
+    for name, (tok, data, batch_size, shard_size) in cases.items():
+        seconds = {False: [], True: []}
+        for r in range(repeats):
+            for deterministic in (False, True):
+                start = time.perf_counter()
+                tokenize(
+                    tok, data, root / f"det-{name}-{deterministic}-{r}", batch_size=batch_size,
+                    shard_size=shard_size, num_workers=1, progress=False, deterministic=deterministic and batch_size,
+                )  # fmt: skip
+                seconds[deterministic].append(time.perf_counter() - start)
+        cost[name] = {
+            "default_s": statistics.median(seconds[False]),
+            "deterministic_s": statistics.median(seconds[True]),
+            "batch": batch_size,
+            "shard": shard_size,
+        }
+    return cost
 
 
 def print_ray_rows(numbers: dict) -> None:

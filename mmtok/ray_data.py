@@ -139,6 +139,8 @@ class EncodeMedia:
                 tensor = torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False))
                 items.append(_Item(index, tensor, {}, None))
         rows, refused = self.encoder.encode(items)
+        last_rows, last_refused = self.encoder.flush()  # every input of this batch gets its row now
+        rows, refused = rows + last_rows, refused + last_refused
         ids, shapes, reasons = [np.zeros(0, self.dtype)] * len(items), [[]] * len(items), [None] * len(items)
         for row in rows:
             ids[row["index"]], shapes[row["index"]] = row["ids"], row["token_shape"]

@@ -148,26 +148,53 @@ class ShardEncoder:
 
     def __init__(self, frozen, source, vocab, *, llm_ids: bool, dtype: str, precision: str, options: dict, fixed_batch):
         self.frozen, self.source, self.vocab = frozen, source, vocab
-        self.llm_ids, self.dtype, self.options = llm_ids, dtype, options
+        self.llm_ids, self.dtype, self.options, self.fixed_batch = llm_ids, dtype, options, fixed_batch
         self.batch_options = options if fixed_batch is None else {**options, "fixed_batch": fixed_batch}
         device = frozen.device.type
         self.autocast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        # With a fixed encode batch, items wait here by bucket until fixed_batch of them can fill a
+        # call: otherwise a planned batch of many lengths would be one call per bucket, each filled
+        # with copies (48 speech clips: 37 s -> over 12 min). At most buckets x fixed_batch wait.
+        self.waiting: dict[tuple, list[_Item]] = {}
 
     def encode(self, batch: list[_Item]) -> tuple[list[dict], list[tuple[int, str]]]:
-        """(rows, [(index, reason)]) for the items of `batch`, in any order."""
+        """(rows, [(index, reason)]) for the items of `batch`, in any order; with a fixed encode
+        batch, for those items (of this batch or earlier ones) whose bucket is full: `flush` gives
+        the rest."""
         errors = [(item.index, item.error) for item in batch if item.error is not None]
         whole = [item for item in batch if item.error is None and not item.streamed]
+        if self.fixed_batch is not None:
+            whole = self._full_buckets(whole)
+        rows, more_errors = self._encode(whole, [item for item in batch if item.streamed])
+        return rows, errors + more_errors
+
+    def flush(self) -> tuple[list[dict], list[tuple[int, str]]]:
+        """Rows and errors of the items still waiting for their bucket to fill (at a shard's end)."""
+        waiting = [item for group in self.waiting.values() for item in group]
+        self.waiting.clear()
+        return self._encode(waiting, [])
+
+    def _full_buckets(self, items: list[_Item]) -> list[_Item]:
+        ready = []
+        for item in items:
+            group = self.waiting.setdefault(self.frozen.model.batch_key(item.tensor, bucketed=True), [])
+            group.append(item)
+            if len(group) == self.fixed_batch:
+                ready += group
+                group.clear()
+        return ready
+
+    def _encode(self, whole: list[_Item], streamed: list[_Item]) -> tuple[list[dict], list[tuple[int, str]]]:
         with self.autocast:
             encoded = _encode_items(self.frozen, [item.tensor for item in whole], self.batch_options) if whole else []
             results = list(zip(whole, encoded))
-            for item in batch:
-                if item.streamed:
-                    try:
-                        ids, info = _encode_streamed(self.frozen, self.source, item.index, self.options)
-                        results.append((item._replace(info={**info, **item.info}), ids))
-                    except Exception as error:  # the same isolation, and reason, as a whole item's
-                        results.append((item, _reason(error)))
-        rows = []
+            for item in streamed:
+                try:
+                    ids, info = _encode_streamed(self.frozen, self.source, item.index, self.options)
+                    results.append((item._replace(info={**info, **item.info}), ids))
+                except Exception as error:  # the same isolation, and reason, as a whole item's
+                    results.append((item, _reason(error)))
+        rows, errors = [], []
         for item, ids in results:
             if isinstance(ids, str):
                 errors.append((item.index, ids))
@@ -420,6 +447,10 @@ def _run_shards(
             remaining[shard] -= count
             if remaining[shard] == 0:
                 del remaining[shard]
+                last_rows, last_errors = encoder.flush()
+                log_errors(last_errors)
+                rows[shard] += last_rows
+                errors[shard] += last_errors
                 stats = {"process": acc.process_index, "encode_policy": policy}
                 items = _shard_items(shard, shard_size, num_items)
                 written = write_shard(writer, shard, items, rows.pop(shard), errors.pop(shard), stats)

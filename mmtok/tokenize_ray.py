@@ -218,5 +218,9 @@ class ShardTokenizer:
             rows += batch_rows
             errors += batch_errors
             del prepared
+        last_rows, last_errors = self.encoder.flush()
+        self.log_errors(last_errors)
+        rows += last_rows
+        errors += last_errors
         stats = {"process": self.where, "encode_policy": self.policy}
         return write_shard(self.writer, shard, _shard_items(shard, shard_size, num_items), rows, errors, stats)

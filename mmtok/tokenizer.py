@@ -228,16 +228,21 @@ class Tokenizer(nn.Module):
                 results[i] = example.narrow(token_axis, 0, tokens)
         return results
 
+    def batch_key(self, x: torch.Tensor, *, bucketed: bool = False) -> tuple:
+        """Inputs with equal keys share an encode batch: their shape, but for the padding axis
+        (any length, or with `bucketed` the same `bucketed_length`) where the model is causal."""
+        shape = list(x.shape)
+        if self.padding_axes is not None and shape[self.padding_axes[0]] >= self.min_padded_length:
+            axis = self.padding_axes[0]
+            shape[axis] = self.bucketed_length(shape[axis]) if bucketed else -1
+        return tuple(shape)
+
     def _batches(self, inputs: list[torch.Tensor], fixed_batch: int | None = None) -> list[list[int]]:
         """Indices of inputs that can share a batch: same shape, or same but for the padding axis
         (with `fixed_batch`: the same bucket of it, in batches of at most `fixed_batch`)."""
         groups: dict[tuple, list[int]] = {}
         for i, x in enumerate(inputs):
-            shape = list(x.shape)
-            if self.padding_axes is not None and shape[self.padding_axes[0]] >= self.min_padded_length:
-                axis = self.padding_axes[0]
-                shape[axis] = -1 if fixed_batch is None else self.bucketed_length(shape[axis])
-            groups.setdefault(tuple(shape), []).append(i)
+            groups.setdefault(self.batch_key(x, bucketed=fixed_batch is not None), []).append(i)
         if fixed_batch is None:
             return list(groups.values())
         return [
