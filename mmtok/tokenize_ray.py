@@ -108,7 +108,7 @@ def tokenize_on_ray(job: _Job, tokenizer_dir, settings: RaySettings, *, batch_si
     todo = job.unfinished(list(range(job.num_shards)))
     placement = settings.resolved(len(todo))
     done = {"samples": 0, "tokens": 0, "errors": 0, "shards": 0}
-    policies = []
+    policy = None  # this run's, as the first actor to finish a shard reports it
     if todo:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver's own bar counts samples
@@ -136,10 +136,10 @@ def tokenize_on_ray(job: _Job, tokenizer_dir, settings: RaySettings, *, batch_si
                 for key in ("samples", "tokens", "errors"):
                     done[key] += int(row[key])
                 done["shards"] += 1
-                policies.append(row["policy"])
+                policy = policy or json.loads(row["policy"])
                 bar.update(int(row["samples"]) + int(row["errors"]))
-    # This run's policy as the actors reported it; on a run with nothing left, the first shard's.
-    policy = json.loads(policies[0]) if policies else shard_stats(job.output_dir, shard_name(0)).get("encode_policy")
+    if policy is None:  # nothing was left to do: the policy the first shard was written with
+        policy = shard_stats(job.output_dir, shard_name(0)).get("encode_policy")
     run = {**done, "engine": "ray", "batch_size": batch_size, **placement}
     return run, policy
 
