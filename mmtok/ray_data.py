@@ -107,17 +107,12 @@ class EncodeMedia:
         import torch
 
         from mmtok.artifact import load_tokenizer
-        from mmtok.shards import ids_dtype
-        from mmtok.tokenize import ShardEncoder, _stored_layout, deterministic_batch
+        from mmtok.tokenize import ShardEncoder, deterministic_batch, resolve_precision, stored_ids
 
-        if precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        precision = precision if precision != "auto" else "bf16" if device == "cuda" else "fp32"
-        frozen = load_tokenizer(tokenizer_dir, device=device)
-        vocab = _stored_layout(frozen, num_codebooks)
-        self.dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
-        options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+        gpu = torch.cuda.is_available()
+        precision = resolve_precision(precision, gpu=gpu)
+        frozen = load_tokenizer(tokenizer_dir, device="cuda" if gpu else "cpu")
+        vocab, options, self.dtype = stored_ids(frozen, num_codebooks, llm_ids)
         self.encoder = ShardEncoder(
             frozen, None, vocab, llm_ids=llm_ids, dtype=self.dtype, precision=precision, options=options,
             fixed_batch=deterministic_batch(deterministic),

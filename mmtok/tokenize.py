@@ -594,8 +594,7 @@ def tokenize(
     started = time.perf_counter()
     if batch_size < 1 or shard_size < 1 or num_workers < 0:
         raise ValueError("batch_size and shard_size must be positive and num_workers >= 0")
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    resolve_precision(precision, gpu=False)  # refused before anything starts
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if ray is not None and engine != "ray":
@@ -609,7 +608,7 @@ def tokenize(
 
         ray_settings = RaySettings(**(ray or {}))
         cluster_has_gpus = ray_settings.connect()
-        precision = precision if precision != "auto" else "bf16" if cluster_has_gpus else "fp32"
+        precision = resolve_precision(precision, gpu=cluster_has_gpus)
         job = _open_job(tokenizer_dir, input, output_dir, device="cpu", precision=precision, **settings)
         with FolderLock(job.output_dir, break_lock=break_lock, what="tokenize job"):
             job.start()
@@ -628,8 +627,7 @@ def _tokenize_with_accelerate(
 
     # Without a GPU, accelerate forms a real multi-process (gloo) group only when built with cpu=True.
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    if precision == "auto":
-        precision = "bf16" if acc.device.type == "cuda" else "fp32"
+    precision = resolve_precision(precision, gpu=acc.device.type == "cuda")
     job = _open_job(tokenizer_dir, input, output_dir, device=acc.device, precision=precision, **settings)
     lock, refusal = None, [None]
     if acc.is_main_process:
@@ -657,8 +655,7 @@ def _open_job(
 
     fixed_batch = deterministic_batch(deterministic)
     frozen = load_tokenizer(tokenizer_dir, device=device)
-    vocab = _stored_layout(frozen, num_codebooks)
-    options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+    vocab, options, dtype = stored_ids(frozen, num_codebooks, llm_ids)
     source = open_source(
         input, modality=frozen.modality, column=column, in_memory=False, split=split, streaming=streaming, limit=limit
     )
@@ -666,7 +663,6 @@ def _open_job(
     if num_items == 0:
         passed = f" ({source.passed_over.total} files passed over: {source.passed_over.to_json()})"
         raise ValueError(f"no {frozen.modality} inputs in {input}{passed if source.passed_over.total else ''}")
-    dtype = ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes))
     settings = {
         "tokenizer_sha256": frozen.config["weights_sha256"],
         "num_items": num_items,
@@ -691,15 +687,32 @@ def _open_job(
     return _Job(frozen, source, output_dir, settings, vocab, options, where, started)
 
 
-def _stored_layout(frozen, num_codebooks: int | None):
-    """The vocab layout of the ids a job stores: the tokenizer's, or its first n codebooks' (the
-    same LLM ids for those codebooks, since codebook i's range never depends on later ones)."""
+class StoredIds(NamedTuple):
+    vocab: object  # the VocabLayout of the stored ids
+    options: dict  # encode options that give them
+    dtype: str  # their stored integer type
+
+
+def stored_ids(frozen, num_codebooks: int | None, llm_ids: bool) -> StoredIds:
+    """What ids a job stores: the tokenizer's layout, or its first n codebooks' (the same LLM ids
+    for those codebooks, since codebook i's range never depends on later ones), the encode options
+    for them and the narrowest type that holds them (framed LLM ids with `llm_ids`)."""
     vocab = frozen.vocab
-    if num_codebooks is None:
-        return vocab
-    if isinstance(num_codebooks, bool) or not 1 <= int(num_codebooks) <= vocab.num_codebooks:
-        raise ValueError(f"num_codebooks must be in [1, {vocab.num_codebooks}] for this tokenizer, got {num_codebooks}")
-    return dataclasses.replace(vocab, codebook_sizes=vocab.codebook_sizes[: int(num_codebooks)])
+    if num_codebooks is not None:
+        if isinstance(num_codebooks, bool) or not 1 <= int(num_codebooks) <= vocab.num_codebooks:
+            raise ValueError(
+                f"num_codebooks must be in [1, {vocab.num_codebooks}] for this tokenizer, got {num_codebooks}"
+            )
+        vocab = dataclasses.replace(vocab, codebook_sizes=vocab.codebook_sizes[: int(num_codebooks)])
+    options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
+    return StoredIds(vocab, options, ids_dtype(vocab.end_offset if llm_ids else max(vocab.codebook_sizes)))
+
+
+def resolve_precision(precision: str, gpu: bool) -> str:
+    """ "auto" -> bf16 on a GPU, fp32 otherwise; anything but auto, bf16 or fp32 is refused."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    return precision if precision != "auto" else "bf16" if gpu else "fp32"
 
 
 def _run_job(acc, job: _Job, *, batch_size: int, num_workers: int, progress: bool) -> dict:

@@ -35,8 +35,8 @@ from mmtok.tokenize import (
     _PreparedItems,
     _shard_batches,
     _shard_items,
-    _stored_layout,
     encode_policy,
+    stored_ids,
     write_shard,
 )
 
@@ -166,9 +166,7 @@ class ShardTokenizer:
                 f"{tokenizer_dir} on this worker holds other weights than the driver's tokenizer: every node must "
                 "see the same tokenizer directory"
             )
-        num_codebooks = settings.get("num_codebooks")
-        options = {} if num_codebooks is None else {"num_codebooks": num_codebooks}
-        vocab = _stored_layout(frozen, num_codebooks)
+        vocab, options, _ = stored_ids(frozen, settings.get("num_codebooks"), settings["llm_ids"])
         job = _Job(frozen, source, Folder(output_dir), settings, vocab, options, input="", started=0.0)
         self.source, self.settings, self.batch_size, self.prefetch = source, settings, batch_size, prefetch
         self.encoder, self.writer = job.encoder(batch_size), job.writer()
