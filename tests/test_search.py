@@ -70,3 +70,22 @@ def test_bad_inputs_are_clear_errors():
         nearest_code(torch.randn(4, 3), torch.randn(0, 3))
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         nearest_code(torch.randn(2, 4, 3), torch.randn(5, 3))
+
+
+def test_cpu_row_blocks_in_worker_threads_give_the_same_answer_and_restore_the_threads():
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2 * search._CPU_BLOCK_ROWS + 37, 6, generator=generator, requires_grad=True)
+    codebook = torch.randn(3000, 6, generator=generator)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # three workers, even on a runner with fewer cores
+    try:
+        blocked_ids, blocked_dist = search._blocked_cpu_search(x, codebook)
+        threads_after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    single_ids, single_dist = search._tiled_torch_search(x.detach(), codebook)
+    assert threads_after == 3
+    assert torch.equal(blocked_ids, single_ids)
+    assert torch.equal(blocked_dist, single_dist)
+    assert not blocked_dist.requires_grad
+    assert_exact_up_to_ties(x.detach(), codebook, "l2", blocked_ids, blocked_dist, tol=1e-4)
