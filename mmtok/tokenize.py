@@ -43,6 +43,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mmtok.cpu_threads import limit_threads_per_process
 from mmtok.data.sources import open_source
 from mmtok.job_lock import FolderLock
 from mmtok.shards import (
@@ -627,6 +628,7 @@ def _tokenize_with_accelerate(
 
     # Without a GPU, accelerate forms a real multi-process (gloo) group only when built with cpu=True.
     acc = Accelerator(cpu=not torch.cuda.is_available())
+    limit_threads_per_process()
     precision = resolve_precision(precision, gpu=acc.device.type == "cuda")
     job = _open_job(tokenizer_dir, input, output_dir, device=acc.device, precision=precision, **settings)
     lock, refusal = None, [None]

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from mmtok import distributed
 from mmtok.config import to_dict
+from mmtok.cpu_threads import limit_threads_per_process
 from mmtok.health import CodebookMonitor
 from mmtok.models.registry import build_tokenizer, family_of, recipe_class
 from mmtok.train.checkpoint import EMA_FILE, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -41,7 +42,7 @@ def make_accelerator(config: RunConfig) -> Accelerator:
     # cpu=True; otherwise `accelerate launch --multi_gpu` starts processes that each think they are alone.
     cpu = not torch.cuda.is_available()
     output_dir = Path(config.output_dir)
-    return Accelerator(
+    accelerator = Accelerator(
         cpu=cpu,
         mixed_precision=config.train.mixed_precision,
         gradient_accumulation_steps=config.train.grad_accum,
@@ -51,6 +52,8 @@ def make_accelerator(config: RunConfig) -> Accelerator:
         # every forward would only hide a bug and cost bandwidth.
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
+    limit_threads_per_process()
+    return accelerator
 
 
 def make_optimizer(params, cfg: OptimizerConfig, max_steps: int, time_spent: Callable[[], float] = lambda: 0.0):
