@@ -104,8 +104,14 @@ def job_seconds(tok_dir: Path, data: Path, out: Path, batch: int, shard: int, wo
     return time.perf_counter() - start
 
 
-def launch(tok_dir: Path, data: Path, out: Path, batch: int, shard: int, processes: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def launch(
+    tok_dir: Path, data: Path, out: Path, batch: int, shard: int, processes: int, threads: int | None = 1
+) -> dict:
+    """The job as `mmtok tokenize` (or under `accelerate launch` for 2+ processes) in a fresh process, with
+    OMP_NUM_THREADS=threads (None: as the environment and the launcher leave it)."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     job = [
         "-m",
         "mmtok",

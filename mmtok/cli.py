@@ -238,6 +238,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_ROWS = ("search", "search_shared", "vq_step", "encode", "decode", "train_step", "tokenize", "processes", "peers")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    # The rows are the scripts of benchmarks/ (they share their cases with the per-topic scripts there),
+    # so the command needs the source tree that `pip install -e .` leaves in place.
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not (folder / "bench.py").is_file():
+        raise FileNotFoundError(
+            errno.ENOENT, "mmtok bench runs the benchmarks/ folder of a source checkout (pip install -e .)", folder
+        )
+    sys.path.insert(0, str(folder))
+    import bench
+
+    return bench.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mmtok",
@@ -495,6 +512,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="AR probe: models trained per tokenizer; with 2 or more, a 95 %% interval over seeds (default: 1)",
     )
     evaluate.set_defaults(func=_cmd_eval, parser=evaluate)
+
+    bench = sub.add_parser(
+        "bench",
+        help="every speed and memory figure in one Markdown table and a JSON file, on the device present",
+        description="Measure mmtok against its peers (vector-quantize-pytorch, diffusers VQModel, transformers "
+        "EnCodec/DAC/Mimi): search, VQ step, encode/decode and training of every family, the tokenize job, "
+        "one process against two on the same cores.",
+    )
+    bench.add_argument("--smoke", action="store_true", help="toy sizes: every row in about a minute")
+    bench.add_argument("--only", action="append", choices=BENCH_ROWS, metavar="ROW",
+                       help=f"run this row only (repeatable): {', '.join(BENCH_ROWS)}")  # fmt: skip
+    bench.add_argument("--out", default="runs/bench", help="folder for bench.md and bench.json (default: runs/bench)")
+    bench.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when present)")
+    bench.add_argument("--repeats", type=_positive_int, default=None, help="timed runs per figure (default 3; smoke 1)")
+    bench.add_argument(
+        "--compile", choices=("auto", "on", "off"), default="auto",
+        help="also measure encode/decode under torch.compile (auto: on CUDA, not in --smoke)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--memory-budget-gib", type=float, default=8.0,
+        help="on CPU, skip a peer case whose N x K buffers would need more than this (default 8)",
+    )  # fmt: skip
+    bench.set_defaults(func=_cmd_bench)
     for command in sub.choices.values():  # `mmtok COMMAND ... --debug` works too; SUPPRESS keeps the top-level value
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser

@@ -1,0 +1,216 @@
+"""`mmtok bench` rows for the tokenizer families: encode and decode throughput at a realistic input size (fp32 and
+bf16, eager and torch.compile, FLOP/s against the device's peak), and one training step of each recipe."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+from bench_core import BenchContext, Row, autocast, counted_flops, median_seconds, rate, verdict
+from tokenize_shards import write_images
+
+from mmtok.config import load_yaml
+from mmtok.data.eeg_montage import channel_positions, montage_positions, pack_eeg
+from mmtok.data.video_io import write_video
+from mmtok.models import build_tokenizer
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    family: str
+    recipe: str  # the recipe in mmtok.configs whose model is measured
+    input_shape: tuple[int, ...]  # one input of realistic size; `smoke_shape` for --smoke
+    smoke_shape: tuple[int, ...]
+    batch: dict[str, int]  # per device type
+    unit: str  # what the throughput counts
+    smoke_data: dict = field(default_factory=dict)  # training data overrides that make --smoke's step small
+
+    def amount(self, shape: tuple[int, ...], config: dict) -> float:
+        """Units (images, seconds, frames) in one input of `shape`."""
+        if self.family in ("audio", "eeg"):
+            return (shape[-1] - (3 if self.family == "eeg" else 0)) / config["sample_rate"]
+        return shape[1] if self.family == "video" else 1.0
+
+
+CASES = [
+    FamilyCase("image", "quickstart.yaml", (3, 256, 256), (3, 32, 32), {"cpu": 8, "cuda": 64}, "images",
+               smoke_data={"size": 32}),
+    # The 1-D recipe's linear path maps the whole crop to the tokens, so it is measured at its own 64 px.
+    FamilyCase("image1d", "image1d.yaml", (3, 64, 64), (3, 64, 64), {"cpu": 32, "cuda": 256}, "images"),
+    FamilyCase("audio", "audio_rvq.yaml", (1, 240_000), (1, 2_400), {"cpu": 4, "cuda": 32}, "s of audio",
+               smoke_data={"segment_seconds": 0.1}),
+    FamilyCase("video", "video.yaml", (3, 17, 128, 128), (3, 5, 32, 32), {"cpu": 2, "cuda": 8}, "frames",
+               smoke_data={"frames": 5, "size": 32}),
+    FamilyCase("eeg", "eeg.yaml", (64, 2_003), (4, 403), {"cpu": 8, "cuda": 64}, "s of EEG (all channels)",
+               smoke_data={"segment_patches": 1}),
+]  # fmt: skip
+PRECISIONS = ("fp32", "bf16")
+
+
+def recipe(case: FamilyCase) -> dict:
+    return load_yaml(files("mmtok.configs") / case.recipe)
+
+
+def example_batch(case: FamilyCase, shape: tuple[int, ...], batch: int, device: torch.device) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    if case.family != "eeg":
+        return (torch.rand(batch, *shape, generator=generator) * 2 - 1).to(device)
+    channels, samples = shape[0], shape[1] - 3
+    names = [name for name in montage_positions()][:channels]
+    positions = torch.as_tensor(channel_positions(names), dtype=torch.float32)
+    signal = torch.randn(batch, channels, samples, generator=generator) * 0.5
+    return torch.stack([pack_eeg(s, positions) for s in signal]).to(device)
+
+
+def _throughput_rows(ctx: BenchContext, name: str) -> list[Row]:
+    rows = []
+    for case in CASES:
+        config = recipe(case)
+        model = build_tokenizer(config["model"]).to(ctx.device).eval()
+        shape = case.smoke_shape if ctx.smoke else case.input_shape
+        batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
+        x = example_batch(case, shape, batch, ctx.device)
+        with torch.inference_mode():
+            ids = model.encode(x)
+        amount = case.amount(shape, config["model"]) * batch
+        for precision in PRECISIONS:
+            for compiled in (False, True) if ctx.compile else (False,):
+                rows.append(_measure(ctx, name, case, model, x, ids, amount, precision, compiled, shape))
+        del model
+    return rows
+
+
+def _measure(ctx, name, case, model, x, ids, amount, precision, compiled, shape) -> Row:
+    fn = model.encode if name == "encode" else model.decode
+    arg = x if name == "encode" else ids
+    run = torch.compile(fn) if compiled else fn
+
+    def op():
+        with torch.inference_mode(), autocast(ctx.device, precision):
+            return run(arg)
+
+    with torch.inference_mode(), autocast(ctx.device, precision):
+        flops = counted_flops(lambda: fn(arg))
+    seconds = median_seconds(op, ctx.device, ctx.repeats)
+    achieved = flops / seconds
+    peak = ctx.peak_flops(precision)
+    peak_name = "data-sheet bf16 peak" if precision == "bf16" and ctx.on_cuda else "measured fp32 matmul rate"
+    share = f"{achieved / peak:.1%} of the {peak_name}" if peak else "peak unknown"
+    label = f"{case.family} {len(x)} × {'×'.join(map(str, shape))}, {precision}, {'compiled' if compiled else 'eager'}"
+    row = Row(
+        name,
+        label,
+        f"{rate(amount, seconds)} {case.unit}/s",
+        note=f"{flops / len(x) / 1e9:,.2f} GFLOP per input; {achieved / 1e12:.3f} TFLOP/s = {share}",
+        values={
+            "family": case.family,
+            "precision": precision,
+            "compiled": compiled,
+            "batch": len(x),
+            "seconds": seconds,
+            "flops": flops,
+            "units_per_s": amount / seconds,
+            "mfu": achieved / peak if peak else None,
+        },
+    )
+    floor = {"image": 0.40, "audio": 0.25}.get(case.family)
+    if name == "encode" and ctx.on_cuda and precision == "bf16" and compiled and floor and peak:
+        row.target, row.verdict = f"MFU ≥ {floor:.0%}", verdict(achieved / peak >= floor)
+    return row
+
+
+def encode_rows(ctx: BenchContext) -> list[Row]:
+    return _throughput_rows(ctx, "encode")
+
+
+def decode_rows(ctx: BenchContext) -> list[Row]:
+    return _throughput_rows(ctx, "decode")
+
+
+# -- one training step per recipe ------------------------------------------------------------------
+def write_training_data(family: str, folder, smoke: bool) -> None:
+    """A few synthetic files of the family's kind, enough for its recipe to draw training batches."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    if family in ("image", "image1d"):
+        write_images(folder, 8, 64 if smoke else 256)
+    elif family == "audio":
+        for i in range(4):
+            sf.write(folder / f"clip{i}.wav", (rng.normal(0, 0.1, 24_000 * 3)).astype(np.float32), 24_000)
+    elif family == "video":
+        for i in range(2):
+            frames = rng.integers(0, 256, (9 if smoke else 25, 64 if smoke else 128, 80 if smoke else 160, 3))
+            write_video(folder / f"clip{i}.mp4", frames.astype(np.uint8), 25.0)
+    else:
+        names = [name for name in montage_positions()][:16]
+        for i in range(3):
+            np.savez(
+                folder / f"rec{i}.npz", data=rng.normal(0, 20, (16, 200 * 30)), channel_names=names, sample_rate=200
+            )
+
+
+def train_step_rows(ctx: BenchContext) -> list[Row]:
+    from mmtok.train.config import load_run_config
+    from mmtok.train.trainer import Trainer
+
+    logging.getLogger("mmtok.train").setLevel(logging.WARNING)
+    rows = []
+    for case in CASES:
+        config = recipe(case)
+        data_dir = ctx.workdir / "train_data" / case.family
+        write_training_data(case.family, data_dir, ctx.smoke)
+        config["data"]["source"] = str(data_dir)
+        config["data"].update(case.smoke_data if ctx.smoke else {})
+        config["output_dir"] = str(ctx.workdir / "train_runs" / case.family)
+        steps = 2 if ctx.smoke else 1 + ctx.repeats
+        config["train"].update(
+            max_steps=steps,
+            max_minutes=None,
+            checkpoint_every=10**6,
+            image_every=10**6,
+            health_every=10**6,
+            **({"batch_size": 1} if ctx.smoke else {}),
+        )
+        path = ctx.workdir / f"train_{case.family}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        run = load_run_config(path)
+        examples_per_s = Trainer(run).fit()["images_per_s"]  # the last step: after the warm-up ones
+        per_example = _training_amount(case, config)
+        rows.append(
+            Row(
+                "train_step",
+                f"{case.family} ({case.recipe}), batch {run.train.batch_size}",
+                f"{rate(examples_per_s * per_example, 1.0)} {case.unit}/s",
+                note=f"{run.train.batch_size / examples_per_s:.2f} s per step, data loading included; "
+                f"{_gan_phase(run.loss.gan_start_step)}",
+                values={
+                    "family": case.family,
+                    "examples_per_s": examples_per_s,
+                    "units_per_s": examples_per_s * per_example,
+                },
+            )
+        )
+    return rows
+
+
+def _gan_phase(start_step: int) -> str:
+    if start_step < 0:
+        return "no GAN in this recipe"
+    return "GAN on" if start_step == 0 else f"before the GAN phase (from step {start_step:,})"
+
+
+def _training_amount(case: FamilyCase, config: dict) -> float:
+    """Units in one training example of the recipe (a crop, a segment, a clip, a window)."""
+    data, model = config["data"], config["model"]
+    if case.family == "audio":
+        return data["segment_seconds"]
+    if case.family == "video":
+        return data["frames"]
+    if case.family == "eeg":
+        return data["segment_patches"] * model["patch_size"] / model["sample_rate"]
+    return 1.0
