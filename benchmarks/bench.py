@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from bench_core import BenchContext, Row
-from bench_models import decode_rows, encode_rows, train_step_rows
+from bench_models import decode_rows, encode_rows, encode_shared_rows, train_step_rows
 from bench_peers import peer_rows
 from bench_quantize import search_rows, search_shared_rows, vq_step_rows
 from bench_tokenize import processes_rows, tokenize_rows
@@ -38,6 +38,7 @@ ROWS = {
     "vq_step": vq_step_rows,
     "encode": encode_rows,
     "decode": decode_rows,
+    "encode_shared": encode_shared_rows,
     "train_step": train_step_rows,
     "tokenize": tokenize_rows,
     "processes": processes_rows,

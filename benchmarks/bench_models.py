@@ -11,7 +11,17 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
-from bench_core import BenchContext, Row, autocast, counted_flops, median_seconds, rate, verdict
+from bench_core import (
+    BenchContext,
+    Row,
+    another_busy_process,
+    autocast,
+    counted_flops,
+    median_seconds,
+    rate,
+    times,
+    verdict,
+)
 from tokenize_shards import write_images
 
 from mmtok.config import load_yaml
@@ -130,6 +140,37 @@ def encode_rows(ctx: BenchContext) -> list[Row]:
 
 def decode_rows(ctx: BenchContext) -> list[Row]:
     return _throughput_rows(ctx, "decode")
+
+
+def encode_shared_rows(ctx: BenchContext) -> list[Row]:
+    """Image and audio encode alone and beside another busy process, in this process: what sharing costs."""
+    rows = []
+    for case in (c for c in CASES if c.family in ("image", "audio")):
+        config = recipe(case)
+        model = build_tokenizer(config["model"]).to(ctx.device).eval()
+        shape = case.smoke_shape if ctx.smoke else case.input_shape
+        batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
+        x = example_batch(case, shape, batch, ctx.device)
+        amount = case.amount(shape, config["model"]) * batch
+
+        def op(model=model, x=x):
+            with torch.inference_mode():
+                return model.encode(x)
+
+        quiet = median_seconds(op, ctx.device, ctx.repeats)
+        with another_busy_process():
+            shared = median_seconds(op, ctx.device, ctx.repeats)
+        rows.append(
+            Row(
+                "encode_shared",
+                f"{case.family} {batch} × {'×'.join(map(str, shape))}, fp32, another busy process running",
+                f"{rate(amount, shared)} {case.unit}/s",
+                ratio=f"{times(quiet, shared)} of its speed alone ({rate(amount, quiet)} {case.unit}/s)",
+                note=f"{torch.get_num_threads()} intra-op threads",
+                values={"family": case.family, "quiet_seconds": quiet, "shared_seconds": shared},
+            )
+        )
+    return rows
 
 
 # -- one training step per recipe ------------------------------------------------------------------

@@ -238,7 +238,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCH_ROWS = ("search", "search_shared", "vq_step", "encode", "decode", "train_step", "tokenize", "processes", "peers")
+BENCH_ROWS = (
+    "search", "search_shared", "vq_step", "encode", "decode", "encode_shared", "train_step", "tokenize", "processes",
+    "peers",
+)  # fmt: skip
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -89,3 +89,17 @@ def test_cpu_row_blocks_in_worker_threads_give_the_same_answer_and_restore_the_t
     assert torch.equal(blocked_dist, single_dist)
     assert not blocked_dist.requires_grad
     assert_exact_up_to_ties(x.detach(), codebook, "l2", blocked_ids, blocked_dist, tol=1e-4)
+
+
+def test_cpu_row_blocks_work_under_inference_mode_as_encode_calls_them():
+    generator = torch.Generator().manual_seed(6)
+    x = torch.randn(3 * search._CPU_BLOCK_ROWS, 4, generator=generator)
+    codebook = torch.randn(700, 4, generator=generator)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            ids, dist = search._blocked_cpu_search(x, codebook)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(ids, search._tiled_torch_search(x, codebook)[0])

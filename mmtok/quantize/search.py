@@ -89,9 +89,13 @@ def _blocked_cpu_search(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.
     ids = torch.empty(n, dtype=torch.long)
     dist = torch.empty(n, dtype=torch.float32)
 
+    inference = torch.is_inference_mode_enabled()
+
     def search_block(start: int) -> None:
         torch.set_num_threads(1)  # also sets this worker thread's BLAS threads, which are per thread
-        with torch.no_grad():  # grad mode is per thread: the workers do not inherit the caller's
+        # Grad and inference mode are per thread: a worker takes the caller's inference mode (writing into
+        # the inference tensors `ids` and `dist` needs it) and never records gradients.
+        with torch.inference_mode(inference), torch.no_grad():
             stop = start + _CPU_BLOCK_ROWS
             ids[start:stop], dist[start:stop] = _tiled_torch_search(x[start:stop], codebook)
 
