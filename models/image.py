@@ -124,6 +124,11 @@ class ImageTokenizer(Tokenizer):
             raise ValueError(f"image height and width must be divisible by {f}, got {x.shape[2]}x{x.shape[3]}")
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and not torch.is_grad_enabled():
+            # oneDNN's convolutions run channels-last inputs faster: encode 25-32 % quicker on CPU (the quickstart
+            # model at 8 x 256^2, the tokenize benchmark's at 16 x 128^2; same ids), decode unchanged. Inference only:
+            # training was not measured this way.
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.encoder(x).permute(0, 2, 3, 1)  # channel-last for the quantizer
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:

@@ -73,3 +73,21 @@ def test_causal_codec_batches_different_lengths_together_and_cuts_the_padding_aw
     ids = tok.encode_many([short, long])
     assert calls == [(2, 1, 2000)]  # one batch, padded to the longest
     assert ids[0].shape[0] == 800 // 8 and ids[1].shape[0] == 2000 // 8
+
+
+def test_image_ids_do_not_depend_on_the_memory_format_of_the_batch():
+    """Decoded photos arrive channels-last (HWC pixels, permuted) and a stacked batch arrives contiguous: the
+    tokenize job and a bare loop over decoded batches must get the same ids from both."""
+    torch.manual_seed(0)
+    levels = {"kind": "fsq", "options": {"levels": [8, 8, 8, 5, 5, 5]}}
+    model = build_tokenizer({**FAMILIES["image"], "base_channels": 16, "latent_dim": 6, "quantizer": levels}).eval()
+    x = torch.stack([example("image", 32, seed) for seed in range(4)])
+    formats = []  # the first convolution sees channels-last inputs either way: the faster CPU path
+    first_conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda _, args: formats.append(args[0].is_contiguous(
+        memory_format=torch.channels_last)))  # fmt: skip
+    with torch.inference_mode():
+        contiguous = model.encode(x)
+        channels_last = model.encode(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(contiguous, channels_last)
+    assert formats == [True, True]
