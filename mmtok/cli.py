@@ -543,7 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prefer_passive_omp_waits() -> None:
+    """OpenMP threads that sleep at a barrier instead of spinning, unless the user chose otherwise. It only takes
+    effect before torch is imported. Measured on 2 cores beside a busy process: image encode 1.29 s -> 0.97 s per
+    batch; alone 0.53-0.54 s either way (within noise)."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _prefer_passive_omp_waits()
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: one line, SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,5 +1,9 @@
 """Threads per process: a process never runs more intra-op threads than its share of the CPUs."""
 
+import os
+import subprocess
+import sys
+
 import torch
 
 from mmtok import cpu_threads
@@ -44,3 +48,13 @@ def test_processes_on_one_machine_split_its_cpus_and_threads_are_never_raised(mo
         assert cpu_threads.limit_threads_per_process() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_command_line_lets_openmp_threads_sleep_unless_the_user_chose():
+    probe = "import os; from mmtok.cli import main; main(['quantizers']); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    chosen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert chosen.stdout.split()[-1] == "PASSIVE"
+    kept = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"})  # fmt: skip
+    assert kept.stdout.split()[-1] == "ACTIVE"
