@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from quantize import time_op
 from torch.utils.flop_counter import FlopCounterMode
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for MFU; fp32 uses the
@@ -60,22 +60,9 @@ def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_seconds(op: Callable[[], object], device: torch.device, repeats: int) -> float:
     """Median wall seconds of `op` over `repeats` runs after one untimed warm-up run."""
-    op()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        op()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_op(op, device, repeats) / 1e3
 
 
 def counted_flops(op: Callable[[], object]) -> int:
