@@ -33,12 +33,12 @@ class BenchContext:
     def on_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def peak_flops(self, precision: str) -> float | None:
-        """The peak for MFU: a known GPU's data-sheet bf16 peak, or else the measured fp32 matmul rate."""
+    def peak_flops(self, precision: str) -> tuple[float | None, str]:
+        """The peak for MFU and its name: a known GPU's data-sheet bf16 peak, or else the measured fp32 matmul rate."""
         if precision == "bf16" and self.on_cuda:
             name = torch.cuda.get_device_name(self.device)
-            return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
-        return self.matmul_flops
+            return next((peak for key, peak in BF16_PEAK.items() if key in name), None), "data-sheet bf16 peak"
+        return self.matmul_flops, "measured fp32 matmul rate"
 
 
 @dataclass

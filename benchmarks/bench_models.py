@@ -25,7 +25,7 @@ from bench_core import (
 from tokenize_shards import write_images
 
 from mmtok.config import load_yaml
-from mmtok.data.eeg_montage import channel_positions, montage_positions, pack_eeg
+from mmtok.data.eeg_montage import POSITION_VALUES, channel_positions, montage_positions, pack_eeg
 from mmtok.data.video_io import write_video
 from mmtok.models import build_tokenizer
 
@@ -43,7 +43,7 @@ class FamilyCase:
     def amount(self, shape: tuple[int, ...], config: dict) -> float:
         """Units (images, seconds, frames) in one input of `shape`."""
         if self.family in ("audio", "eeg"):
-            return (shape[-1] - (3 if self.family == "eeg" else 0)) / config["sample_rate"]
+            return (shape[-1] - (POSITION_VALUES if self.family == "eeg" else 0)) / config["sample_rate"]
         return shape[1] if self.family == "video" else 1.0
 
 
@@ -62,41 +62,62 @@ CASES = [
 PRECISIONS = ("fp32", "bf16")
 
 
+def case_of(family: str) -> FamilyCase:
+    return next(case for case in CASES if case.family == family)
+
+
 def recipe(case: FamilyCase) -> dict:
     return load_yaml(files("mmtok.configs") / case.recipe)
+
+
+def electrode_names(count: int) -> list[str]:
+    return list(montage_positions())[:count]
 
 
 def example_batch(case: FamilyCase, shape: tuple[int, ...], batch: int, device: torch.device) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     if case.family != "eeg":
         return (torch.rand(batch, *shape, generator=generator) * 2 - 1).to(device)
-    channels, samples = shape[0], shape[1] - 3
-    names = [name for name in montage_positions()][:channels]
-    positions = torch.as_tensor(channel_positions(names), dtype=torch.float32)
+    channels, samples = shape[0], shape[1] - POSITION_VALUES
+    positions = torch.as_tensor(channel_positions(electrode_names(channels)), dtype=torch.float32)
     signal = torch.randn(batch, channels, samples, generator=generator) * 0.5
     return torch.stack([pack_eeg(s, positions) for s in signal]).to(device)
+
+
+@dataclass
+class Prepared:
+    """A family's recipe model and one batch of its realistic (or --smoke) input."""
+
+    model: torch.nn.Module
+    shape: tuple[int, ...]
+    x: torch.Tensor
+    amount: float  # units (images, seconds, frames) in the batch
+
+
+def prepared(ctx: BenchContext, case: FamilyCase) -> Prepared:
+    config = recipe(case)
+    model = build_tokenizer(config["model"]).to(ctx.device).eval()
+    shape = case.smoke_shape if ctx.smoke else case.input_shape
+    batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
+    x = example_batch(case, shape, batch, ctx.device)
+    return Prepared(model, shape, x, case.amount(shape, config["model"]) * batch)
 
 
 def _throughput_rows(ctx: BenchContext, name: str) -> list[Row]:
     rows = []
     for case in CASES:
-        config = recipe(case)
-        model = build_tokenizer(config["model"]).to(ctx.device).eval()
-        shape = case.smoke_shape if ctx.smoke else case.input_shape
-        batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
-        x = example_batch(case, shape, batch, ctx.device)
+        setup = prepared(ctx, case)
         with torch.inference_mode():
-            ids = model.encode(x)
-        amount = case.amount(shape, config["model"]) * batch
+            ids = setup.model.encode(setup.x)
         for precision in PRECISIONS:
             for compiled in (False, True) if ctx.compile else (False,):
-                rows.append(_measure(ctx, name, case, model, x, ids, amount, precision, compiled, shape))
-        del model
+                rows.append(_measure(ctx, name, case, setup, ids, precision, compiled))
     return rows
 
 
-def _measure(ctx, name, case, model, x, ids, amount, precision, compiled, shape) -> Row:
-    fn = model.encode if name == "encode" else model.decode
+def _measure(ctx, name, case, setup: Prepared, ids, precision, compiled) -> Row:
+    x, shape, amount = setup.x, setup.shape, setup.amount
+    fn = setup.model.encode if name == "encode" else setup.model.decode
     arg = x if name == "encode" else ids
     run = torch.compile(fn) if compiled else fn
 
@@ -108,8 +129,7 @@ def _measure(ctx, name, case, model, x, ids, amount, precision, compiled, shape)
         flops = counted_flops(lambda: fn(arg))
     seconds = median_seconds(op, ctx.device, ctx.repeats)
     achieved = flops / seconds
-    peak = ctx.peak_flops(precision)
-    peak_name = "data-sheet bf16 peak" if precision == "bf16" and ctx.on_cuda else "measured fp32 matmul rate"
+    peak, peak_name = ctx.peak_flops(precision)
     share = f"{achieved / peak:.1%} of the {peak_name}" if peak else "peak unknown"
     label = f"{case.family} {len(x)} × {'×'.join(map(str, shape))}, {precision}, {'compiled' if compiled else 'eager'}"
     row = Row(
@@ -145,17 +165,13 @@ def decode_rows(ctx: BenchContext) -> list[Row]:
 def encode_shared_rows(ctx: BenchContext) -> list[Row]:
     """Image and audio encode alone and beside another busy process, in this process: what sharing costs."""
     rows = []
-    for case in (c for c in CASES if c.family in ("image", "audio")):
-        config = recipe(case)
-        model = build_tokenizer(config["model"]).to(ctx.device).eval()
-        shape = case.smoke_shape if ctx.smoke else case.input_shape
-        batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
-        x = example_batch(case, shape, batch, ctx.device)
-        amount = case.amount(shape, config["model"]) * batch
+    for case in map(case_of, ("image", "audio")):
+        setup = prepared(ctx, case)
+        amount, shape = setup.amount, setup.shape
 
-        def op(model=model, x=x):
+        def op(setup=setup):
             with torch.inference_mode():
-                return model.encode(x)
+                return setup.model.encode(setup.x)
 
         quiet = median_seconds(op, ctx.device, ctx.repeats)
         with another_busy_process():
@@ -163,7 +179,7 @@ def encode_shared_rows(ctx: BenchContext) -> list[Row]:
         rows.append(
             Row(
                 "encode_shared",
-                f"{case.family} {batch} × {'×'.join(map(str, shape))}, fp32, another busy process running",
+                f"{case.family} {len(setup.x)} × {'×'.join(map(str, shape))}, fp32, another busy process running",
                 f"{rate(amount, shared)} {case.unit}/s",
                 ratio=f"{times(quiet, shared)} of its speed alone ({rate(amount, quiet)} {case.unit}/s)",
                 note=f"{torch.get_num_threads()} intra-op threads",
@@ -188,11 +204,9 @@ def write_training_data(family: str, folder, smoke: bool) -> None:
             frames = rng.integers(0, 256, (9 if smoke else 25, 64 if smoke else 128, 80 if smoke else 160, 3))
             write_video(folder / f"clip{i}.mp4", frames.astype(np.uint8), 25.0)
     else:
-        names = [name for name in montage_positions()][:16]
         for i in range(3):
-            np.savez(
-                folder / f"rec{i}.npz", data=rng.normal(0, 20, (16, 200 * 30)), channel_names=names, sample_rate=200
-            )
+            data = rng.normal(0, 20, (16, 200 * 30))
+            np.savez(folder / f"rec{i}.npz", data=data, channel_names=electrode_names(16), sample_rate=200)
 
 
 def train_step_rows(ctx: BenchContext) -> list[Row]:

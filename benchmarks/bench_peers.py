@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from bench_core import BenchContext, Row, autocast, median_seconds, rate, times
-from bench_models import CASES, example_batch, recipe
+from bench_models import case_of, example_batch, recipe
 
 from mmtok.models import build_tokenizer
 
@@ -29,7 +29,7 @@ def _params(model: torch.nn.Module) -> int:
 
 
 def mmtok_codec(family: str, x: torch.Tensor, device: torch.device) -> Codec:
-    case = next(c for c in CASES if c.family == family)
+    case = case_of(family)
     model = build_tokenizer(recipe(case)["model"]).to(device).eval()
     ids = model.encode(x)
     return Codec(f"mmtok {family} ({case.recipe})", _params(model), lambda: model.encode(x), lambda: model.decode(ids))
@@ -118,9 +118,8 @@ def peer_rows(ctx: BenchContext) -> list[Row]:
     batch = 1 if ctx.smoke else (16 if ctx.on_cuda else 4)
     rows = []
     with torch.inference_mode():
-        image_case = next(c for c in CASES if c.family == "image")
         size = 64 if ctx.smoke else 256
-        x = example_batch(image_case, (3, size, size), batch, ctx.device)
+        x = example_batch(case_of("image"), (3, size, size), batch, ctx.device)
         rows += _compare(
             ctx,
             precision,
@@ -131,9 +130,9 @@ def peer_rows(ctx: BenchContext) -> list[Row]:
             f"{batch} × 3×{size}×{size}",
         )
         seconds = 0.25 if ctx.smoke else 10.0
-        audio_case = next(c for c in CASES if c.family == "audio")
-        audio = example_batch(audio_case, (1, int(seconds * 24_000)), batch, ctx.device) * 0.1
+        audio = example_batch(case_of("audio"), (1, int(seconds * 24_000)), batch, ctx.device) * 0.1
         ours = mmtok_codec("audio", audio, ctx.device)
+        # mmtok is timed again beside each peer: a ratio is only as steady as the minutes its two timings share.
         for kind in ("encodec", "dac", "mimi"):
             peer = transformers_codec(kind, seconds, batch, ctx.device)
             rows += _compare(ctx, precision, ours, peer, batch * seconds, "s of audio", f"{batch} × {seconds:g} s")

@@ -37,6 +37,11 @@ def _spec(ctx: BenchContext, section: str, n: int, codes: int, impl: str) -> dic
     }
 
 
+def _measure_both(ctx: BenchContext, section: str, n: int, codes: int) -> tuple[dict, dict]:
+    """quantize.py's measurement of the case for mmtok, then for the peer."""
+    return tuple(measure(_spec(ctx, section, n, codes, impl), ctx.memory_budget_bytes) for impl in ("mmtok", "peer"))
+
+
 def _cell(result: dict) -> str:
     if result.get("status") != "ok":
         return result.get("note", result.get("status", "?"))
@@ -68,9 +73,7 @@ def exact_share(ctx: BenchContext, codes: int, rows: int = 2048) -> float:
 def search_rows(ctx: BenchContext) -> list[Row]:
     rows = []
     for n, codes in _cases(ctx, SEARCH_CASES):
-        mmtok, peer = (
-            measure(_spec(ctx, "search", n, codes, impl), ctx.memory_budget_bytes) for impl in ("mmtok", "peer")
-        )
+        mmtok, peer = _measure_both(ctx, "search", n, codes)
         gemm_ms = 2 * n * codes * DIM / ctx.matmul_flops * 1e3
         same = exact_share(ctx, codes)
         row = Row(
@@ -92,9 +95,7 @@ def search_shared_rows(ctx: BenchContext) -> list[Row]:
     n, codes = _cases(ctx, SHARED_CASE)
     quiet = measure(_spec(ctx, "search", n, codes, "mmtok"), ctx.memory_budget_bytes)
     with another_busy_process():
-        mmtok, peer = (
-            measure(_spec(ctx, "search", n, codes, impl), ctx.memory_budget_bytes) for impl in ("mmtok", "peer")
-        )
+        mmtok, peer = _measure_both(ctx, "search", n, codes)
     row = Row(
         "search_shared",
         f"{n:,} × {codes:,}, dim {DIM}, another busy process running",
@@ -120,7 +121,7 @@ def search_shared_rows(ctx: BenchContext) -> list[Row]:
 
 def vq_step_rows(ctx: BenchContext) -> list[Row]:
     n, codes = _cases(ctx, VQ_STEP_CASE)
-    mmtok, peer = (measure(_spec(ctx, "vq", n, codes, impl), ctx.memory_budget_bytes) for impl in ("mmtok", "peer"))
+    mmtok, peer = _measure_both(ctx, "vq", n, codes)
     row = Row(
         "vq_step",
         f"VQ training step (forward, backward, EMA), {n:,} tokens, K = {codes:,}, dim {DIM}",

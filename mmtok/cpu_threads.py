@@ -51,13 +51,14 @@ def processes_on_this_machine() -> int:
 def limit_threads_per_process() -> int:
     """Lowers torch's intra-op threads to this process's share of the CPUs; never raises them
     (an OMP_NUM_THREADS below the share is the user's or the launcher's choice). Returns the count."""
-    share = max(1, available_cpus() // processes_on_this_machine())
+    cpus, processes = available_cpus(), processes_on_this_machine()
+    share = max(1, cpus // processes)
     threads = torch.get_num_threads()
     if threads > share:
         torch.set_num_threads(share)
         logger.info(
             "%d intra-op threads for this process (was %d): %d CPUs shared by %d processes",
-            share, threads, available_cpus(), processes_on_this_machine(),
+            share, threads, cpus, processes,
         )  # fmt: skip
         return share
     return threads
