@@ -57,6 +57,11 @@ def _ratio_cell(mmtok: dict, peer: dict) -> str:
     return f"{speed}, ≥ {peer['peak_bytes'] / max(mmtok['peak_bytes'], 2**20):,.0f}× less memory"
 
 
+def _comparison_row(name: str, case: str, mmtok: dict, peer: dict, *, note: str, values: dict) -> Row:
+    """A table line for one case measured for mmtok and the peer: time and memory of each, and their ratios."""
+    return Row(name, case, _cell(mmtok), _cell(peer), _ratio_cell(mmtok, peer), note=note, values=values)
+
+
 def exact_share(ctx: BenchContext, codes: int, rows: int = 2048) -> float:
     """Share of tokens where mmtok's id equals the peer's (the same codebook, fp32): 1.0 up to exact ties."""
     generator = torch.Generator().manual_seed(1)
@@ -76,12 +81,11 @@ def search_rows(ctx: BenchContext) -> list[Row]:
         mmtok, peer = _measure_both(ctx, "search", n, codes)
         gemm_ms = 2 * n * codes * DIM / ctx.matmul_flops * 1e3
         same = exact_share(ctx, codes)
-        row = Row(
+        row = _comparison_row(
             "search",
             f"{n:,} × {codes:,}, dim {DIM}",
-            _cell(mmtok),
-            _cell(peer),
-            _ratio_cell(mmtok, peer),
+            mmtok,
+            peer,
             note=f"ids equal to the peer's on {same:.1%} of tokens; GEMM alone {gemm_ms:,.1f} ms",
             values={"n": n, "codes": codes, "mmtok": mmtok, "peer": peer, "gemm_ms": gemm_ms, "same_ids": same},
         )
@@ -96,12 +100,11 @@ def search_shared_rows(ctx: BenchContext) -> list[Row]:
     quiet = measure(_spec(ctx, "search", n, codes, "mmtok"), ctx.memory_budget_bytes)
     with another_busy_process():
         mmtok, peer = _measure_both(ctx, "search", n, codes)
-    row = Row(
+    row = _comparison_row(
         "search_shared",
         f"{n:,} × {codes:,}, dim {DIM}, another busy process running",
-        _cell(mmtok),
-        _cell(peer),
-        _ratio_cell(mmtok, peer),
+        mmtok,
+        peer,
         note=f"mmtok alone: {_cell(quiet)}"
         + (
             f" ({times(mmtok['ms'], quiet['ms'])} slower beside it)"
@@ -122,12 +125,11 @@ def search_shared_rows(ctx: BenchContext) -> list[Row]:
 def vq_step_rows(ctx: BenchContext) -> list[Row]:
     n, codes = _cases(ctx, VQ_STEP_CASE)
     mmtok, peer = _measure_both(ctx, "vq", n, codes)
-    row = Row(
+    row = _comparison_row(
         "vq_step",
         f"VQ training step (forward, backward, EMA), {n:,} tokens, K = {codes:,}, dim {DIM}",
-        _cell(mmtok),
-        _cell(peer),
-        _ratio_cell(mmtok, peer),
+        mmtok,
+        peer,
         note="peak memory above the inputs" + ("" if ctx.on_cuda else ": RSS of a fresh process per case"),
         values={"n": n, "codes": codes, "mmtok": mmtok, "peer": peer},
     )
