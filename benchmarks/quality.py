@@ -11,7 +11,8 @@ measure both on held-out material and write `quality.json`, a table, and picture
   the 2-D quickstart tokenizer at equal bits;
 - audio: configs/audio_rvq.yaml on speech and music, 60 min, at 2, 4 and 8 codebooks.
 
-Images are held-out colour photos (scikit-image's coffee and chelsea plus data_cache/images/heldout)
+Images are held-out colour photos (the quickstart's held-out chelsea, rocket and china plus
+data_cache/images/heldout)
 against the taming VQGAN (diffusers.VQModel) and JPEG/WebP at the lowest quality whose bits reach
 the tokenizer's; audio is held-out speech and music against DAC (transformers' DacModel) and Opus at
 6 and 12 kbps. Budgets can be scaled with --minutes; --smoke runs tiny models for seconds each on

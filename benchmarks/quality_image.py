@@ -15,22 +15,20 @@ import torch
 from PIL import Image, ImageDraw
 
 from mmtok.data.image_io import decode_image, pixels_to_tensor, tensor_to_images
+from mmtok.data.sample_images import DEFAULT_HELD_OUT, sample_images
 from mmtok.eval.codecs import image_at_bits
 from mmtok.eval.image import bits_per_pixel, colourfulness, psnr, ssim
 from mmtok.health import CodebookMonitor
 
 SIZE = 256
-# scikit-image's colour photos that the quickstart's split keeps out of training.
-SKIMAGE_HELDOUT = ("coffee", "chelsea")
 CODECS = ("JPEG", "WebP")
 
 
 def heldout_photos(folder: Path | None) -> list[tuple[str, np.ndarray]]:
-    """scikit-image's held-out colour photos, plus every PNG/JPEG in `folder` (the held-out photos
-    scripts/fetch_data.sh writes to data_cache/images/heldout) when there is one."""
-    import skimage.data
-
-    photos = [(name, getattr(skimage.data, name)()) for name in SKIMAGE_HELDOUT]
+    """The colour photos the quickstart's split keeps out of training (chelsea, rocket, china), plus
+    every PNG/JPEG in `folder` (the held-out photos scripts/fetch_data.sh writes to
+    data_cache/images/heldout) when there is one."""
+    photos = sample_images(held_out=DEFAULT_HELD_OUT)[1]
     if folder is not None and folder.is_dir():
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         photos += [(p.stem, decode_image(p)) for p in files]

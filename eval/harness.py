@@ -29,7 +29,7 @@ from mmtok.eval.suites import Suite, suite_for
 from mmtok.health import CodebookMonitor
 from mmtok.quantize.base import bits_per_position
 
-SAMPLE_IMAGES = "sample-images"  # DATA spelling for scikit-image's held-out photos: sample-images[:N]
+SAMPLE_IMAGES = "sample-images"  # DATA spelling for the bundled photos held out: sample-images[:N]
 
 
 @dataclasses.dataclass
@@ -51,15 +51,15 @@ class EvalOptions:
 def load_items(
     data: str, modality: str, *, reads_paths: bool = False, limit: int | None = None, training: bool = False
 ) -> list:
-    """(name, media) pairs: "sample-images[:N]" is scikit-image's N (default 5) held-out photos, as
+    """(name, media) pairs: "sample-images[:N]" is the bundled photos' N (default 3) held out, as
     the quickstart splits them (with `training`, the other photos: that split's training side); a
     single media file is one item (an EEG `.ts` file holds many trials); anything else is a source
     `mmtok tokenize` reads (folder, glob, tar, parquet, datasets:NAME), its items as encoded bytes
     (or local paths for specs that read paths)."""
     if str(data).startswith(SAMPLE_IMAGES):
-        from mmtok.data.sample_images import sample_images
+        from mmtok.data.sample_images import DEFAULT_HELD_OUT, sample_images
 
-        held_out = int(str(data).split(":", 1)[1]) if ":" in str(data) else 5
+        held_out = int(str(data).split(":", 1)[1]) if ":" in str(data) else DEFAULT_HELD_OUT
         items = sample_images(held_out=held_out)[0 if training else 1]
     elif Path(data).is_file() and Path(data).suffix.lower() not in (".tar", ".parquet"):
         items = [(Path(data).name, Path(data) if reads_paths else Path(data).read_bytes())]  # one media file

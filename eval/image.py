@@ -24,13 +24,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from mmtok.quantize.base import bits_per_position
 
-__all__ = ["psnr", "ssim", "ms_ssim", "ms_ssim_supported", "bits_per_pixel", "colourfulness"]
+__all__ = [
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "ms_ssim_supported",
+    "bits_per_pixel",
+    "colourfulness",
+    "channel_spread",
+    "grayscale",
+]
 
 # Wang et al. 2004 constants and window (as in skimage with gaussian_weights=True). torchmetrics
 # sizes its Gaussian window from sigma alone, 2 * int(3.5 * sigma + 0.5) + 1 = 11 taps, as skimage does.
@@ -158,3 +169,20 @@ def colourfulness(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected RGB images (B, 3, H, W), got {tuple(x.shape)}")
     pixels = (x.double().clamp(-1, 1) + 1) * 127.5
     return (pixels - pixels.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+
+
+def grayscale(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> the same photo in gray (ITU-R 601 luma, as Pillow's "L") on all three
+    channels: what a tokenizer should give back without a colour cast."""
+    luma = np.asarray(Image.fromarray(pixels).convert("L"))
+    return np.repeat(luma[..., None], 3, axis=-1)
+
+
+def channel_spread(x: torch.Tensor) -> torch.Tensor:
+    """The mean over pixels of max - min across the three channels, per image, on the 0-255 scale:
+    0 for a gray image, and the stricter of the two measures of a colour cast on one (about three
+    times `colourfulness` for a cast towards one hue)."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected RGB images (B, 3, H, W), got {tuple(x.shape)}")
+    pixels = (x.double().clamp(-1, 1) + 1) * 127.5
+    return (pixels.amax(dim=1) - pixels.amin(dim=1)).mean(dim=(1, 2))

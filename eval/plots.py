@@ -74,8 +74,8 @@ def codebook_use(tok: dict, path: Path) -> None:
             break
         ordered = np.sort(np.asarray(counts))[::-1]
         label = (
-            f"codebook {index}: {stats['utilization']:.0%} used, perplexity {stats['perplexity']:.0f}, "
-            f"{stats['dead_codes']} dead"
+            f"codebook {index}: {stats['utilization']:.0%} used ({stats['use_vs_uniform']:.0%} of uniform), "
+            f"perplexity {stats['perplexity']:.0f}"
         )
         axis.step(np.arange(1, ordered.size + 1), np.maximum(ordered, 0.8), where="mid", label=label)
     axis.set_xscale("log")

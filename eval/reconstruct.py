@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from mmtok.eval.image import bits_per_pixel, colourfulness, ms_ssim, ms_ssim_supported, psnr, ssim
+from mmtok.eval.image import bits_per_pixel, channel_spread, colourfulness, ms_ssim, ms_ssim_supported, psnr, ssim
 from mmtok.health import CodebookMonitor
 
 
@@ -36,12 +36,14 @@ def evaluate_image_tokenizer(tokenizer, images: list[tuple[str, np.ndarray]], *,
             "bpp": bits_per_pixel(tuple(ids.shape[1:-1]), tokenizer.num_codebooks, tokenizer.codebook_sizes, (h, w)),
             "colour_in": float(colourfulness(x)[0]),
             "colour_out": float(colourfulness(recon)[0]),
+            "spread_out": float(channel_spread(recon)[0]),
         }
         if ms_ssim_supported(h, w):
             row["ms_ssim"] = float(ms_ssim(recon, x)[0])
         rows.append(row)
     summary = {
-        key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim", "bpp", "colour_in", "colour_out")
+        key: float(np.mean([r[key] for r in rows]))
+        for key in ("psnr", "ssim", "bpp", "colour_in", "colour_out", "spread_out")
     }
     # How much colour the tokens keep: a gray reconstruction keeps 0, whatever its PSNR.
     summary["colour_kept"] = summary["colour_out"] / max(summary["colour_in"], 1e-9)

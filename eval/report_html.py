@@ -51,7 +51,8 @@ def _summary_table(report: dict) -> str:
     lines = ["<table id='summary'><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for tok in report["tokenizers"]:
         health = tok["codebooks"]
-        use = ", ".join(f"{c['utilization']:.0%}" for c in health[:4]) + (" …" if len(health) > 4 else "")
+        use = ", ".join(f"{c['utilization']:.0%} ({c['use_vs_uniform']:.0%} of uniform)" for c in health[:4])
+        use += " …" if len(health) > 4 else ""
         perplexity = ", ".join(f"{c['perplexity']:.0f}" for c in health[:4]) + (" …" if len(health) > 4 else "")
         cells = [_value(tok["summary"].get("rate"))] + [_value(tok["summary"].get(m)) for m in metrics]
         speed = tok["throughput"]

@@ -3,6 +3,10 @@ headline metrics (means over the items), then the sweeps and the codec curves.""
 
 from __future__ import annotations
 
+from mmtok.health import describe_use
+
+MAX_CODEBOOKS_LISTED = 4  # a residual tokenizer's later codebooks add lines, not information
+
 
 def _cell(summary: dict, key: str) -> str:
     entry = summary.get(key)
@@ -33,6 +37,11 @@ def markdown_summary(report: dict, *, sweeps: bool = True) -> str:
             f"{pace['threads']} threads"
         )
     lines += ["", *speed]
+    lines += [
+        f"{tok['name']} codebook {index}: {describe_use(stats)}"
+        for tok in report["tokenizers"]
+        for index, stats in enumerate(tok["codebooks"][:MAX_CODEBOOKS_LISTED])
+    ]
     lines += ar_probe_table(report)
     if sweeps:
         curve_rows = [

@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="TOKENIZER... DATA",
         help="tokenizer folders (or hf: ids), then the data: a folder, glob, .tar, .parquet, datasets:NAME, or "
-        "sample-images[:N] (scikit-image's N held-out photos, default 5)",
+        "sample-images[:N] (the N bundled photos the quickstart holds out, default 3)",
     )
     evaluate.add_argument("--report", required=True, help="the report folder to write")
     evaluate.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N items")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmtok.data.image_io import DEFAULT_MAX_PIXELS, ImageInputSpec
@@ -32,6 +33,13 @@ class ImageTokenizerConfig:
     # transform code that the optimiser finds in a few hundred steps, colour included, which the deep
     # layers then refine. Without it a short run keeps luminance only (gray reconstructions).
     patch_skip: bool = False
+    # The patch path's kernel: None is the downsampling factor f (disjoint f x f blocks); 2f makes
+    # each block's kernel overlap its neighbours by half (a lapped transform), so no block edges.
+    patch_kernel: int | None = None
+    # The last latent dimension also gates the decoded colour: at the zero level of its FSQ levels
+    # (an odd count has one) the token's f x f block comes out exactly gray. Without it a gray photo
+    # comes back with chroma noise of a few levels, as quantisation leaves no code that means "no colour".
+    chroma_gate: bool = False
     quantizer: QuantizerConfig = dataclasses.field(
         default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 6, 5]})
     )
@@ -42,6 +50,17 @@ class ImageTokenizerConfig:
             raise ValueError("channel_multipliers must be a non-empty list of positive integers")
         if self.num_res_blocks < 1 or self.base_channels < 1 or self.latent_dim < 1:
             raise ValueError("num_res_blocks, base_channels and latent_dim must be positive")
+        f = self.downsampling_factor
+        if self.patch_kernel is not None and (self.patch_kernel < f or (self.patch_kernel - f) % 2):
+            raise ValueError(
+                f"patch_kernel must be the downsampling factor {f} plus an even number, got {self.patch_kernel}"
+            )
+
+    def patch_path(self) -> dict:
+        """Kernel, stride and padding of the patch path: the latent grid is the image's / f either way."""
+        f = self.downsampling_factor
+        kernel = self.patch_kernel or f
+        return {"kernel_size": kernel, "stride": f, "padding": (kernel - f) // 2}
 
     @property
     def downsampling_factor(self) -> int:
@@ -63,8 +82,8 @@ class ImageEncoder(nn.Module):
         layers += _middle(channels, config.attention)
         layers += [group_norm(channels), nn.SiLU(), nn.Conv2d(channels, config.latent_dim, 1)]
         self.layers = nn.Sequential(*layers)
-        f = config.downsampling_factor
-        self.patch_in = nn.Conv2d(config.in_channels, config.latent_dim, f, stride=f) if config.patch_skip else None
+        path = config.patch_path()
+        self.patch_in = nn.Conv2d(config.in_channels, config.latent_dim, **path) if config.patch_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         latent = self.layers(x)
@@ -87,14 +106,31 @@ class ImageDecoder(nn.Module):
         layers += [group_norm(channels), nn.SiLU()]
         self.layers = nn.Sequential(*layers)
         self.to_pixels = nn.Conv2d(channels, config.in_channels, 3, padding=1)
-        f = config.downsampling_factor
+        path = config.patch_path()
         self.patch_out = (
-            nn.ConvTranspose2d(config.latent_dim, config.in_channels, f, stride=f) if config.patch_skip else None
+            nn.ConvTranspose2d(config.latent_dim, config.in_channels, **path) if config.patch_skip else None
         )
+
+        self.chroma_gate_scale = None  # set by the tokenizer: (levels - 1) / 2 of the gating dimension
+        self.factor = config.downsampling_factor
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         pixels = self.to_pixels(self.layers(z))
-        return pixels if self.patch_out is None else pixels + self.patch_out(z)
+        pixels = pixels if self.patch_out is None else pixels + self.patch_out(z)
+        if self.chroma_gate_scale is None:
+            return pixels
+        gate = F.interpolate(chroma_gate(z[:, -1:], self.chroma_gate_scale), scale_factor=self.factor)
+        gray = pixels.mean(dim=1, keepdim=True)
+        return gray + gate * (pixels - gray)
+
+
+def chroma_gate(level: torch.Tensor, scale: float) -> torch.Tensor:
+    """1 for a gating value at any FSQ level but the middle one, 0 there. Straight-through: the
+    gradient is that of scale * |level|, with +1 as the sign at 0, so a gray block can learn to
+    take colour and a coloured one to drop it (the exact function's gradient is 0 at both)."""
+    sign = torch.where(level >= 0, 1.0, -1.0).to(level.dtype)
+    soft = scale * level * sign.detach()
+    return soft - (soft - soft.clamp(max=1.0)).detach()
 
 
 def _middle(channels: int, attention: bool) -> list[nn.Module]:
@@ -115,6 +151,14 @@ class ImageTokenizer(Tokenizer):
         self.encoder = ImageEncoder(config)
         self.quantizer = config.quantizer.build(config.latent_dim)
         self.decoder = ImageDecoder(config)
+        if config.chroma_gate:
+            levels = getattr(self.quantizer, "levels", None)
+            if config.quantizer.kind != "fsq" or not levels or levels[-1] % 2 == 0 or len(levels) != config.latent_dim:
+                raise ValueError(
+                    "chroma_gate needs an FSQ quantizer with one level count per latent dimension, the last "
+                    f"one odd (it has a zero level), got {config.quantizer.kind} levels {levels}"
+                )
+            self.decoder.chroma_gate_scale = (levels[-1] - 1) / 2
 
     def check_input(self, x: torch.Tensor) -> None:
         f = self.config.downsampling_factor

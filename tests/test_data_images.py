@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mmtok.data import SAMPLE_IMAGE_NAMES, ImageDataset, sample_images, write_sample_images
-from mmtok.data.images import rotate_hue
+from mmtok.data.images import rotate_hue, to_gray
 
 SIZE = 32
 
@@ -148,6 +148,42 @@ def test_dataset_rotates_hues_with_the_given_probability(tmp_path):
     assert all(torch.allclose(d.mean(dim=0), fixed.mean(dim=0), atol=1e-5) for d in draws)
     with pytest.raises(ValueError, match="hue_rotation"):
         ImageDataset(tmp_path, size=SIZE, hue_rotation=1.5)
+
+
+def test_zoomed_out_crops_show_more_of_the_photo(tmp_path):
+    # Left half black, right half white: a 32 px crop of the 256 px photo at its own size shows both
+    # only near the middle column; zoomed out to 0.125 (32 px) every crop is the whole photo.
+    pixels = np.zeros((256, 256, 3), np.uint8)
+    pixels[:, 128:] = 255
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    torch.manual_seed(0)
+    native = ImageDataset(tmp_path, size=SIZE, random_flip=False)
+    zoomed = ImageDataset(tmp_path, size=SIZE, random_flip=False, min_scale=0.125)
+
+    def both_halves(crop):
+        return bool(crop.min() < -0.9 and crop.max() > 0.9)
+
+    assert sum(both_halves(native[0]) for _ in range(40)) < 10
+    assert sum(both_halves(zoomed[0]) for _ in range(40)) > 15  # log-uniform: a fair share near 0.125
+    assert all(zoomed[0].shape == (3, SIZE, SIZE) for _ in range(10))
+    with pytest.raises(ValueError, match="min_scale"):
+        ImageDataset(tmp_path, size=SIZE, min_scale=0.0)
+
+
+def test_grayscale_crops_are_the_photo_in_gray(tmp_path):
+    (tmp_path / "colour").mkdir()
+    Image.fromarray(_rgb(40, 50, 0)).save(tmp_path / "colour" / "x.png")
+    colour = ImageDataset(tmp_path / "colour", size=SIZE, random_crop=False, random_flip=False)[0]
+    gray = ImageDataset(tmp_path / "colour", size=SIZE, random_crop=False, random_flip=False, grayscale=1.0)[0]
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+    assert torch.allclose(gray, to_gray(colour)) and not torch.allclose(gray, colour, atol=0.1)
+    # The luma weights are Pillow's "L": the gray a gray file of the photo decodes to (± rounding).
+    (tmp_path / "gray").mkdir()
+    Image.open(tmp_path / "colour" / "x.png").convert("L").save(tmp_path / "gray" / "x.png")
+    from_file = ImageDataset(tmp_path / "gray", size=SIZE, random_crop=False, random_flip=False)[0]
+    assert (gray - from_file).abs().max() <= 1.01 / 127.5
+    with pytest.raises(ValueError, match="grayscale"):
+        ImageDataset(tmp_path / "colour", size=SIZE, grayscale=2.0)
 
 
 def test_random_crops_differ(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from two_process import WORLD_SIZE, run_two_processes
 
-from mmtok.health import CodebookMonitor
+from mmtok.health import CodebookMonitor, describe_use, uniform_utilization
 
 
 def test_uniform_over_a_quarter_of_the_codebook():
@@ -19,6 +19,27 @@ def test_uniform_over_a_quarter_of_the_codebook():
     assert stats["dead_codes"] == 768
     assert stats["top_share"] == pytest.approx(1 / 256)
     assert monitor.alarms([stats]) == []
+
+
+def test_use_is_judged_against_what_uniform_draws_of_the_same_window_show():
+    # The figures: 21,888 tokens over 15,360 codes can show at most ~76 % of them.
+    assert uniform_utilization(21_888, 15_360) == pytest.approx(1 - (1 - 1 / 15_360) ** 21_888, rel=1e-12)
+    assert uniform_utilization(21_888, 15_360) == pytest.approx(0.7595, abs=1e-3)
+    assert uniform_utilization(0, 64) == 0.0 and uniform_utilization(5, 1) == 1.0
+    # Uniform random draws score about 100 % of uniform; a quarter of the codes in turn far less.
+    generator = torch.Generator().manual_seed(0)
+    uniform = CodebookMonitor(4096)
+    uniform.update(torch.randint(4096, (4096, 1), generator=generator))
+    [drawn] = uniform.compute()
+    assert drawn["use_vs_uniform"] == pytest.approx(1.0, abs=0.03)
+    assert drawn["codebook_size"] == 4096 and drawn["perplexity_share"] > 0.4
+    quarter = CodebookMonitor(4096)
+    quarter.update(torch.arange(1024).repeat(4)[:, None])
+    [stats] = quarter.compute()
+    assert stats["use_vs_uniform"] == pytest.approx(0.25 / uniform_utilization(4096, 4096))
+    assert stats["perplexity_share"] == pytest.approx(0.25)
+    line = describe_use(stats)
+    assert "25.0% of 4,096 codes" in line and f"{stats['use_vs_uniform']:.0%} of the 63.2%" in line
 
 
 def test_single_code_collapses_and_raises_the_alarm():

@@ -47,11 +47,34 @@ def test_level_usage_loss_spreads_values_over_more_codes():
     assert fsq(z).ids.unique().numel() > 4 * before
 
 
+def test_code_usage_loss_sees_correlated_dimensions_that_the_level_loss_misses():
+    torch.manual_seed(0)
+    spread = torch.randn(4096, 1) * 2.0
+    copies = spread.expand(-1, 5)  # every dimension spread over its levels, all the same value
+    independent = torch.randn(4096, 5) * 2.0
+    levels = FiniteScalarQuantizer(5, LEVELS, usage_weight=1.0).train()
+    codes = FiniteScalarQuantizer(5, LEVELS, usage_weight=1.0, usage_over="codes").train()
+    # Per dimension the two batches look alike; only the codes' usage tells them apart.
+    assert abs(levels(copies).losses["level_usage"] - levels(independent).losses["level_usage"]) < 0.05
+    assert codes(copies).losses["level_usage"] > 0.5 > 0.2 > codes(independent).losses["level_usage"]
+    # Training on it spreads correlated values over more codes.
+    z = (spread.expand(-1, 5) + 0.01 * torch.randn(4096, 5)).clone().requires_grad_()
+    before = codes(z).ids.unique().numel()
+    optimizer = torch.optim.Adam([z], lr=0.05)
+    for _ in range(50):
+        optimizer.zero_grad()
+        codes(z).loss.backward()
+        optimizer.step()
+    assert codes(z).ids.unique().numel() > 4 * before
+
+
 def test_bad_level_usage_options_are_errors():
     with pytest.raises(ValueError, match="usage_weight"):
         FiniteScalarQuantizer(5, LEVELS, usage_weight=-1.0)
     with pytest.raises(ValueError, match="usage_temperature"):
         FiniteScalarQuantizer(5, LEVELS, usage_temperature=0.0)
+    with pytest.raises(ValueError, match="usage_over"):
+        FiniteScalarQuantizer(5, LEVELS, usage_over="dims")
 
 
 def _tiny_image(patch_skip: bool) -> dict:
@@ -73,6 +96,83 @@ def test_patch_skip_is_a_linear_path_from_each_patch_to_its_token():
     linear = 2 * tok.encoder(x) - tok.encoder.patch_in.bias[:, None, None]
     assert torch.allclose(tok.encoder(2 * x), linear, atol=1e-5)
     assert build_tokenizer(_tiny_image(False)).encoder.patch_in is None
+
+
+def test_a_lapped_patch_path_reaches_the_neighbouring_tokens_and_keeps_the_grid():
+    torch.manual_seed(0)
+    f = build_tokenizer(_tiny_image(True)).config.downsampling_factor
+    tok = build_tokenizer({**_tiny_image(True), "patch_kernel": 2 * f}).eval()
+    with torch.no_grad():
+        tok.encoder.layers[-1].weight.zero_()
+        tok.encoder.layers[-1].bias.zero_()
+    x = torch.rand(1, 3, 8 * f, 8 * f) * 2 - 1
+    y = x.clone()
+    y[..., 3 * f : 4 * f, 3 * f : 4 * f] += 0.5  # one f x f patch, in the middle
+    changed = (tok.encoder(y) - tok.encoder(x)).abs().sum(dim=1)[0] > 0
+    assert changed.shape == (8, 8)
+    assert changed[2:5, 2:5].all() and changed.sum() == 9  # its token and the 8 around it
+    assert tok.decode(tok.encode(x)).shape == x.shape
+    with pytest.raises(ValueError, match="patch_kernel"):
+        build_tokenizer({**_tiny_image(True), "patch_kernel": f + 1})
+
+
+def _gated(levels=(8, 6, 5)) -> dict:
+    fsq = {"kind": "fsq", "options": {"levels": list(levels)}}
+    return {**TINY_IMAGE_MODEL, "latent_dim": len(levels), "patch_skip": True, "chroma_gate": True, "quantizer": fsq}
+
+
+def test_the_chroma_gate_at_its_zero_level_decodes_exactly_gray_blocks():
+    torch.manual_seed(0)
+    tok = build_tokenizer(_gated()).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    ids = tok.encode(x)
+    gate_level = (ids // (8 * 6)) % 5  # the last FSQ dimension; level 2 of 0..4 is its zero
+    gray_ids = ids - (gate_level - 2) * (8 * 6)
+    gray_ids[:, 0, 0] = ids[:, 0, 0]  # one token keeps its own gate
+    with torch.no_grad():
+        recon = tok.decode(gray_ids)
+    chroma = (recon - recon.mean(dim=1, keepdim=True)).abs().amax(dim=1)  # (B, H, W)
+    f = tok.config.downsampling_factor
+    gated = chroma.clone()
+    gated[:, :f, :f] = 0
+    assert gated.max() == 0  # every gated block is exactly gray
+    for b in range(2):  # the token left alone keeps colour unless its own gate was at zero
+        assert (chroma[b, :f, :f].max() > 0) == bool(gate_level[b, 0, 0, 0] != 2)
+    # The luma is not touched by the gate: the channel mean is the same as ungated.
+    with torch.no_grad():
+        ungated = build_tokenizer({**_gated(), "chroma_gate": False})
+        ungated.load_state_dict(tok.state_dict())
+        plain = ungated.decode(gray_ids)
+    assert torch.allclose(recon.mean(dim=1), plain.mean(dim=1), atol=1e-6)
+
+
+def test_the_chroma_gate_passes_a_gradient_at_its_zero_level():
+    tok = build_tokenizer(_gated())
+    latent = torch.zeros(1, 4, 4, 3, requires_grad=True)  # every dimension at its middle value
+    recon = tok.decode_latent(latent)
+    target = torch.zeros_like(recon)
+    target[:, 0] = 1.0  # red wanted: the gate must learn to open
+    (recon - target).abs().mean().backward()
+    assert latent.grad[..., -1].abs().sum() > 0
+
+
+def test_the_chroma_gate_needs_an_odd_last_level():
+    with pytest.raises(ValueError, match="chroma_gate"):
+        build_tokenizer(_gated((8, 5, 6)))
+
+
+def test_gray_loss_counts_the_colour_of_reconstructions_of_gray_inputs_only():
+    from mmtok.train.image_recipe import gray_chroma_loss
+
+    torch.manual_seed(0)
+    gray = (torch.rand(1, 1, 8, 8) * 2 - 1).expand(1, 3, 8, 8)
+    colour = torch.rand(1, 3, 8, 8) * 2 - 1
+    tinted = gray + torch.tensor([0.1, 0.0, -0.1])[None, :, None, None]
+    assert gray_chroma_loss(gray, gray.clone()) == 0
+    # A tint of (+0.1, 0, -0.1) is 0.2 / 3 from gray per channel on average; half the batch is gray.
+    batch = torch.cat([gray, colour]), torch.cat([tinted, colour + 0.3])
+    assert gray_chroma_loss(*batch) == pytest.approx(0.2 / 3 / 2, rel=1e-5)
+    assert gray_chroma_loss(colour, tinted) == 0  # colour inputs are the plain loss's business
 
 
 def test_linear_path_of_the_1d_tokenizer_ignores_the_tokens_left_out():
@@ -146,7 +246,7 @@ def test_quality_smoke_compares_the_image_tokenizer_with_the_peer_and_the_codecs
     methods = report["quickstart"]["methods"]
     assert list(methods) == ["mmtok", "VQGAN", "JPEG", "WebP"]
     ours = methods["mmtok"]["images"]
-    assert len(ours) == 2  # scikit-image's held-out coffee and chelsea
+    assert len(ours) == 3  # the bundled photos the quickstart holds out: chelsea, rocket, china
     assert methods["VQGAN"]["mean"]["bpp"] == pytest.approx(methods["mmtok"]["mean"]["bpp"])  # equal bits
     for codec in ("JPEG", "WebP"):  # the lowest quality that reaches the tokenizer's bits
         assert all(c["bpp"] >= o["bpp"] for c, o in zip(methods[codec]["images"], ours))

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from mmtok.config import ConfigError
 from mmtok.data import ImageDataset, sample_images, write_sample_images
+from mmtok.data.sample_images import DEFAULT_HELD_OUT
 from mmtok.train.discriminators import PatchGANDiscriminator
 from mmtok.train.losses import reconstruction_loss
 from mmtok.train.perceptual import build_perceptual_loss
@@ -24,17 +25,25 @@ SAMPLE_IMAGES = "sample-images"
 class ImageDataConfig:
     source: str = SAMPLE_IMAGES  # a folder, .tar or .parquet; "sample-images": scikit-image's photos
     size: int | None = None  # training crop size; default: the model's image_size
-    held_out: int = 5  # sample-images only: photos kept out of training, for evaluation
+    held_out: int = DEFAULT_HELD_OUT  # sample-images only: photos kept out of training, for evaluation
     random_flip: bool = True
     # Probability that a training crop's colours are rotated about the gray axis by a random angle
     # (mmtok.data.images.rotate_hue): for small or mostly gray training sets, so every hue is seen.
     hue_rotation: float = 0.0
+    # Each crop comes from the photo resized by a random factor in [min_scale, 1] (never below the
+    # crop size): a few large photos then also teach the detail density of smaller ones.
+    min_scale: float = 1.0
+    # Probability that a crop (one not hue-rotated) is turned gray: gray photos must come back gray.
+    grayscale: float = 0.0
     cache_dir: str = "runs/sample-images"  # where sample-images are written as PNG files
 
 
 @dataclasses.dataclass
 class ImageLossConfig:
     perceptual_weight: float = 0.0
+    # Weight of the reconstruction's distance from gray (L1 of its chroma) on gray inputs: the plain
+    # loss leaves a few levels of chroma noise on gray photos, small beside their luma error.
+    gray_weight: float = 0.0
     perceptual_weights: str | None = None  # local path; no weights means no perceptual loss
 
 
@@ -54,6 +63,14 @@ def image_folder(source: str, held_out: int, cache_dir: str) -> Path:
     folder = Path(cache_dir) / f"train-heldout{held_out}"
     write_sample_images(folder, [name for name, _ in train])
     return folder
+
+
+def gray_chroma_loss(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the reconstruction's L1 distance from gray, counted on gray inputs only
+    (all channels equal within one level of 8 bits); 0 for a batch without them."""
+    gray = (x - x.mean(dim=1, keepdim=True)).abs().amax(dim=(1, 2, 3)) <= 1 / 127.5
+    chroma = (recon - recon.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+    return (chroma * gray.to(chroma.dtype)).mean()
 
 
 class ImageRecipe(Recipe):
@@ -94,6 +111,8 @@ class ImageRecipe(Recipe):
             spec=self.input_spec,
             random_flip=self.data.random_flip,
             hue_rotation=self.data.hue_rotation,
+            min_scale=self.data.min_scale,
+            grayscale=self.data.grayscale,
         )
 
     def build_discriminator(self):
@@ -109,6 +128,8 @@ class ImageRecipe(Recipe):
                 reconstruction_loss(recon, x, self.loss.reconstruction),
             )
         }
+        if self.terms.gray_weight > 0:
+            losses["gray"] = (self.terms.gray_weight, gray_chroma_loss(x, recon))
         if self._perceptual is not None:
             self._perceptual.to(x.device)
             losses["perceptual"] = (self.terms.perceptual_weight, self._perceptual(recon, x))

@@ -7,12 +7,14 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
+from mmtok.health import describe_use
 from mmtok.train.config import load_run_config
 
 QUICKSTART_CONFIG = files("mmtok.configs").joinpath("quickstart.yaml")
 
 
 def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, extra: list[str] = ()) -> dict:
+    from mmtok.eval.image import grayscale
     from mmtok.eval.reconstruct import evaluate_image_tokenizer
     from mmtok.train.export import export_run
     from mmtok.train.image_recipe import sample_image_split
@@ -27,6 +29,8 @@ def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, e
 
     _, held = sample_image_split(trainer.recipe.data.held_out)
     report = evaluate_image_tokenizer(trainer.inference_model, held)
+    # Gray in must be gray out: the same photos in gray, whose reconstructions should keep no colour.
+    report["gray"] = evaluate_image_tokenizer(trainer.inference_model, [(n, grayscale(p)) for n, p in held])
     report["training_codebooks"] = trainer.last_health  # usage over the last health window of training
     report["steps"] = trainer.step
     report["tokenizer_dir"] = str(Path(out) / "tokenizer")
@@ -49,10 +53,12 @@ def print_report(report: dict) -> None:
         f"{'mean':<22} {'':>9} {mean['bpp']:>6.3f} {mean['psnr']:>8.2f} {mean['ssim']:>6.3f} "
         f"{mean['colour_in']:>8.1f} -> {mean['colour_out']:<5.1f} (colour kept {100 * mean['colour_kept']:.0f} %)"
     )
+    gray = report["gray"]
+    casts = ", ".join(f"{row['name']} {row['colour_out']:.2f}" for row in gray["images"])
+    print(
+        f"the same photos in gray come back {gray['mean']['colour_out']:.2f} from gray ({casts}; 0 is gray, "
+        f"max - min per pixel {gray['mean']['spread_out']:.2f}) at {gray['mean']['psnr']:.2f} dB"
+    )
     for label, key in (("last training window", "training_codebooks"), ("held-out images", "codebooks")):
         for index, stats in enumerate(report[key]):
-            print(
-                f"codebook {index} ({label}, {stats['total']} tokens): utilization {stats['utilization']:.3f}, "
-                f"perplexity {stats['perplexity']:.1f}, dead codes {stats['dead_codes']}, "
-                f"top share {stats['top_share']:.3f}"
-            )
+            print(f"codebook {index} ({label}): {describe_use(stats)}")

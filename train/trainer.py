@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from mmtok import distributed
 from mmtok.config import to_dict
 from mmtok.cpu_threads import limit_threads_per_process
-from mmtok.health import CodebookMonitor
+from mmtok.health import CodebookMonitor, describe_use
 from mmtok.models.registry import build_tokenizer, family_of, recipe_class
 from mmtok.train.checkpoint import EMA_FILE, latest_checkpoint, load_checkpoint, save_checkpoint
 from mmtok.train.config import OptimizerConfig, RunConfig
@@ -35,6 +35,7 @@ from mmtok.train.ema import WeightEMA
 from mmtok.train.losses import LeCamRegularizer, adaptive_gan_weight, discriminator_loss
 
 logger = logging.getLogger("mmtok.train")
+MAX_CODEBOOKS_LOGGED = 4  # code-use lines per health window on the console; trackers get every codebook
 
 
 def make_accelerator(config: RunConfig) -> Accelerator:
@@ -292,6 +293,9 @@ class Trainer:
     def log_health(self, progress=None) -> list[dict]:
         stats = self.monitor.compute()  # all-reduced across processes inside
         self.accelerator.log(self.monitor.log_dict(stats), step=self.step)
+        if progress is not None and self.accelerator.is_main_process:
+            for index, codebook in enumerate(stats[:MAX_CODEBOOKS_LOGGED]):
+                progress.write(f"step {self.step}: codebook {index}: {describe_use(codebook)}")
         for alarm in self.monitor.alarms(stats):
             message = f"step {self.step}: codebook collapse alarm: {alarm}"
             logger.warning(message)

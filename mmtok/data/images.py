@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mmtok.data.decoded import DecodedSourceDataset
-from mmtok.data.image_io import ImageInputSpec, Window, centre_window, decode_image
+from mmtok.data.image_io import ImageInputSpec, Window, centre_window, decode_image, resize_shorter_side
 from mmtok.data.sources import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS
 
 __all__ = ["IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "ImageDataset"]
@@ -47,6 +47,8 @@ class ImageDataset(DecodedSourceDataset):
         random_crop: bool = True,
         random_flip: bool = True,
         hue_rotation: float = 0.0,
+        min_scale: float = 1.0,
+        grayscale: float = 0.0,
         column: str | None = None,
     ):
         if size <= 0:
@@ -59,6 +61,12 @@ class ImageDataset(DecodedSourceDataset):
             raise ValueError(f"hue_rotation is a probability in [0, 1], got {hue_rotation}")
         self.size, self.random_crop, self.random_flip = size, random_crop, random_flip
         self.hue_rotation = hue_rotation
+        if not 0.0 < min_scale <= 1.0:
+            raise ValueError(f"min_scale is a resizing factor in (0, 1], got {min_scale}")
+        self.min_scale = min_scale
+        if not 0.0 <= grayscale <= 1.0:
+            raise ValueError(f"grayscale is a probability in [0, 1], got {grayscale}")
+        self.grayscale = grayscale
 
     def _decode(self, data: bytes, name: str) -> np.ndarray:
         return decode_image(data)
@@ -71,12 +79,35 @@ class ImageDataset(DecodedSourceDataset):
         return top, left, self.size, self.size
 
     def _item(self, pixels: np.ndarray) -> torch.Tensor:
+        if self.min_scale < 1.0:
+            pixels = self._zoom_out(pixels)
         x = self.spec.prepare_pixels(pixels, window=self._window).tensor[0]
         if self.random_flip and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
         if self.hue_rotation and bool(torch.rand(()) < self.hue_rotation):
             x = rotate_hue(x, float(torch.rand(())) * 2 * math.pi)
+        elif self.grayscale and bool(torch.rand(()) < self.grayscale):
+            x = to_gray(x)
         return x
+
+    def _zoom_out(self, pixels: np.ndarray) -> np.ndarray:
+        """The photo resized by a log-uniform factor in [min_scale, 1], its shorter side kept at
+        least the crop size: crops of a few photos then show both fine detail and whole scenes, as
+        photos of other sizes will."""
+        short = min(pixels.shape[:2])
+        factor = math.exp(float(torch.empty(()).uniform_(math.log(self.min_scale), 0.0)))
+        side = max(self.size, round(short * factor))
+        return pixels if side >= short else resize_shorter_side(pixels, side)
+
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's "L" mode
+
+
+def to_gray(x: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) pixels in [-1, 1] -> the same in gray (ITU-R 601 luma on every channel): gray
+    versions of colour photos teach a tokenizer to give gray back without a cast."""
+    luma = torch.einsum("c,chw->hw", torch.tensor(LUMA, dtype=x.dtype), x)
+    return luma.expand(3, -1, -1).clone()
 
 
 def rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""Natural and textured photographs bundled with scikit-image, for smoke tests and demos.
+"""Natural and textured photographs inside mmtok's installed dependencies, for the quickstart,
+smoke tests and demos: scikit-image's, scikit-learn's two sample photos (china, flower) and
+matplotlib's grace_hopper.
 
-Only images shipped inside the scikit-image wheel are used. The others in
-``skimage.data`` (brain, eagle, lily, skin, kidney, cells3d, ...) need ``pooch`` and a
-download; leaving them out keeps the set, and therefore every held-out split, the
-same on every machine, online or not.
+Only images shipped inside the wheels are used. The others in ``skimage.data`` (brain, eagle,
+lily, skin, kidney, cells3d, ...) need ``pooch`` and a download; leaving them out keeps the set,
+and therefore every held-out split, the same on every machine, online or not.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["SAMPLE_IMAGE_NAMES", "sample_images", "write_sample_images"]
+__all__ = ["DEFAULT_HELD_OUT", "SAMPLE_IMAGE_NAMES", "sample_images", "write_sample_images"]
 
 # Deliberately left out: cat (same picture as chelsea), binary_blobs, checkerboard,
 # horse, logo, shepp_logan_phantom (synthetic drawings or binary masks) and
@@ -41,9 +42,16 @@ SAMPLE_IMAGE_NAMES = (
     "retina",
     "rocket",
     "text",
+    # The colour photos other dependencies ship: scikit-image's set is half gray.
+    "china",  # scikit-learn: a temple among trees
+    "flower",  # scikit-learn
+    "grace_hopper",  # matplotlib: a portrait
 )
 
 NamedImage = tuple[str, np.ndarray]
+# Photos the quickstart keeps out of training (chelsea, rocket, china), and `mmtok eval`'s
+# "sample-images" with them.
+DEFAULT_HELD_OUT = 3
 
 
 def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -54,17 +62,28 @@ def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-@functools.cache
-def _load_all() -> tuple[NamedImage, ...]:
+def _load(name: str) -> np.ndarray:
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+    if name == "grace_hopper":
+        import matplotlib.cbook
+
+        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
+            return np.asarray(Image.open(file).convert("RGB"))
     import skimage.data
 
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]
+    return getattr(skimage.data, name)()
+
+
+@functools.cache
+def _load_all() -> tuple[NamedImage, ...]:
     images = []
     for name in SAMPLE_IMAGE_NAMES:
-        if name == "motorcycle":
-            pixels = skimage.data.stereo_motorcycle()[0]
-        else:
-            pixels = getattr(skimage.data, name)()
-        pixels = _to_rgb_uint8(pixels)
+        pixels = _to_rgb_uint8(_load(name))
         pixels.setflags(write=False)  # shared by the cache; callers get copies
         images.append((name, pixels))
     return tuple(images)

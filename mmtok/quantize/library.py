@@ -33,6 +33,12 @@ def check_fsq_levels(levels) -> list[int]:
     return levels
 
 
+def _usage_entropy(soft: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of the usage that soft assignments (tokens, choices) give over the global batch."""
+    usage = distributed.mean_keeping_grad(soft.mean(dim=0))
+    return -(usage * torch.log(usage.clamp_min(1e-12))).sum()
+
+
 class FiniteScalarQuantizer(Quantizer):
     """FSQ (Mentzer et al. 2023). The library's FSQ bounds, rounds and projects; mmtok computes
     the ids itself in int64 (the library's are int32 and need the whole implicit codebook in
@@ -40,13 +46,22 @@ class FiniteScalarQuantizer(Quantizer):
 
     kind = "fsq"
 
-    def __init__(self, dim: int, levels=(8, 5, 5, 5), usage_weight: float = 0.0, usage_temperature: float = 0.5):
+    def __init__(
+        self,
+        dim: int,
+        levels=(8, 5, 5, 5),
+        usage_weight: float = 0.0,
+        usage_temperature: float = 0.5,
+        usage_over: str = "levels",
+    ):
         super().__init__()
         levels = check_fsq_levels(levels)
         if usage_weight < 0 or usage_temperature <= 0:
             raise ValueError("usage_weight must be >= 0 and usage_temperature > 0")
+        if usage_over not in ("levels", "codes"):
+            raise ValueError(f"usage_over must be 'levels' or 'codes', got {usage_over!r}")
         self.dim, self.num_codebooks, self.levels = dim, 1, levels
-        self.usage_weight, self.usage_temperature = usage_weight, usage_temperature
+        self.usage_weight, self.usage_temperature, self.usage_over = usage_weight, usage_temperature, usage_over
         # Levels of 2 only round symmetrically in the library's symmetry-preserving mode.
         self.fsq = FSQ(levels=levels, dim=dim, return_indices=False, preserve_symmetry=2 in levels)
         basis = [math.prod(levels[:i]) for i in range(len(levels))]
@@ -70,7 +85,10 @@ class FiniteScalarQuantizer(Quantizer):
 
     def _level_usage_loss(self, z: torch.Tensor) -> torch.Tensor:
         """1 - the entropy of each dimension's level usage over the batch (soft assignment of the
-        value before rounding to its levels), normalised to [0, 1] and averaged over dimensions.
+        value before rounding to its levels), normalised to [0, 1] and averaged over dimensions;
+        with usage_over="codes", 1 - the normalised entropy of the codes' usage (the product of the
+        dimensions' soft assignments, averaged over the batch): spread dimensions can still be
+        correlated, and then most of the product's codes never occur.
 
         FSQ has no codebook to collapse, but a short run leaves most values near 0 (tanh's middle
         levels), so most codes never occur; spreading each dimension over its levels is what the
@@ -84,14 +102,17 @@ class FiniteScalarQuantizer(Quantizer):
             half_l = (levels - 1) * (1 + 1e-3) / 2
             offset = (self.level_counts % 2 == 0).to(z.dtype) / 2
             position = torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset + self.level_counts // 2
-        losses = []
+        softs = []
         for d, count in enumerate(self.levels):
             grid = torch.arange(count, device=z.device, dtype=z.dtype)
-            soft = torch.softmax(-((position[:, d, None] - grid) ** 2) / self.usage_temperature, dim=-1)
-            usage = distributed.mean_keeping_grad(soft.mean(dim=0))  # over the global batch
-            entropy = -(usage * torch.log(usage.clamp_min(1e-12))).sum()
-            losses.append(1 - entropy / math.log(count))
-        return torch.stack(losses).mean()
+            softs.append(torch.softmax(-((position[:, d, None] - grid) ** 2) / self.usage_temperature, dim=-1))
+        if self.usage_over == "codes":
+            # (tokens, codebook size): the batch's code distribution needs every token's product.
+            joint = softs[0]
+            for soft in softs[1:]:
+                joint = (joint[:, :, None] * soft[:, None, :]).flatten(1)
+            return 1 - _usage_entropy(joint) / math.log(joint.shape[-1])
+        return torch.stack([1 - _usage_entropy(soft) / math.log(soft.shape[-1]) for soft in softs]).mean()
 
     def _decode(self, ids: torch.Tensor) -> torch.Tensor:
         level_ids = (ids[:, :1] // self.basis) % self.level_counts
