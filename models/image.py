@@ -40,6 +40,11 @@ class ImageTokenizerConfig:
     # (an odd count has one) the token's f x f block comes out exactly gray. Without it a gray photo
     # comes back with chroma noise of a few levels, as quantisation leaves no code that means "no colour".
     chroma_gate: bool = False
+    # At decode, pixels whose chroma (distance from their channel mean, on the 0-255 scale) is under
+    # this come out exactly gray, those over twice this are kept, a ramp between. Most of the few
+    # levels of chroma noise a gray photo comes back with are under it; most colour is far above.
+    # 0 turns it off.
+    chroma_dead_zone: float = 0.0
     quantizer: QuantizerConfig = dataclasses.field(
         default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 6, 5]})
     )
@@ -50,6 +55,8 @@ class ImageTokenizerConfig:
             raise ValueError("channel_multipliers must be a non-empty list of positive integers")
         if self.num_res_blocks < 1 or self.base_channels < 1 or self.latent_dim < 1:
             raise ValueError("num_res_blocks, base_channels and latent_dim must be positive")
+        if not 0 <= self.chroma_dead_zone < 255:
+            raise ValueError(f"chroma_dead_zone is on the 0-255 scale, got {self.chroma_dead_zone}")
         f = self.downsampling_factor
         if self.patch_kernel is not None and (self.patch_kernel < f or (self.patch_kernel - f) % 2):
             raise ValueError(
@@ -113,15 +120,28 @@ class ImageDecoder(nn.Module):
 
         self.chroma_gate_scale = None  # set by the tokenizer: (levels - 1) / 2 of the gating dimension
         self.factor = config.downsampling_factor
+        self.dead_zone = config.chroma_dead_zone / 127.5  # pixels are on [-1, 1]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         pixels = self.to_pixels(self.layers(z))
         pixels = pixels if self.patch_out is None else pixels + self.patch_out(z)
-        if self.chroma_gate_scale is None:
-            return pixels
-        gate = F.interpolate(chroma_gate(z[:, -1:], self.chroma_gate_scale), scale_factor=self.factor)
-        gray = pixels.mean(dim=1, keepdim=True)
-        return gray + gate * (pixels - gray)
+        if self.chroma_gate_scale is not None:
+            gate = F.interpolate(chroma_gate(z[:, -1:], self.chroma_gate_scale), scale_factor=self.factor)
+            gray = pixels.mean(dim=1, keepdim=True)
+            pixels = gray + gate * (pixels - gray)
+        # At decode only: in training the plain loss on gray crops is what keeps their chroma noise
+        # small, and a zone there took that pressure away (gray casts twice as strong, measured).
+        return chroma_dead_zone(pixels, self.dead_zone) if self.dead_zone > 0 and not self.training else pixels
+
+
+def chroma_dead_zone(pixels: torch.Tensor, width: float) -> torch.Tensor:
+    """Firm shrinkage of each pixel's chroma vector (its channels minus their mean): shorter than
+    `width` it becomes 0 (near-gray becomes gray), longer than twice that it is kept, and between
+    the two it ramps up, so the hue is kept and colour is not cut by a step."""
+    gray = pixels.mean(dim=1, keepdim=True)
+    chroma = pixels - gray
+    keep = ((chroma.norm(dim=1, keepdim=True) - width) / width).clamp(0, 1)
+    return gray + chroma * keep
 
 
 def chroma_gate(level: torch.Tensor, scale: float) -> torch.Tensor:

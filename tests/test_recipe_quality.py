@@ -168,11 +168,50 @@ def test_gray_loss_counts_the_colour_of_reconstructions_of_gray_inputs_only():
     gray = (torch.rand(1, 1, 8, 8) * 2 - 1).expand(1, 3, 8, 8)
     colour = torch.rand(1, 3, 8, 8) * 2 - 1
     tinted = gray + torch.tensor([0.1, 0.0, -0.1])[None, :, None, None]
-    assert gray_chroma_loss(gray, gray.clone()) == 0
+    assert gray_chroma_loss(gray, gray.clone()) == pytest.approx(0, abs=1e-6)  # float rounding of the mean
     # A tint of (+0.1, 0, -0.1) is 0.2 / 3 from gray per channel on average; half the batch is gray.
     batch = torch.cat([gray, colour]), torch.cat([tinted, colour + 0.3])
     assert gray_chroma_loss(*batch) == pytest.approx(0.2 / 3 / 2, rel=1e-5)
     assert gray_chroma_loss(colour, tinted) == 0  # colour inputs are the plain loss's business
+
+
+def _chroma(pixels):
+    return pixels - pixels.mean(dim=1, keepdim=True)
+
+
+def test_chroma_dead_zone_turns_near_gray_gray_and_keeps_the_hue_of_colour():
+    from models.image import chroma_dead_zone
+
+    width = 8 / 127.5
+    near_gray = torch.tensor([0.2, 0.2 + 5 / 127.5, 0.2 - 5 / 127.5]).view(1, 3, 1, 1)
+    colour = torch.tensor([0.6, -0.2, -0.4]).view(1, 3, 1, 1)
+    pale = 0.1 + colour * 1.5 * width / float(_chroma(colour).norm())  # chroma 1.5 widths long
+    pixels = torch.cat([near_gray, colour, pale], dim=3).requires_grad_()
+    out = chroma_dead_zone(pixels, width)
+    assert torch.equal(_chroma(out)[..., 0], torch.zeros(1, 3, 1))  # exactly gray
+    assert float(out[..., 0].mean().detach()) == pytest.approx(0.2)  # brightness kept
+    assert torch.allclose(out[..., 1], colour[..., 0], atol=1e-6)  # over two widths: unchanged
+    # Half way up the ramp: half its chroma, the same hue and brightness.
+    assert torch.allclose(out[..., 2], pale[..., 0].mean() + 0.5 * _chroma(pale)[..., 0], atol=1e-6)
+    out[0, 0, 0, 0].backward()  # the red of the pixel that came out gray
+    # Only through its brightness (the mean of its channels): its chroma has no gradient in the zone.
+    assert torch.allclose(pixels.grad[..., 0], torch.full((1, 3, 1), 1 / 3))
+    assert torch.equal(pixels.grad[..., 1], torch.zeros(1, 3, 1))
+
+
+def test_the_image_decoder_applies_the_chroma_dead_zone_at_decode_not_in_training():
+    from models.image import chroma_dead_zone
+
+    torch.manual_seed(0)
+    tok = build_tokenizer({**TINY_IMAGE_MODEL, "patch_skip": True, "chroma_dead_zone": 10})
+    ids = tok.eval().encode(torch.rand(1, 3, 16, 16) * 2 - 1)
+    plain = tok.train().decode(ids)  # what the training loss sees: the decoder's own colour
+    zoned = tok.eval().decode(ids)
+    assert torch.allclose(zoned, chroma_dead_zone(plain, 10 / 127.5), atol=1e-6)
+    assert (_chroma(zoned).abs().amax(dim=1) == 0).sum() > 0  # some pixels came out gray
+    assert (_chroma(plain).abs().amax(dim=1) == 0).sum() == 0
+    with pytest.raises(ValueError, match="chroma_dead_zone"):
+        build_tokenizer({**TINY_IMAGE_MODEL, "chroma_dead_zone": -1})
 
 
 def test_linear_path_of_the_1d_tokenizer_ignores_the_tokens_left_out():

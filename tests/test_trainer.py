@@ -64,6 +64,18 @@ def test_corrupt_files_are_skipped_and_counted(tmp_path):
     assert read_metrics(tmp_path / "run")[-1]["data/failed_decodes"] == 2
 
 
+def test_last_health_is_the_last_full_window_not_the_steps_left_after_it(tmp_path):
+    data = tmp_path / "data"
+    write_images(data, 4)
+    train = {"max_steps": 5, "batch_size": 2, "health_every": 2, "checkpoint_every": 100}
+    trainer = Trainer(
+        load_run_config(write_config(tmp_path / "c.yaml", tiny_config(tmp_path / "run", data, train=train)), [])
+    )
+    trainer.fit()
+    # Steps 3-4 of 2 images of 16 px at 2x downsampling: 2 x 2 x 64 tokens; step 5 alone has half.
+    assert trainer.last_health[0]["total"] == 2 * 2 * 64
+
+
 def _launch_train(config: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mmtok", "train", str(config), *extra],

@@ -284,13 +284,15 @@ class Trainer:
         if step % train.log_every == 0 or last_step:
             acc.log(values, step=step)
         if step % train.health_every == 0 or last_step:
-            self.log_health(progress)
+            self.log_health(progress, full_window=step % train.health_every == 0)
         if step % train.image_every == 0 and acc.is_main_process:
             self._log_reconstructions()
         if step % train.checkpoint_every == 0:
             self.save()
 
-    def log_health(self, progress=None) -> list[dict]:
+    def log_health(self, progress=None, full_window: bool = True) -> list[dict]:
+        """Log and reset the codebook health of the window since the last call. `last_health` keeps
+        the last full window: the few steps a clock budget leaves after it say little about use."""
         stats = self.monitor.compute()  # all-reduced across processes inside
         self.accelerator.log(self.monitor.log_dict(stats), step=self.step)
         if progress is not None and self.accelerator.is_main_process:
@@ -301,7 +303,8 @@ class Trainer:
             logger.warning(message)
             if progress is not None and self.accelerator.is_main_process:
                 progress.write(message)
-        self.last_health = stats
+        if full_window or not self.last_health:
+            self.last_health = stats
         self.monitor.reset()
         return stats
 
