@@ -34,17 +34,23 @@ def test_level_usage_loss_is_low_for_spread_values_and_high_for_concentrated_one
     assert FiniteScalarQuantizer(5, LEVELS).train()(torch.randn(8, 5)).losses == {}  # off by default
 
 
-def test_level_usage_loss_spreads_values_over_more_codes():
-    torch.manual_seed(0)
-    fsq = FiniteScalarQuantizer(5, LEVELS, usage_weight=1.0).train()
-    z = (torch.randn(2048, 5) * 0.1).requires_grad_()
+def _codes_before_and_after_usage_loss(fsq, values: torch.Tensor) -> tuple[int, int]:
+    """Distinct codes among the values, then after 50 Adam steps on the values with the usage loss alone."""
+    z = values.clone().requires_grad_()
     before = fsq(z).ids.unique().numel()
     optimizer = torch.optim.Adam([z], lr=0.05)
     for _ in range(50):
         optimizer.zero_grad()
         fsq(z).loss.backward()
         optimizer.step()
-    assert fsq(z).ids.unique().numel() > 4 * before
+    return before, fsq(z).ids.unique().numel()
+
+
+def test_level_usage_loss_spreads_values_over_more_codes():
+    torch.manual_seed(0)
+    fsq = FiniteScalarQuantizer(5, LEVELS, usage_weight=1.0).train()
+    before, after = _codes_before_and_after_usage_loss(fsq, torch.randn(2048, 5) * 0.1)
+    assert after > 4 * before
 
 
 def test_code_usage_loss_sees_correlated_dimensions_that_the_level_loss_misses():
@@ -58,14 +64,8 @@ def test_code_usage_loss_sees_correlated_dimensions_that_the_level_loss_misses()
     assert abs(levels(copies).losses["level_usage"] - levels(independent).losses["level_usage"]) < 0.05
     assert codes(copies).losses["level_usage"] > 0.5 > 0.2 > codes(independent).losses["level_usage"]
     # Training on it spreads correlated values over more codes.
-    z = (spread.expand(-1, 5) + 0.01 * torch.randn(4096, 5)).clone().requires_grad_()
-    before = codes(z).ids.unique().numel()
-    optimizer = torch.optim.Adam([z], lr=0.05)
-    for _ in range(50):
-        optimizer.zero_grad()
-        codes(z).loss.backward()
-        optimizer.step()
-    assert codes(z).ids.unique().numel() > 4 * before
+    before, after = _codes_before_and_after_usage_loss(codes, spread.expand(-1, 5) + 0.01 * torch.randn(4096, 5))
+    assert after > 4 * before
 
 
 def test_bad_level_usage_options_are_errors():
