@@ -76,6 +76,26 @@ def test_last_health_is_the_last_full_window_not_the_steps_left_after_it(tmp_pat
     assert trainer.last_health[0]["total"] == 2 * 2 * 64
 
 
+def test_the_optimizer_is_the_one_the_config_names(tmp_path):
+    data = tmp_path / "data"
+    write_images(data, 4)
+    generator = {"name": "SGD", "lr": 0.01, "options": {"momentum": 0.9}}
+    config = tiny_config(
+        tmp_path / "run", data, train={"max_steps": 2, "checkpoint_every": 100, "generator": generator}
+    )
+    trainer = Trainer(load_run_config(write_config(tmp_path / "c.yaml", config), []))
+    trainer.fit()
+    optimizer = trainer.opt_g.optimizer if hasattr(trainer.opt_g, "optimizer") else trainer.opt_g
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.9
+    assert all("momentum_buffer" in optimizer.state[p] for p in trainer.tokenizer.parameters() if p.grad is not None)
+    for override, message in (
+        ("train.generator.name=Lion", "name must be one of AdamW"),
+        ("train.generator.options.nesterov_typo=true", "SGD takes no 'nesterov_typo'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_run_config(write_config(tmp_path / "c.yaml", config), [override])
+
+
 def _launch_train(config: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mmtok", "train", str(config), *extra],

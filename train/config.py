@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 
+import torch
+
 from mmtok.config import apply_overrides, from_dict, load_yaml
+
+# torch.optim classes a recipe may name; each takes lr and weight_decay, the Adam family betas too.
+OPTIMIZERS = ("AdamW", "Adam", "NAdam", "RAdam", "Adamax", "SGD", "RMSprop", "Adagrad")
 
 
 @dataclasses.dataclass
 class OptimizerConfig:
+    name: str = "AdamW"  # one of OPTIMIZERS
     lr: float = 2e-4
     betas: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.9])
     weight_decay: float = 0.0
     warmup_steps: int = 0
     schedule: str = "cosine"  # "cosine" decays to min_lr_ratio * lr at the end of training; "constant"
     min_lr_ratio: float = 0.1
+    options: dict = dataclasses.field(default_factory=dict)  # further arguments of the class (SGD's momentum...)
 
     def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
+        accepted = set(inspect.signature(getattr(torch.optim, self.name)).parameters) - {"params", "lr"}
+        unknown = sorted(set(self.options) - accepted)
+        if unknown:
+            raise ValueError(f"options: {self.name} takes no {unknown[0]!r} (it takes {', '.join(sorted(accepted))})")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if len(self.betas) != 2:
             raise ValueError("betas must have two values")
+
+    def build(self, params) -> torch.optim.Optimizer:
+        optimizer = getattr(torch.optim, self.name)
+        arguments = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if "betas" in inspect.signature(optimizer).parameters:
+            arguments["betas"] = tuple(self.betas)
+        return optimizer(params, **arguments, **self.options)
 
 
 @dataclasses.dataclass

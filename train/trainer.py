@@ -58,9 +58,10 @@ def make_accelerator(config: RunConfig) -> Accelerator:
 
 
 def make_optimizer(params, cfg: OptimizerConfig, max_steps: int, time_spent: Callable[[], float] = lambda: 0.0):
-    """AdamW with warmup and a cosine (or constant) schedule; `time_spent()` is the fraction of a
-    wall-clock budget used so far, and the schedule follows it when it runs ahead of the steps."""
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    """The configured optimizer (AdamW by default) with warmup and a cosine (or constant) schedule;
+    `time_spent()` is the fraction of a wall-clock budget used so far, and the schedule follows it
+    when it runs ahead of the steps."""
+    optimizer = cfg.build(params)
 
     def lr_factor(step: int) -> float:
         if step < cfg.warmup_steps:
