@@ -40,11 +40,12 @@ class ImageTokenizerConfig:
     # (an odd count has one) the token's f x f block comes out exactly gray. Without it a gray photo
     # comes back with chroma noise of a few levels, as quantisation leaves no code that means "no colour".
     chroma_gate: bool = False
-    # At decode, pixels whose chroma (distance from their channel mean, on the 0-255 scale) is under
-    # this come out exactly gray, those over twice this are kept, a ramp between. Most of the few
-    # levels of chroma noise a gray photo comes back with are under it; most colour is far above.
-    # 0 turns it off.
+    # At decode, pixels whose chroma (distance from their channel mean, on the 0-255 scale; the mean
+    # chroma of the window around them) is under this come out gray, over twice this are kept, a
+    # ramp between. A gray photo's reconstruction has a few levels of chroma noise that the window's
+    # mean mostly cancels; coloured regions keep theirs. 0 turns it off.
     chroma_dead_zone: float = 0.0
+    chroma_dead_zone_window: int = 17  # odd, pixels: about two 8x8 blocks
     quantizer: QuantizerConfig = dataclasses.field(
         default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 6, 5]})
     )
@@ -57,6 +58,8 @@ class ImageTokenizerConfig:
             raise ValueError("num_res_blocks, base_channels and latent_dim must be positive")
         if not 0 <= self.chroma_dead_zone < 255:
             raise ValueError(f"chroma_dead_zone is on the 0-255 scale, got {self.chroma_dead_zone}")
+        if self.chroma_dead_zone_window < 1 or self.chroma_dead_zone_window % 2 == 0:
+            raise ValueError(f"chroma_dead_zone_window must be odd and positive, got {self.chroma_dead_zone_window}")
         f = self.downsampling_factor
         if self.patch_kernel is not None and (self.patch_kernel < f or (self.patch_kernel - f) % 2):
             raise ValueError(
@@ -121,6 +124,7 @@ class ImageDecoder(nn.Module):
         self.chroma_gate_scale = None  # set by the tokenizer: (levels - 1) / 2 of the gating dimension
         self.factor = config.downsampling_factor
         self.dead_zone = config.chroma_dead_zone / 127.5  # pixels are on [-1, 1]
+        self.dead_zone_window = config.chroma_dead_zone_window
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         pixels = self.to_pixels(self.layers(z))
@@ -131,16 +135,23 @@ class ImageDecoder(nn.Module):
             pixels = gray + gate * (pixels - gray)
         # At decode only: in training the plain loss on gray crops is what keeps their chroma noise
         # small, and a zone there took that pressure away (gray casts twice as strong, measured).
-        return chroma_dead_zone(pixels, self.dead_zone) if self.dead_zone > 0 and not self.training else pixels
+        if self.dead_zone > 0 and not self.training:
+            return chroma_dead_zone(pixels, self.dead_zone, self.dead_zone_window)
+        return pixels
 
 
-def chroma_dead_zone(pixels: torch.Tensor, width: float) -> torch.Tensor:
-    """Firm shrinkage of each pixel's chroma vector (its channels minus their mean): shorter than
-    `width` it becomes 0 (near-gray becomes gray), longer than twice that it is kept, and between
-    the two it ramps up, so the hue is kept and colour is not cut by a step."""
+def chroma_dead_zone(pixels: torch.Tensor, width: float, window: int = 1) -> torch.Tensor:
+    """Firm shrinkage of chroma (each pixel's channels minus their mean), judged on the mean chroma
+    vector of the window x window pixels around it: shorter than `width` the pixel becomes gray,
+    longer than twice that it is kept, between the two a ramp. Hue and brightness are kept; the
+    window's mean cancels a gray photo's pixel-to-pixel chroma noise but not a coloured region's
+    coherent colour, so pale colour survives a zone that clears the noise."""
     gray = pixels.mean(dim=1, keepdim=True)
     chroma = pixels - gray
-    keep = ((chroma.norm(dim=1, keepdim=True) - width) / width).clamp(0, 1)
+    local = chroma
+    if window > 1:
+        local = F.avg_pool2d(chroma, window, stride=1, padding=window // 2, count_include_pad=False)
+    keep = ((local.norm(dim=1, keepdim=True) - width) / width).clamp(0, 1)
     return gray + chroma * keep
 
 

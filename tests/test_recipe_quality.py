@@ -199,19 +199,36 @@ def test_chroma_dead_zone_turns_near_gray_gray_and_keeps_the_hue_of_colour():
     assert torch.equal(pixels.grad[..., 1], torch.zeros(1, 3, 1))
 
 
+def test_chroma_dead_zone_window_clears_pixel_noise_and_keeps_coherent_pale_colour():
+    from models.image import chroma_dead_zone
+
+    torch.manual_seed(0)
+    width = 8 / 127.5
+    noise = torch.randn(1, 3, 32, 32) * 2 * width  # chroma noise of about two widths, pixel to pixel
+    gray_with_noise = 0.1 + noise - noise.mean(dim=1, keepdim=True)
+    pale = 0.1 + torch.tensor([1.0, 0.0, -1.0]).view(1, 3, 1, 1) * 2.5 * width / 2**0.5  # 2.5 widths, everywhere
+    pale = pale.expand(1, 3, 32, 32)
+    assert _chroma(chroma_dead_zone(gray_with_noise, width)).abs().amax(dim=1).mean() > 0.5 * width  # pixels alone
+    assert _chroma(chroma_dead_zone(gray_with_noise, width, window=9)).abs().amax(dim=1).mean() < 0.05 * width
+    assert torch.allclose(chroma_dead_zone(pale, width, window=9), pale, atol=1e-6)
+
+
 def test_the_image_decoder_applies_the_chroma_dead_zone_at_decode_not_in_training():
     from models.image import chroma_dead_zone
 
     torch.manual_seed(0)
-    tok = build_tokenizer({**TINY_IMAGE_MODEL, "patch_skip": True, "chroma_dead_zone": 10})
+    zone = {"chroma_dead_zone": 10, "chroma_dead_zone_window": 3}
+    tok = build_tokenizer({**TINY_IMAGE_MODEL, "patch_skip": True, **zone})
     ids = tok.eval().encode(torch.rand(1, 3, 16, 16) * 2 - 1)
     plain = tok.train().decode(ids)  # what the training loss sees: the decoder's own colour
     zoned = tok.eval().decode(ids)
-    assert torch.allclose(zoned, chroma_dead_zone(plain, 10 / 127.5), atol=1e-6)
+    assert torch.allclose(zoned, chroma_dead_zone(plain, 10 / 127.5, window=3), atol=1e-6)
     assert (_chroma(zoned).abs().amax(dim=1) == 0).sum() > 0  # some pixels came out gray
     assert (_chroma(plain).abs().amax(dim=1) == 0).sum() == 0
     with pytest.raises(ValueError, match="chroma_dead_zone"):
         build_tokenizer({**TINY_IMAGE_MODEL, "chroma_dead_zone": -1})
+    with pytest.raises(ValueError, match="chroma_dead_zone_window"):
+        build_tokenizer({**TINY_IMAGE_MODEL, "chroma_dead_zone": 10, "chroma_dead_zone_window": 4})
 
 
 def test_linear_path_of_the_1d_tokenizer_ignores_the_tokens_left_out():
