@@ -62,7 +62,9 @@ def test_report_rates_and_scores(image_report):
         for group in tok["matched"].values():  # every codec at the tokenizer's rate, on every item
             assert [row["item"] for row in group["items"]] == [row["item"] for row in tok["items"]]
         health = tok["codebooks"]
-        assert len(health) == tok["num_codebooks"] and all(0 < c["utilization"] <= 1 for c in health)
+        tokens = 3 * (IMAGE_SIZE // 2) ** 2 if tok is grid else 3 * 8  # every position of every item, once
+        assert [c["total"] for c in health] == [tokens] * tok["num_codebooks"]
+        assert all(c["use_vs_uniform"] == pytest.approx(c["utilization"] / c["uniform_utilization"]) for c in health)
         speed = tok["throughput"]  # pixels per second of encoding: items per second x the item size
         assert speed["amount_name"] == "Mpx" and speed["encode_amount_per_s"] == pytest.approx(
             speed["encode_items_per_s"] * (IMAGE_SIZE**2 if tok is grid else 16**2) / 1e6
@@ -157,10 +159,11 @@ def test_audio_report_players_point_at_files(audio_report):
     assert tok["sweep"][0]["summary"]["rate"]["mean"] == pytest.approx(12.0, rel=1e-3)
     opus = tok["matched"]["Opus"]["summary"]
     assert opus["rate"]["mean"] >= 24.0 and math.isfinite(opus["mel_distance"]["mean"])  # at least the same bits
+    # A random-weight codec against Opus at at least its bits: every metric has to tell them apart.
     for key in ("dnsmos_ovrl", "speaker_similarity", "stoi", "si_sdr"):
-        assert key in tok["summary"]
+        assert tok["summary"][key]["mean"] < opus[key]["mean"], key
     # DNSMOS needs no reference, so the originals get a score too: the ceiling, on its own row.
-    assert 1.0 <= report["baselines"]["reference"]["dnsmos_ovrl"]["mean"] <= 5.0
+    assert report["baselines"]["reference"]["dnsmos_ovrl"]["mean"] > tok["summary"]["dnsmos_ovrl"]["mean"]
     assert "original (uncoded)" in page
 
 
@@ -232,7 +235,8 @@ def test_eeg_token_probes_beside_the_band_power_probe(tmp_path):
     assert [row["item"] for row in report["tokenizers"][0]["items"]] == [f"Rhythms_TEST.ts#{i}" for i in range(6)]
     probes = report["probes"]
     assert probes["band powers (raw signal)"]["balanced_accuracy"] == 1.0  # alpha vs beta power separates them
-    assert 0.0 <= probes["eeg tokens"]["balanced_accuracy"] <= 1.0
+    # Even random-weight tokens depend on the rhythm, so their probe beats chance (0.5) on the 6 trials.
+    assert probes["eeg tokens"]["balanced_accuracy"] > 0.5 and probes["eeg tokens"]["kappa"] > 0
     assert "<table id='probes'>" in (tmp_path / "report" / "index.html").read_text()
 
 
