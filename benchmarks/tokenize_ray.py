@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mmtok.config import load_yaml
-from mmtok.models import build_tokenizer
+from mmtok.models import build_tokenizer, flavour
 from mmtok.shards import read_manifest
 from mmtok.tokenize import tokenize
 
@@ -127,8 +127,7 @@ def measure(root: Path, *, images: int, repeats: int, setup: dict, write_images,
 def _driver_memory(root: Path, ray_args, write_images) -> dict:
     """The Ray driver's peak RSS for listings of N and 8N small images (a tiny tokenizer)."""
     torch.manual_seed(0)
-    tiny = {"family": "image", "image_size": 16, "base_channels": 8, "channel_multipliers": [1, 2], "latent_dim": 4}
-    tok_dir = build_tokenizer({**tiny, "num_res_blocks": 1, "attention": False}).save_pretrained(root / "tiny")
+    tok_dir = build_tokenizer(flavour("image")).save_pretrained(root / "tiny")
     rss = {}
     for count in (500, 4000):
         write_images(root / f"small{count}", count, 16)

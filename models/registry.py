@@ -7,6 +7,7 @@ live in mmtok.train). A new modality adds one line here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 from typing import Any
@@ -18,14 +19,51 @@ from mmtok.config import ConfigError, from_dict
 class Family:
     tokenizer: str  # "module:Class" of the Tokenizer subclass
     recipe: str | None  # "module:Class" of the training Recipe (mmtok.train); None: mmtok does not train it
+    # Named model configs (without `family`): "tiny" builds and trains in seconds on a CPU, for tests
+    # and smoke runs; the real sizes live in configs/*.yaml.
+    flavours: dict = dataclasses.field(default_factory=dict)
+
+
+_FSQ_625 = {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}
+TINY = {
+    "image": {
+        "image_size": 16, "base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1,
+        "attention": False, "latent_dim": 4, "quantizer": _FSQ_625,
+    },
+    "image1d": {
+        "image_size": 16, "patch_size": 8, "width": 32, "depth": 1, "heads": 2, "num_latent_tokens": 8,
+        "latent_dim": 3, "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
+    },
+    "audio": {
+        "sample_rate": 16000, "base_channels": 8, "strides": [2, 4], "latent_dim": 8,
+        "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}},
+    },
+    "video": {
+        "image_size": 16, "base_channels": 8, "channel_multipliers": [1, 2, 2], "num_res_blocks": 1,
+        "attention": False, "latent_dim": 4, "temporal_factor": 4, "quantizer": _FSQ_625,
+    },
+    "eeg": {
+        "patch_size": 50, "width": 16, "depth": 1, "decoder_depth": 1, "heads": 2, "context_patches": 2,
+        "conv_channels": 2, "conv_kernels": [9, 5], "latent_dim": 8,
+        "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2, "metric": "cosine"}},
+    },
+}  # fmt: skip
 
 
 FAMILIES: dict[str, Family] = {
-    "image": Family("mmtok.models.image:ImageTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
-    "image1d": Family("mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
-    "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
-    "video": Family("mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe"),
-    "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe"),
+    "image": Family(
+        "mmtok.models.image:ImageTokenizer", "mmtok.train.image_recipe:ImageRecipe", {"tiny": TINY["image"]}
+    ),
+    "image1d": Family(
+        "mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe", {"tiny": TINY["image1d"]}
+    ),
+    "audio": Family(
+        "mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe", {"tiny": TINY["audio"]}
+    ),
+    "video": Family(
+        "mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe", {"tiny": TINY["video"]}
+    ),
+    "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe", {"tiny": TINY["eeg"]}),
 }
 
 
@@ -54,6 +92,14 @@ def _family(name: Any) -> Family:
     if name not in FAMILIES:
         raise ConfigError(f"model.family: unknown tokenizer family {name!r}; known: {sorted(FAMILIES)}")
     return FAMILIES[name]
+
+
+def flavour(family: str, name: str = "tiny") -> dict:
+    """A family's named model config, with `family`: a fresh copy, free to change."""
+    flavours = _family(family).flavours
+    if name not in flavours:
+        raise ConfigError(f"model: {family!r} has no flavour {name!r}; known: {sorted(flavours) or 'none'}")
+    return {"family": family, **copy.deepcopy(flavours[name])}
 
 
 def tokenizer_class(family: str):

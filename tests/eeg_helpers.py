@@ -7,13 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from mmtok.data.eeg_read import EEGRecording
+from mmtok.models import flavour
 
 CAP = ["Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2"]
-TINY_EEG = {
-    "family": "eeg", "patch_size": 50, "width": 16, "depth": 1, "decoder_depth": 1, "heads": 2,
-    "context_patches": 2, "conv_channels": 2, "conv_kernels": [9, 5], "latent_dim": 8,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2, "metric": "cosine"}},
-}  # fmt: skip
+TINY_EEG = flavour("eeg")
 
 
 def synthetic_eeg(names=CAP, rate: float = 200, seconds: float = 2.0, seed: int = 0, alpha: float = 10.0) -> np.ndarray:

@@ -13,6 +13,7 @@ import torch
 from train_helpers import read_metrics, tiny_config, write_config, write_images
 from video_helpers import TINY_VIDEO, moving_frames, write_clip
 
+from mmtok.models import flavour
 from mmtok.train.config import load_run_config
 from mmtok.train.perceptual import PerceptualLoss, save_perceptual_weights
 from mmtok.train.trainer import Trainer
@@ -25,11 +26,7 @@ TINY_AUDIO = {
     "family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [2, 4], "dilations": [1],
     "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
 }  # fmt: skip
-TINY_EEG = {
-    "family": "eeg", "patch_size": 50, "width": 16, "depth": 1, "decoder_depth": 1, "heads": 2,
-    "context_patches": 2, "conv_channels": 2, "conv_kernels": [9, 5], "latent_dim": 8,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
-}  # fmt: skip
+TINY_EEG = {**flavour("eeg"), "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
 GAN = list(itertools.product(["hinge", "non_saturating"], [True, False], [0.0, 0.1]))  # kind, adaptive, LeCam
 CASES = [
     (recipe, *gan, perceptual, ema)

@@ -13,6 +13,8 @@ import torch
 import yaml
 from PIL import Image
 
+from mmtok.models import flavour
+
 
 def write_images(folder: Path, count: int, size: int = 40, seed: int = 0) -> list[Path]:
     """Smooth random colour images (gradients + blobs), so a tokenizer has something to learn."""
@@ -31,35 +33,10 @@ def write_images(folder: Path, count: int, size: int = 40, seed: int = 0) -> lis
     return paths
 
 
-TINY_IMAGE_MODEL = {
-    "family": "image",
-    "base_channels": 8,
-    "channel_multipliers": [1, 2],
-    "num_res_blocks": 1,
-    "attention": False,
-    "latent_dim": 4,
-    "image_size": 16,
-    "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-}
-TINY_IMAGE1D_MODEL = {
-    "family": "image1d",
-    "image_size": 16,
-    "patch_size": 8,
-    "width": 32,
-    "depth": 1,
-    "heads": 2,
-    "num_latent_tokens": 8,
-    "latent_dim": 3,
-    "quantizer": {"kind": "fsq", "options": {"levels": [8, 8, 8]}},
-}
-TINY_AUDIO_MODEL = {
-    "family": "audio",
-    "sample_rate": 16000,
-    "base_channels": 8,
-    "strides": [2, 4],
-    "latent_dim": 8,
-    "quantizer": {"kind": "rvq", "options": {"codebook_size": 64, "num_codebooks": 2}},
-}
+# The registry's "tiny" flavours: the same small models everywhere (tests, smoke runs).
+TINY_IMAGE_MODEL = flavour("image")
+TINY_IMAGE1D_MODEL = flavour("image1d")
+TINY_AUDIO_MODEL = flavour("audio")
 
 
 def tiny_config(output_dir: Path, data_dir: Path, **sections) -> dict:

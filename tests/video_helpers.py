@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-FSQ = {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}
-TINY_VIDEO = {
-    "family": "video", "image_size": 16, "base_channels": 8, "channel_multipliers": [1, 2, 2], "num_res_blocks": 1,
-    "attention": False, "latent_dim": 4, "temporal_factor": 4, "quantizer": FSQ,
-}  # fmt: skip
+from mmtok.models import flavour
+
+TINY_VIDEO = flavour("video")
 # Encoder for each container the input path promises to read.
 CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "ffv1", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
 

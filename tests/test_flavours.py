@@ -1,0 +1,25 @@
+"""The registry's named model flavours: every family mmtok trains has a "tiny" one that builds."""
+
+import pytest
+
+from mmtok.config import ConfigError
+from mmtok.models import FAMILIES, build_tokenizer, flavour, recipe_class
+
+
+@pytest.mark.parametrize("family", [name for name, entry in FAMILIES.items() if entry.recipe])
+def test_every_trained_family_has_a_tiny_flavour_of_its_own_class(family):
+    config = flavour(family)
+    tok = build_tokenizer(config)
+    assert tok.family == family and config["family"] == family
+    assert recipe_class(family).modality == tok.modality
+    assert sum(p.numel() for p in tok.parameters()) < 200_000  # tiny: seconds on a CPU
+
+
+def test_a_flavour_is_a_fresh_copy_and_unknown_names_are_refused():
+    first = flavour("image")
+    first["quantizer"]["options"]["levels"].append(7)
+    assert flavour("image")["quantizer"]["options"]["levels"] == [5, 5, 5, 5]
+    with pytest.raises(ConfigError, match="no flavour 'huge'; known: \\['tiny'\\]"):
+        flavour("audio", "huge")
+    with pytest.raises(ConfigError, match="unknown tokenizer family"):
+        flavour("smell")
