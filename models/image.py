@@ -131,13 +131,19 @@ class ImageDecoder(nn.Module):
         pixels = pixels if self.patch_out is None else pixels + self.patch_out(z)
         if self.chroma_gate_scale is not None:
             gate = F.interpolate(chroma_gate(z[:, -1:], self.chroma_gate_scale), scale_factor=self.factor)
-            gray = pixels.mean(dim=1, keepdim=True)
-            pixels = gray + gate * (pixels - gray)
+            gray, chroma = split_chroma(pixels)
+            pixels = gray + gate * chroma
         # At decode only: in training the plain loss on gray crops is what keeps their chroma noise
         # small, and a zone there took that pressure away (gray casts twice as strong, measured).
         if self.dead_zone > 0 and not self.training:
             return chroma_dead_zone(pixels, self.dead_zone, self.dead_zone_window)
         return pixels
+
+
+def split_chroma(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gray, chroma) of (B, C, H, W) pixels: the channels' mean, and each channel's distance from it."""
+    gray = pixels.mean(dim=1, keepdim=True)
+    return gray, pixels - gray
 
 
 def chroma_dead_zone(pixels: torch.Tensor, width: float, window: int = 1) -> torch.Tensor:
@@ -146,8 +152,7 @@ def chroma_dead_zone(pixels: torch.Tensor, width: float, window: int = 1) -> tor
     longer than twice that it is kept, between the two a ramp. Hue and brightness are kept; the
     window's mean cancels a gray photo's pixel-to-pixel chroma noise but not a coloured region's
     coherent colour, so pale colour survives a zone that clears the noise."""
-    gray = pixels.mean(dim=1, keepdim=True)
-    chroma = pixels - gray
+    gray, chroma = split_chroma(pixels)
     local = chroma
     if window > 1:
         local = F.avg_pool2d(chroma, window, stride=1, padding=window // 2, count_include_pad=False)

@@ -19,11 +19,18 @@ from mmtok.config import ConfigError, from_dict
 class Family:
     tokenizer: str  # "module:Class" of the Tokenizer subclass
     recipe: str | None  # "module:Class" of the training Recipe (mmtok.train); None: mmtok does not train it
-    # Named model configs (without `family`): "tiny" builds and trains in seconds on a CPU, for tests
-    # and smoke runs; the real sizes live in configs/*.yaml.
-    flavours: dict = dataclasses.field(default_factory=dict)
 
 
+FAMILIES: dict[str, Family] = {
+    "image": Family("mmtok.models.image:ImageTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
+    "image1d": Family("mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe"),
+    "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
+    "video": Family("mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe"),
+    "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe"),
+}
+
+# Named model configs of a family (without `family`): "tiny" builds and trains in seconds on a CPU,
+# for tests and smoke runs; the real sizes live in configs/*.yaml.
 _FSQ_625 = {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}}
 TINY = {
     "image": {
@@ -48,23 +55,7 @@ TINY = {
         "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2, "metric": "cosine"}},
     },
 }  # fmt: skip
-
-
-FAMILIES: dict[str, Family] = {
-    "image": Family(
-        "mmtok.models.image:ImageTokenizer", "mmtok.train.image_recipe:ImageRecipe", {"tiny": TINY["image"]}
-    ),
-    "image1d": Family(
-        "mmtok.models.image1d:Image1DTokenizer", "mmtok.train.image_recipe:ImageRecipe", {"tiny": TINY["image1d"]}
-    ),
-    "audio": Family(
-        "mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe", {"tiny": TINY["audio"]}
-    ),
-    "video": Family(
-        "mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe", {"tiny": TINY["video"]}
-    ),
-    "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe", {"tiny": TINY["eeg"]}),
-}
+FLAVOURS: dict[str, dict[str, dict]] = {family: {"tiny": config} for family, config in TINY.items()}
 
 
 # Pretrained models converted by `mmtok convert` (mmtok.pretrained): frozen, never trained here.
@@ -96,7 +87,8 @@ def _family(name: Any) -> Family:
 
 def flavour(family: str, name: str = "tiny") -> dict:
     """A family's named model config, with `family`: a fresh copy, free to change."""
-    flavours = _family(family).flavours
+    _family(family)
+    flavours = FLAVOURS.get(family, {})
     if name not in flavours:
         raise ConfigError(f"model: {family!r} has no flavour {name!r}; known: {sorted(flavours) or 'none'}")
     return {"family": family, **copy.deepcopy(flavours[name])}

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from mmtok.config import ConfigError
 from mmtok.data import ImageDataset, sample_images, write_sample_images
 from mmtok.data.sample_images import DEFAULT_HELD_OUT
+from mmtok.models.image import split_chroma
 from mmtok.train.discriminators import PatchGANDiscriminator
 from mmtok.train.losses import reconstruction_loss
 from mmtok.train.perceptual import build_perceptual_loss
@@ -68,8 +69,8 @@ def image_folder(source: str, held_out: int, cache_dir: str) -> Path:
 def gray_chroma_loss(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the reconstruction's L1 distance from gray, counted on gray inputs only
     (all channels equal within one level of 8 bits); 0 for a batch without them."""
-    gray = (x - x.mean(dim=1, keepdim=True)).abs().amax(dim=(1, 2, 3)) <= 1 / 127.5
-    chroma = (recon - recon.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+    gray = split_chroma(x)[1].abs().amax(dim=(1, 2, 3)) <= 1 / 127.5
+    chroma = split_chroma(recon)[1].abs().mean(dim=(1, 2, 3))
     return (chroma * gray.to(chroma.dtype)).mean()
 
 

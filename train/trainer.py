@@ -284,8 +284,9 @@ class Trainer:
         last_step = step == train.max_steps or self._out_of_time()
         if step % train.log_every == 0 or last_step:
             acc.log(values, step=step)
-        if step % train.health_every == 0 or last_step:
-            self.log_health(progress, full_window=step % train.health_every == 0)
+        window_ends = step % train.health_every == 0
+        if window_ends or last_step:
+            self.log_health(progress, full_window=window_ends)
         if step % train.image_every == 0 and acc.is_main_process:
             self._log_reconstructions()
         if step % train.checkpoint_every == 0:
