@@ -19,8 +19,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from mmtok.data.audio import AUDIO_EXTENSIONS
 from mmtok.data.audio_io import load_audio
-from mmtok.data.sources import AUDIO_EXTENSIONS
 from mmtok.eval.harness import run_eval
 from mmtok.eval.report_text import markdown_summary
 from mmtok.train.config import load_run_config

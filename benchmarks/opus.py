@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmtok.data.audio import AUDIO_EXTENSIONS
 from mmtok.data.audio_io import load_audio
-from mmtok.data.sources import AUDIO_EXTENSIONS, FolderSource
+from mmtok.data.sources import FolderSource
 from mmtok.eval.aggregate import summarise
 from mmtok.eval.baselines import audio_curve
 from mmtok.eval.suite_audio import AudioSuite

@@ -12,8 +12,8 @@ import soundfile
 import torch
 from peers import DacLoss, dac, dac_reconstruct, train_peer_like
 
+from mmtok.data.audio import AUDIO_EXTENSIONS
 from mmtok.data.audio_io import load_audio
-from mmtok.data.sources import AUDIO_EXTENSIONS
 from mmtok.eval.audio import bitrate_kbps, mel_distance, pesq_wb, si_sdr, stoi
 from mmtok.eval.codecs import opus_roundtrip
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmtok.modalities import MODALITIES
 from mmtok.models import build_tokenizer
 
 SAMPLE_RATE = 24000  # the default codec's
@@ -212,16 +213,14 @@ def main() -> None:
             f"audio: {AUDIO_MODEL}; video: {VIDEO_MODEL}; threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
         )
         for modality in modalities:
-            tokenizer = make_tokenizer(AUDIO_MODEL if modality == "audio" else VIDEO_MODEL, root / f"{modality}_tok")
+            model, write_input = {"audio": (AUDIO_MODEL, write_wav), "video": (VIDEO_MODEL, write_video)}[modality]
+            tokenizer = make_tokenizer(model, root / f"{modality}_tok")
             inputs = {}
             for seconds in durations[modality]:
                 folder = root / f"{modality}_{seconds:g}s"
                 folder.mkdir(exist_ok=True)
                 started = time.perf_counter()
-                if modality == "audio":
-                    write_wav(folder / "input.wav", seconds)
-                else:
-                    write_video(folder / "input.mp4", seconds)
+                write_input(folder / f"input{MODALITIES[modality].sample_suffix}", seconds)
                 size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
                 print(f"made {label(seconds)} of {modality}: {size:.1f} MiB in {time.perf_counter() - started:.1f} s")
                 inputs[seconds] = folder

@@ -30,6 +30,7 @@ import torch
 
 from mmtok.eval.ar_probe import code_positions, sample_segment, unigram_entropy_bits
 from mmtok.llm_vocab import JointVocabulary, init_media_embeddings
+from mmtok.modalities import modality as modality_entry
 from mmtok.pack import PACK_FILE, PARQUET_DIR, TOKENIZER_DIR
 from mmtok.vocab import VocabLayout
 
@@ -272,16 +273,8 @@ def _sample(model, vocab: JointVocabulary, frozen: dict, documents: list[list[in
 
 def _write_sample(out: Path, modality: str, decoded: torch.Tensor, tokenizer) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    if modality == "image":
-        from PIL import Image
-
-        path = out / "sample_image.png"
-        Image.fromarray(np.asarray(decoded[0], dtype=np.uint8)).save(path)
-    else:
-        import soundfile as sf
-
-        path = out / f"sample_{modality}.wav"
-        sf.write(path, np.asarray(decoded[0], dtype=np.float32).reshape(-1), tokenizer.input_spec.sample_rate)
+    path = out / f"sample_{modality}{modality_entry(modality).sample_suffix}"
+    tokenizer.input_spec.write_file(decoded[0], path)
     return path
 
 
@@ -289,9 +282,6 @@ def run_llm_client(frozen: list, media: list, captions: list[str], *, steps: int
     """The whole path for media in memory: `frozen`: FrozenTokenizers; `media[i]`: items for
     frozen[i] (uint8 HxWx3 images, or 1-D / (1, T) float audio at the tokenizer's rate), one per
     caption. Writes them as files, tokenizes, packs with the captions and trains."""
-    import soundfile as sf
-    from PIL import Image
-
     from mmtok.pack import PackSettings, run_pack
     from mmtok.pack_text import open_text
     from mmtok.tokenize import tokenize
@@ -303,13 +293,8 @@ def run_llm_client(frozen: list, media: list, captions: list[str], *, steps: int
             folder = tmp / f"media_{t}"
             folder.mkdir()
             for i, (item, caption) in enumerate(zip(items, captions)):
-                if tokenizer.modality == "image":
-                    name = f"{t}_{i:04d}.png"
-                    Image.fromarray(np.asarray(item, dtype=np.uint8)).save(folder / name)
-                else:
-                    name = f"{t}_{i:04d}.wav"
-                    samples = np.asarray(torch.as_tensor(item).reshape(-1), dtype=np.float32)
-                    sf.write(folder / name, samples, tokenizer.input_spec.sample_rate, subtype="FLOAT")
+                name = f"{t}_{i:04d}{modality_entry(tokenizer.modality).sample_suffix}"
+                tokenizer.input_spec.write_file(item, folder / name)
                 texts.append({"key": name, "text": caption})
             tokenize(tokenizer.path, folder, tmp / f"shards_{t}", num_workers=0, progress=False)
             shards.append(tmp / f"shards_{t}")

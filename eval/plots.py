@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 from PIL import Image
 
+from mmtok.modalities import modality
+
 MAX_CODEBOOKS_DRAWN = 4
 
 
@@ -132,6 +134,6 @@ def draw_plots(report: dict, out: Path) -> dict:
     for tok in report["tokenizers"]:
         codebook_use(tok, folder / f"codebooks_{tok['name']}.png")
         plots["codebooks"][tok["name"]] = f"plots/codebooks_{tok['name']}.png"
-    if report["modality"] == "image" and image_grid(report, out, folder / "reconstructions.png"):
+    if "grid" in modality(report["modality"]).figures and image_grid(report, out, folder / "reconstructions.png"):
         plots["grid"] = "plots/reconstructions.png"
     return plots

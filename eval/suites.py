@@ -65,14 +65,7 @@ class Suite:
 
 
 def suite_for(modality: str, **options) -> Suite:
-    if modality == "image":
-        from mmtok.eval.suite_image import ImageSuite as suite
-    elif modality == "audio":
-        from mmtok.eval.suite_audio import AudioSuite as suite
-    elif modality == "video":
-        from mmtok.eval.suite_video import VideoSuite as suite
-    elif modality == "eeg":
-        from mmtok.eval.suite_eeg import EEGSuite as suite
-    else:
-        raise ValueError(f"no evaluation suite for modality {modality!r}")
-    return suite(**options)
+    """The modality table's suite for `modality` (mmtok.modalities), built with `options`."""
+    from mmtok.modalities import modality as modality_entry
+
+    return modality_entry(modality).suite_class()(**options)

@@ -74,7 +74,8 @@ FAMILIES.update(
 )
 
 
-def _load(target: str) -> Any:
+def load_target(target: str) -> Any:
+    """The object a "module:name" string names, its module imported now."""
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -95,7 +96,7 @@ def flavour(family: str, name: str = "tiny") -> dict:
 
 
 def tokenizer_class(family: str):
-    return _load(_family(family).tokenizer)
+    return load_target(_family(family).tokenizer)
 
 
 def recipe_class(family: str):
@@ -105,7 +106,7 @@ def recipe_class(family: str):
         raise ConfigError(
             f"model.family: {family!r} is a pretrained model converted with `mmtok convert`; mmtok does not train it"
         )
-    return _load(recipe)
+    return load_target(recipe)
 
 
 def tokenizer_config(config: Any):

@@ -15,7 +15,9 @@ import torch
 
 from mmtok.data.audio_io import AudioInputSpec, decode_audio
 from mmtok.data.decoded import DecodedSourceDataset
-from mmtok.data.sources import AUDIO_EXTENSIONS
+from mmtok.modalities import MODALITIES
+
+AUDIO_EXTENSIONS = MODALITIES["audio"].extensions
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioDataset"]
 

@@ -413,6 +413,12 @@ class AudioInputSpec(InputSpec):
             x = x.reshape(1, -1, x.shape[-1])
         return stack_prepared([self.prepare_wave(clip, self.sample_rate) for clip in x], "audio clips")
 
+    def write_file(self, item: Any, path) -> None:
+        """Float samples (T,) or (channels, T) at this spec's rate -> a 32-bit float WAV."""
+        samples = np.asarray(torch.as_tensor(item), dtype=np.float32)
+        samples = samples.reshape(self.channels, -1).T if samples.ndim > 1 else samples
+        sf.write(path, samples, self.sample_rate, subtype="FLOAT", format="WAV")
+
     def to_media(self, x: torch.Tensor, info: list[dict] | None = None) -> np.ndarray:
         """float (B, C, T) -> numpy in [-1, 1], each clip back at its own level when `info` holds its gain."""
         x = x.detach().float().cpu()

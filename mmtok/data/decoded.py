@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from mmtok.data.sources import MEDIA_EXTENSIONS, open_source
+from mmtok.data.sources import open_source
+from mmtok.modalities import modality as modality_entry
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class DecodedSourceDataset(Dataset):
         self.source, self.modality = source, modality
         self._reader = open_source(source, modality=modality, column=column)
         if len(self._reader) == 0:
-            looked = ", ".join(MEDIA_EXTENSIONS[modality])
+            looked = ", ".join(modality_entry(modality).extensions)
             raise ValueError(f"no {modality} files in {self.source} (looked for {looked})")
         self._indices = list(range(len(self._reader)))  # reader entries still in use
         self._known_bad: set[int] = set()

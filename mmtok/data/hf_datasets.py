@@ -19,7 +19,8 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
-from mmtok.data.sources import PARQUET_MEDIA_COLUMNS, PassedOver
+from mmtok.data.sources import PassedOver
+from mmtok.modalities import modality as modality_entry
 from mmtok.storage import resolve
 
 SAVED_DATASET_FILES = ("dataset_info.json", "dataset_dict.json", "state.json")  # written by save_to_disk
@@ -53,7 +54,7 @@ class DatasetsSource:
         self.streaming = streaming
         dataset = self._load()
         features = dataset.features or {}
-        candidates = PARQUET_MEDIA_COLUMNS[modality]
+        candidates = modality_entry(modality).parquet_columns
         self.column = column or next((c for c in candidates if c in features), None)
         if self.column not in features:
             raise ValueError(

@@ -231,5 +231,9 @@ class ImageInputSpec(InputSpec):
             return _to_rgb(item)
         return array_to_rgb(item)
 
+    def write_file(self, item: Any, path) -> None:
+        """uint8 (H, W, 3) pixels -> a PNG."""
+        Image.fromarray(np.asarray(item, dtype=np.uint8)).save(path, format="PNG")
+
     def to_media(self, x: torch.Tensor, info: list[dict] | None = None) -> np.ndarray:
         return tensor_to_images(x)

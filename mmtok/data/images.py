@@ -22,7 +22,10 @@ import torch
 
 from mmtok.data.decoded import DecodedSourceDataset
 from mmtok.data.image_io import ImageInputSpec, Window, centre_window, decode_image, resize_shorter_side
-from mmtok.data.sources import IMAGE_EXTENSIONS, PARQUET_IMAGE_COLUMNS
+from mmtok.modalities import MODALITIES
+
+IMAGE_EXTENSIONS = MODALITIES["image"].extensions
+PARQUET_IMAGE_COLUMNS = MODALITIES["image"].parquet_columns
 
 __all__ = ["IMAGE_EXTENSIONS", "PARQUET_IMAGE_COLUMNS", "ImageDataset"]
 

@@ -26,30 +26,9 @@ import tarfile
 from pathlib import Path, PurePath
 from typing import BinaryIO
 
+from mmtok.modalities import MODALITIES
+from mmtok.modalities import modality as modality_entry
 from mmtok.storage import Storage, resolve
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3")  # what mmtok.data.audio decodes
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
-EEG_EXTENSIONS = (".edf", ".bdf", ".fif", ".vhdr", ".set", ".npz")  # what mmtok.data.eeg_read reads
-# Data files that an EEG header file names and its reader opens beside it (BrainVision .eeg/.vmrk,
-# EEGLAB .fdt): counted apart from other files, as read with their header.
-EEG_COMPANION_EXTENSIONS = (".eeg", ".vmrk", ".fdt")
-MEDIA_EXTENSIONS = {
-    "image": IMAGE_EXTENSIONS,
-    "audio": AUDIO_EXTENSIONS,
-    "video": VIDEO_EXTENSIONS,
-    "eeg": EEG_EXTENSIONS,
-}
-# Tried in order when no column is given; "image"/"audio" are the Hugging Face conventions, the
-# others come from webdataset shards converted to parquet.
-PARQUET_IMAGE_COLUMNS = ("image", "jpg", "png", "jpeg", "webp")
-PARQUET_MEDIA_COLUMNS = {
-    "image": PARQUET_IMAGE_COLUMNS,
-    "audio": ("audio", "wav", "flac", "mp3"),
-    "video": ("video", "mp4", "webm"),
-    "eeg": ("eeg", "signal"),
-}
 
 
 def _has_extension(name: str, extensions: tuple[str, ...]) -> bool:
@@ -72,7 +51,9 @@ class PassedOver:
             shown.append(where)
 
     def other_extension(self, where: str, name: str, extensions: tuple[str, ...] = ()) -> None:
-        if extensions == EEG_EXTENSIONS and _has_extension(name, EEG_COMPANION_EXTENSIONS):
+        # Data files a header names and its reader opens beside it (BrainVision .eeg, WFDB .dat).
+        companions = next((m.companion_extensions for m in MODALITIES.values() if m.extensions == extensions), ())
+        if companions and _has_extension(name, companions):
             self.add(where, "companion data file (read with its header file)")
         else:
             self.add(where, f"other extension ({PurePath(name).suffix.lower() or 'none'})")
@@ -233,7 +214,7 @@ class ParquetSource:
         path: PurePath,
         column: str | None,
         *,
-        candidates: tuple[str, ...] = PARQUET_IMAGE_COLUMNS,
+        candidates: tuple[str, ...] = MODALITIES["image"].parquet_columns,
         in_memory: bool = True,
         prefix: str = "",
         storage: Storage | None = None,
@@ -380,7 +361,7 @@ def open_source(
         return DatasetsSource(name, modality=modality, column=column, split=split, streaming=streaming, limit=limit)
     if split is not None or streaming:
         raise ValueError(f"split and streaming are for {DATASETS_PREFIX}NAME sources, not {spec}")
-    extensions = MEDIA_EXTENSIONS[modality]
+    extensions = modality_entry(modality).extensions
     storage, path = resolve(spec)
     if glob.has_magic(str(path)):
         matches = storage.glob(path)
@@ -419,6 +400,6 @@ def _open_one(storage: Storage, path, root, extensions, modality: str, column: s
     if path.suffix.lower() == ".tar":
         return TarSource(path, extensions, prefix, storage)
     if path.suffix.lower() == ".parquet":
-        candidates = PARQUET_MEDIA_COLUMNS[modality]
+        candidates = modality_entry(modality).parquet_columns
         return ParquetSource(path, column, candidates=candidates, in_memory=in_memory, prefix=prefix, storage=storage)
     raise ValueError(f"unsupported media source {path}: expected a folder, a .tar or a .parquet file")

@@ -70,6 +70,11 @@ class InputSpec:
         """A decoded batch -> plain media, undoing what `prepare` recorded in `info` where it can."""
         raise NotImplementedError
 
+    def write_file(self, item: Any, path) -> None:
+        """One item of plain media (as `to_media` gives it) written as a file this spec prepares,
+        in the modality table's `sample_suffix` format (mmtok.modalities)."""
+        raise NotImplementedError(f"{self.modality or type(self).__name__} media are not written as files")
+
     def stream_size(self, file: BinaryIO) -> int | None:
         """How many values (floats) the prepared tensor of this file would hold, read from the
         container header only (no decoding); None when that is unknown or this modality does not

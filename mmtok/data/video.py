@@ -17,8 +17,10 @@ from torch.utils.data import Dataset
 
 from mmtok.data.decoded import DecodedSourceDataset
 from mmtok.data.image_io import Window, centre_window, decode_image
-from mmtok.data.sources import VIDEO_EXTENSIONS
 from mmtok.data.video_io import FALLBACK_FPS, DecodedVideo, VideoInputSpec, frame_count_problem, probe_video
+from mmtok.modalities import MODALITIES
+
+VIDEO_EXTENSIONS = MODALITIES["video"].extensions
 
 __all__ = ["VIDEO_EXTENSIONS", "StillsAndClips", "VideoDataset"]
 
@@ -50,9 +52,10 @@ class VideoDataset(DecodedSourceDataset):
         super().__init__(source, modality="image" if stills else "video", column=column)
         self.spec, self.frames, self.size = spec, frames, size
         self.random_crop, self.random_start, self.random_flip = random_crop, random_start, random_flip
+        self.stills = stills
 
     def _decode(self, data: bytes, name: str) -> DecodedVideo:
-        if self.modality == "image":
+        if self.stills:
             pixels = self.spec.resize(decode_image(data))
             fps = self.spec.fps or FALLBACK_FPS
             return DecodedVideo(np.repeat(pixels[None], self.frames, axis=0), fps, fps, *pixels.shape[:2])

@@ -41,6 +41,10 @@ class AudioCodecTokenizer(PretrainedTokenizer):
         channels = config.model_config.get(cls.channels_key, 1) if cls.channels_key else 1
         return AudioInputSpec(int(config.model_config[cls.sample_rate_key]), int(channels), loudness_db=None)
 
+    def probe_input(self, generator: torch.Generator) -> torch.Tensor:
+        spec = self.input_spec()  # one second of quiet noise
+        return torch.randn(1, spec.channels, spec.sample_rate, generator=generator) * 0.1
+
     def check_input(self, x: torch.Tensor) -> None:
         channels = self.input_spec().channels
         if x.ndim != 3 or x.shape[1] != channels:

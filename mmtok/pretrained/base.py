@@ -133,6 +133,11 @@ class PretrainedTokenizer(Tokenizer):
         self.quantizer = Codebooks(self.codebook_sizes_for(config), self.code_vectors)
 
     # -- what a model supplies ------------------------------------------------------------------------
+    def probe_input(self, generator: torch.Generator) -> torch.Tensor:
+        """A small random input as the input spec prepares it: `mmtok convert` checks the artifact's
+        ids and decoding against the source model's on it."""
+        raise NotImplementedError
+
     @classmethod
     def default_options(cls, model_config: dict) -> dict:
         """Config fields `mmtok convert` records for this model unless told otherwise."""

@@ -20,6 +20,7 @@ slash, or its first component is a folder here, as in data/typo) is "no such fol
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -265,8 +266,9 @@ def _processor_options(folder: Path, adapter) -> dict:
     processor = json.loads(path.read_text())
     if adapter.family == "hf-xcodec2":
         return {"feature_extractor": processor}
-    keys = ("rescale_factor", "image_mean", "image_std")
-    if adapter.modality == "image" and all(k in processor for k in keys):
+    keys = ("rescale_factor", "image_mean", "image_std")  # an image processor's, where the config takes them
+    fields = {f.name for f in dataclasses.fields(adapter.config_class)}
+    if all(k in processor and k in fields for k in keys):
         return {k: processor[k] for k in keys}
     return {}
 
@@ -338,12 +340,7 @@ def _verify(out: Path, folder: Path) -> None:
     family, reference_model = load_model(folder)
     reference = tokenizer_class(family)(frozen.model.config, model=reference_model)
     generator = torch.Generator().manual_seed(0)
-    spec = frozen.input_spec
-    if frozen.modality == "audio":
-        probe = torch.randn(1, spec.channels, spec.sample_rate, generator=generator) * 0.1
-    else:
-        side = reference.fixed_size or 4 * reference.factor
-        probe = torch.rand(1, 3, side, side, generator=generator) * 2 - 1
+    probe = reference.probe_input(generator)
     ids = reference.encode(probe)
     if not torch.equal(frozen.encode_tensor(probe).cpu(), ids):
         raise RuntimeError(f"{out} does not reproduce the ids of the model in {folder}; please report this model")

@@ -108,6 +108,10 @@ class ImageVQTokenizer(PretrainedTokenizer):
             raise ValueError(f"image height and width must be divisible by {f}, got {h}x{w}")
         return (h // f, w // f)
 
+    def probe_input(self, generator: torch.Generator) -> torch.Tensor:
+        side = self.fixed_size or 4 * self.factor  # the smallest image the model takes, in [-1, 1]
+        return torch.rand(1, 3, side, side, generator=generator) * 2 - 1
+
     @property
     def fixed_size(self) -> int | None:
         """The one image size this tokenizer gives (a resized and cropped square), or None."""
