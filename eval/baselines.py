@@ -20,7 +20,7 @@ import torch
 
 from mmtok.data.image_io import pixels_to_tensor, tensor_to_images
 from mmtok.eval.codecs import available_image_codecs, image_at_bits, image_roundtrip, opus_roundtrip
-from mmtok.eval.eeg import DCTCodec, best_dct_codec
+from mmtok.eval.eeg import DCTCodec, best_dct_codec, mean_band_error
 from mmtok.eval.h264 import h264_at_bits, h264_roundtrip
 
 IMAGE_CURVE_QUALITIES = (10, 30, 60, 90)
@@ -124,16 +124,19 @@ def _dct(codec: DCTCodec, budget: int, signal: torch.Tensor, sample_rate: float)
     )
 
 
-def eeg_curve(signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int) -> list[Coded]:
+def eeg_curve(
+    signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int, error=mean_band_error
+) -> list[Coded]:
+    """`error` is what best_dct_codec minimises when it splits each budget (EEG: band powers)."""
     return [
-        _dct(best_dct_codec(fit_on, patch_size, bits, sample_rate), bits, signal, sample_rate)
+        _dct(best_dct_codec(fit_on, patch_size, bits, sample_rate, error), bits, signal, sample_rate)
         for bits in DCT_CURVE_BITS_PER_PATCH
     ]
 
 
 def eeg_matched(
-    signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int, rate: float
+    signal: torch.Tensor, fit_on: np.ndarray, sample_rate: float, patch_size: int, rate: float, error=mean_band_error
 ) -> list[Coded]:
     bits_per_patch = max(1, int(rate * patch_size / sample_rate))
-    codec = best_dct_codec(fit_on, patch_size, bits_per_patch, sample_rate)
+    codec = best_dct_codec(fit_on, patch_size, bits_per_patch, sample_rate, error)
     return [_dct(codec, bits_per_patch, signal, sample_rate)]

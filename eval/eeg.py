@@ -107,9 +107,16 @@ class DCTCodec:
         return patches.reshape(*patches.shape[:-2], -1)
 
 
-def best_dct_codec(train_signals, patch_size: int, bits_per_patch: int, sample_rate: float) -> DCTCodec:
+def mean_band_error(x, y, sample_rate: float) -> float:
+    return float(np.mean(list(band_power_error(x, y, sample_rate).values())))
+
+
+def best_dct_codec(
+    train_signals, patch_size: int, bits_per_patch: int, sample_rate: float, error=mean_band_error
+) -> DCTCodec:
     """The DCT codec of at most `bits_per_patch` bits (every split into kept coefficients x bits
-    each) whose mean band-power error on the training signals is lowest: the baseline's best shot."""
+    each) whose `error(original, coded, sample_rate)` on the training signals is lowest (by
+    default the mean band-power error): the baseline's best shot."""
     train = np.asarray(train_signals, np.float64)
     usable = train[..., : train.shape[-1] // patch_size * patch_size]
     best, best_error = None, np.inf
@@ -117,9 +124,9 @@ def best_dct_codec(train_signals, patch_size: int, bits_per_patch: int, sample_r
         if bits * kept > bits_per_patch or (kept < patch_size and bits * (kept + 1) <= bits_per_patch):
             continue  # only the largest `kept` that fits the budget at this many bits
         codec = DCTCodec.fit(usable, patch_size, kept, bits)
-        error = np.mean(list(band_power_error(usable, codec(usable), sample_rate).values()))
-        if error < best_error:
-            best, best_error = codec, error
+        value = error(usable, codec(usable), sample_rate)
+        if value < best_error:
+            best, best_error = codec, value
     if best is None:
         raise ValueError(f"no DCT codec fits {bits_per_patch} bits per patch")
     return best

@@ -12,7 +12,7 @@ import torch
 
 from mmtok.data.eeg_montage import unpack_eeg
 from mmtok.eval.baselines import eeg_curve, eeg_matched
-from mmtok.eval.eeg import signal_report
+from mmtok.eval.eeg import mean_band_error, signal_report
 from mmtok.eval.suites import Suite
 
 
@@ -42,13 +42,18 @@ class EEGSuite(Suite):
     def scores(self, reference: torch.Tensor, reconstruction: torch.Tensor, info: dict) -> dict[str, float]:
         return signal_report(reference, reconstruction, info["sample_rate"])
 
+    @staticmethod
+    def dct_error(original, coded, sample_rate: float) -> float:
+        """What the DCT baseline's split of a budget minimises: the band-power error."""
+        return mean_band_error(original, coded, sample_rate)
+
     def curve(self, reference: torch.Tensor, info: dict):
         signal = reference.double().numpy()
-        return eeg_curve(reference, signal, info["sample_rate"], self._patch(info))
+        return eeg_curve(reference, signal, info["sample_rate"], self._patch(info), self.dct_error)
 
     def matched(self, reference: torch.Tensor, info: dict, rate: float):
         signal = reference.double().numpy()
-        return eeg_matched(reference, signal, info["sample_rate"], self._patch(info), rate)
+        return eeg_matched(reference, signal, info["sample_rate"], self._patch(info), rate, self.dct_error)
 
     def probes(self, tokenizers: list[tuple[str, object]], data: str, train: str) -> dict[str, dict]:
         """Linear probes (mmtok.eval.eeg_probe) fitted on the labelled trials of `train` and scored on

@@ -88,6 +88,7 @@ class EEGTokenizer(Tokenizer):
     # Patches encoded or decoded per step of a long recording (plus their context): 256 s at the
     # default 1 s patches; a 64-channel window then needs some hundreds of MB, whatever the length.
     window_patches: int = 256
+    rate_channel_counts = (19, 64)  # the montages `mmtok inspect` quotes rates for
 
     def __init__(self, config: EEGTokenizerConfig):
         super().__init__(config)
@@ -230,11 +231,11 @@ class EEGTokenizer(Tokenizer):
 
     def vocab_layout(self, **options) -> VocabLayout:
         # Both axes vary: a row marker closes each channel, so a flat sequence gives its shape back.
-        return VocabLayout("eeg", [None, None], self.codebook_sizes, **{"row_markers": True, **options})
+        return VocabLayout(self.modality, [None, None], self.codebook_sizes, **{"row_markers": True, **options})
 
     def rate_examples(self):
         rate = self.config.sample_rate
         return [
             (f"{channels} ch, {seconds} s", (channels, POSITION_VALUES + seconds * rate), float(seconds), "second")
-            for channels, seconds in ((19, 10), (64, 10))
+            for channels, seconds in ((c, 10) for c in self.rate_channel_counts)
         ]

@@ -27,6 +27,7 @@ FAMILIES: dict[str, Family] = {
     "audio": Family("mmtok.models.audio:AudioTokenizer", "mmtok.train.audio_recipe:AudioRecipe"),
     "video": Family("mmtok.models.video:VideoTokenizer", "mmtok.train.video_recipe:VideoRecipe"),
     "eeg": Family("mmtok.models.eeg:EEGTokenizer", "mmtok.train.eeg_recipe:EEGRecipe"),
+    "ecg": Family("mmtok.models.ecg:ECGTokenizer", "mmtok.train.ecg_recipe:ECGRecipe"),
 }
 
 # Named model configs of a family (without `family`): "tiny" builds and trains in seconds on a CPU,
@@ -52,6 +53,11 @@ TINY = {
     "eeg": {
         "patch_size": 50, "width": 16, "depth": 1, "decoder_depth": 1, "heads": 2, "context_patches": 2,
         "conv_channels": 2, "conv_kernels": [9, 5], "latent_dim": 8,
+        "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2, "metric": "cosine"}},
+    },
+    "ecg": {
+        "patch_size": 25, "crossfade": 6, "width": 16, "depth": 1, "decoder_depth": 1, "heads": 2,
+        "context_patches": 2, "conv_channels": 2, "conv_kernels": [9, 5], "latent_dim": 8,
         "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2, "metric": "cosine"}},
     },
 }  # fmt: skip

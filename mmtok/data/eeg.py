@@ -21,15 +21,15 @@ from torch.utils.data import Dataset
 
 from mmtok.data.eeg_io import EEGInputSpec
 from mmtok.data.eeg_montage import POSITION_VALUES, pack_eeg, unpack_eeg
-from mmtok.data.eeg_read import EEG_FILE_SUFFIXES, read_recordings
+from mmtok.data.eeg_read import EEG_FILE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 
-def eeg_files(source: str | Path | list) -> list[Path]:
-    """EEG files of a folder (recursive), a glob, a file, or a list of those, sorted."""
+def eeg_files(source: str | Path | list, suffixes: tuple[str, ...] = EEG_FILE_SUFFIXES) -> list[Path]:
+    """Files with `suffixes` in a folder (recursive), a glob, a file, or a list of those, sorted."""
     if isinstance(source, (list, tuple)):
-        return [path for item in source for path in eeg_files(item)]
+        return [path for item in source for path in eeg_files(item, suffixes)]
     text = str(source)
     if glob.has_magic(text):
         candidates = [Path(p) for p in glob.glob(text, recursive=True)]
@@ -39,7 +39,7 @@ def eeg_files(source: str | Path | list) -> list[Path]:
         return [Path(text)]
     else:
         raise FileNotFoundError(f"EEG source {text} does not exist")
-    return sorted(p for p in candidates if p.is_file() and p.name.lower().endswith(EEG_FILE_SUFFIXES))
+    return sorted(p for p in candidates if p.is_file() and p.name.lower().endswith(suffixes))
 
 
 class EEGDataset(Dataset):
@@ -61,13 +61,15 @@ class EEGDataset(Dataset):
         self.recordings: list[torch.Tensor] = []  # packed (C, 3 + whole patches)
         self._unreported: list[str] = []
         self.failed_sources: list[str] = []
-        files = eeg_files(source)
+        files = eeg_files(source, spec.file_suffixes)
         if not files:
-            raise ValueError(f"no EEG files in {source} (looked for {', '.join(EEG_FILE_SUFFIXES)})")
+            raise ValueError(f"no {spec.signal_name} files in {source} (looked for {', '.join(spec.file_suffixes)})")
         for path in files:
             self._add(path)
         if not self.recordings:
-            raise ValueError(f"no usable EEG in {source}: all {len(files)} files failed or are under one patch")
+            raise ValueError(
+                f"no usable {spec.signal_name} in {source}: all {len(files)} files failed or are under one patch"
+            )
         # One item per window of segment_patches a recording holds (at least one).
         windows = [max(1, self._patches(x) // segment_patches) for x in self.recordings]
         self.items = [r for r, count in enumerate(windows) for _ in range(count)]
@@ -77,9 +79,9 @@ class EEGDataset(Dataset):
 
     def _add(self, path: Path) -> None:
         try:
-            prepared = [self.spec.prepare_recording(r).tensor[0] for r in read_recordings(path)]
+            prepared = [self.spec.prepare_recording(r).tensor[0] for r in self.spec.read(path)]
         except Exception as error:  # any reader or preparation error skips the file, not the run
-            logger.warning("skipping EEG %s: %s: %s", path, type(error).__name__, error)
+            logger.warning("skipping %s %s: %s: %s", self.spec.signal_name, path, type(error).__name__, error)
             self._unreported.append(str(path))
             return
         for x in prepared:

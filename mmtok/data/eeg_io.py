@@ -38,7 +38,7 @@ from mmtok.data.eeg_montage import (
     pack_eeg,
     unpack_eeg,
 )
-from mmtok.data.eeg_read import EEGDecodeError, EEGRecording, read_recordings
+from mmtok.data.eeg_read import EEG_FILE_SUFFIXES, EEGDecodeError, EEGRecording, read_recordings
 from mmtok.data.spec import InputSpec, Prepared, stack_prepared
 
 ENCODED = (str, Path, bytes, bytearray, memoryview)
@@ -110,12 +110,31 @@ class EEGInputSpec(InputSpec):
     notch_hz: list[float] = dataclasses.field(default_factory=lambda: [50.0])
     clip_uv: float | None = 500.0
 
+    # What a sibling signal (ECG: mmtok.data.ecg_io) changes: which channels it keeps, how it
+    # names them and where they sit, and how files are read.
+    signal_name: ClassVar[str] = "EEG"
+    channel_types: ClassVar[tuple[str, ...]] = ("eeg",)  # of an mne Raw's channels, MNE's types kept
+    file_suffixes: ClassVar[tuple[str, ...]] = EEG_FILE_SUFFIXES  # what `read` reads
+
+    def keeps_channel(self, name: str) -> bool:
+        return is_eeg_name(name)
+
+    def channel_name(self, name: str) -> str:
+        return normalise_channel_name(name)
+
+    def positions(self, names: list[str]) -> np.ndarray:
+        """(channels, 3) metres, NaN where a name has no place."""
+        return channel_positions(names)
+
+    def read(self, source: Any) -> list[EEGRecording]:
+        return read_recordings(source)
+
     def prepare_recording(self, recording: EEGRecording) -> Prepared:
         """One recording -> (1, channels, 3 + samples) and what was done to it."""
-        keep = [i for i, name in enumerate(recording.channel_names) if is_eeg_name(name)]
+        keep = [i for i, name in enumerate(recording.channel_names) if self.keeps_channel(name)]
         if not keep:
-            raise EEGDecodeError(f"no EEG channels among {recording.channel_names}")
-        names = [normalise_channel_name(recording.channel_names[i]) for i in keep]
+            raise EEGDecodeError(f"no {self.signal_name} channels among {recording.channel_names}")
+        names = [self.channel_name(recording.channel_names[i]) for i in keep]
         data = recording.microvolts()[keep]
         if not np.isfinite(data).all():
             raise EEGDecodeError("the recording holds NaN or infinite samples")
@@ -126,7 +145,7 @@ class EEGInputSpec(InputSpec):
         if self.clip_uv is not None:
             clipped = int((np.abs(data) > self.clip_uv).sum())
             data = np.clip(data, -self.clip_uv, self.clip_uv)
-        positions = channel_positions(names)
+        positions = self.positions(names)
         x = pack_eeg(torch.from_numpy(data).float(), torch.from_numpy(positions).float())
         info = {
             "channels": len(names),
@@ -156,22 +175,23 @@ class EEGInputSpec(InputSpec):
         prepared = [self.prepare_recording(r) for item in items for r in self._recordings(item)]
         return stack_prepared(prepared, "EEG recordings")
 
-    @staticmethod
-    def _recordings(item: Any) -> list[EEGRecording]:
+    def _recordings(self, item: Any) -> list[EEGRecording]:
         if isinstance(item, EEGRecording):
             return [item]
         if isinstance(item, ENCODED):
-            return read_recordings(item)
+            return self.read(item)
         if hasattr(item, "info") and hasattr(item, "get_data"):  # an mne Raw
-            return [EEGRecording.from_raw(item)]
+            return [EEGRecording.from_raw(item, self.channel_types)]
         raise TypeError(
-            f"EEG media are paths, file bytes, EEGRecording(data, channel_names, sample_rate) or mne Raw, "
+            f"{self.signal_name} media are paths, file bytes, EEGRecording(data, channel_names, sample_rate) or mne Raw, "
             f"got {type(item).__name__}"
         )
 
     def _prepared_tensor(self, x: torch.Tensor) -> Prepared:
         if not x.is_floating_point() or x.ndim != 3:
-            raise ValueError(f"EEG tensors must be float (B, channels, 3 + samples), got {x.dtype} {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.signal_name} tensors must be float (B, channels, 3 + samples), got {x.dtype} {tuple(x.shape)}"
+            )
         positions, signal = unpack_eeg(x)
         info = {
             "channels": x.shape[1],

@@ -60,13 +60,14 @@ class EEGRecording:
         return mne.io.RawArray(self.microvolts() * 1e-6, info, verbose=False)
 
     @classmethod
-    def from_raw(cls, raw) -> EEGRecording:
+    def from_raw(cls, raw, types: tuple[str, ...] = ("eeg",)) -> EEGRecording:
         """The EEG channels of an mne Raw; the others (ECG, EOG, stim, ...) are left out and counted.
         MNE types EDF/BDF channels from their labels' prefixes and strips the prefix ("EOG left"
         becomes an eog channel named "left"), so a name-based count after reading would miss them."""
         import mne
 
-        eeg = mne.pick_types(raw.info, meg=False, eeg=True, exclude=())  # bad channels included
+        kinds = {kind: True for kind in types}  # MNE's channel types: "eeg", "ecg", ...
+        eeg = mne.pick_types(raw.info, meg=False, exclude=(), **kinds)  # bad channels included
         data = raw.get_data(picks=eeg) if len(eeg) else np.zeros((0, raw.n_times))
         names = [raw.ch_names[i] for i in eeg]
         return cls(data, names, float(raw.info["sfreq"]), "V", len(raw.ch_names) - len(eeg))
@@ -135,14 +136,14 @@ def _edf_header(path: Path | None, data: bytes | None) -> tuple[bytes, int]:
         return head + file.read(256 * signals), path.stat().st_size
 
 
-def _read_mne(reader: str, source: Any) -> EEGRecording:
+def _read_mne(reader: str, source: Any, types: tuple[str, ...]) -> EEGRecording:
     import mne
 
     options = {"infer_types": True} if reader in ("read_raw_edf", "read_raw_bdf") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MNE warns about header quirks it has already handled
         raw = getattr(mne.io, reader)(source, preload=True, verbose="error", **options)
-    return EEGRecording.from_raw(raw)
+    return EEGRecording.from_raw(raw, types)
 
 
 def _read_npz(data: bytes) -> EEGRecording:
@@ -156,8 +157,11 @@ def _read_npz(data: bytes) -> EEGRecording:
         return EEGRecording(archive["data"], names, float(archive["sample_rate"]), unit)
 
 
-def read_recordings(source: str | Path | bytes, name: str | None = None) -> list[EEGRecording]:
-    """Every recording in a file (aeon `.ts` files hold many trials; other formats one).
+def read_recordings(
+    source: str | Path | bytes, name: str | None = None, types: tuple[str, ...] = ("eeg",)
+) -> list[EEGRecording]:
+    """Every recording in a file (aeon `.ts` files hold many trials; other formats one); of the
+    files MNE reads, the channels of MNE's `types`.
 
     `source` is a path or the file's bytes (`name`, when given, says where they came from and its
     suffix picks the reader; otherwise the bytes are sniffed)."""
@@ -189,7 +193,7 @@ def read_recordings(source: str | Path | bytes, name: str | None = None) -> list
             if suffix in _EDF_SAMPLE_BYTES:
                 check_edf_size(*_edf_header(path, data), suffix, label)
             reader = {**_MNE_FILE_READERS, **_MNE_PATH_READERS}[suffix]
-            recordings = [_read_mne(reader, path if path is not None else io.BytesIO(data))]
+            recordings = [_read_mne(reader, path if path is not None else io.BytesIO(data), types)]
     except EEGDecodeError:
         raise
     except Exception as error:  # whatever MNE or numpy raise about a broken file
