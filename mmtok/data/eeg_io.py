@@ -183,8 +183,8 @@ class EEGInputSpec(InputSpec):
         if hasattr(item, "info") and hasattr(item, "get_data"):  # an mne Raw
             return [EEGRecording.from_raw(item, self.channel_types)]
         raise TypeError(
-            f"{self.signal_name} media are paths, file bytes, EEGRecording(data, channel_names, sample_rate) or mne Raw, "
-            f"got {type(item).__name__}"
+            f"{self.signal_name} media are paths, file bytes, EEGRecording(data, channel_names, sample_rate) "
+            f"or mne Raw, got {type(item).__name__}"
         )
 
     def _prepared_tensor(self, x: torch.Tensor) -> Prepared:
