@@ -27,31 +27,26 @@ CONFIG = Path(__file__).parents[1] / "configs" / "ecg.yaml"
 RECORDS = "ecg/mitdb208"
 
 
+def _row(name: str, s: dict) -> str:
+    return (
+        f"| {name} | {s['rate']['mean']:.0f} | {s['nmse']['mean']:.4f} | {s['pearson_r']['mean']:.4f} | "
+        f"{s['prd']['mean']:.2f} |"
+    )
+
+
 def equal_bits_rows(report: dict) -> list[str]:
     """Each token setting beside the DCT point of the same bits (the harness's matched baseline)."""
     tok = report["tokenizers"][0]
-    lines = ["| codec | bits per lead-second | NMSE | Pearson r | PRD % |", "|---|---:|---:|---:|---:|"]
-    for name, s in [("mmtok (all codebooks)", tok["summary"])] + [
-        (f"DCT at mmtok's bits ({codec})", m["summary"]) for codec, m in tok["matched"].items()
-    ]:
-        lines.append(
-            f"| {name} | {s['rate']['mean']:.0f} | {s['nmse']['mean']:.4f} | {s['pearson_r']['mean']:.4f} | "
-            f"{s['prd']['mean']:.2f} |"
-        )
-    for point in tok["sweep"]:
-        s = point["summary"]
-        lines.append(
-            f"| mmtok, {point['kind']} = {point['value']} | {s['rate']['mean']:.0f} | {s['nmse']['mean']:.4f} | "
-            f"{s['pearson_r']['mean']:.4f} | {s['prd']['mean']:.2f} |"
-        )
-    for codec, points in report["baselines"]["curves"].items():
-        for point in points:
-            s = point["summary"]
-            lines.append(
-                f"| {codec} {point['setting']} | {s['rate']['mean']:.0f} | {s['nmse']['mean']:.4f} | "
-                f"{s['pearson_r']['mean']:.4f} | {s['prd']['mean']:.2f} |"
-            )
-    return lines
+    named = [("mmtok (all codebooks)", tok["summary"])]
+    named += [(f"DCT at mmtok's bits ({codec})", m["summary"]) for codec, m in tok["matched"].items()]
+    named += [(f"mmtok, {p['kind']} = {p['value']}", p["summary"]) for p in tok["sweep"]]
+    named += [
+        (f"{codec} {p['setting']}", p["summary"])
+        for codec, points in report["baselines"]["curves"].items()
+        for p in points
+    ]
+    header = ["| codec | bits per lead-second | NMSE | Pearson r | PRD % |", "|---|---:|---:|---:|---:|"]
+    return header + [_row(name, summary) for name, summary in named]
 
 
 def main() -> None:
