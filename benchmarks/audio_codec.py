@@ -17,31 +17,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import soundfile as sf
+from heldout_audio import split_clips, write_clips
 
-from mmtok.data.audio import AUDIO_EXTENSIONS
-from mmtok.data.audio_io import load_audio
 from mmtok.eval.harness import run_eval
 from mmtok.eval.report_text import markdown_summary
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
 
 CONFIG = Path(__file__).parents[1] / "configs" / "audio_rvq.yaml"
-HELD_OUT_MUSIC = 3
-
-
-def split_clips(data: Path, train_folder: Path) -> list[Path]:
-    """Links every training clip into train_folder and returns the held-out clips."""
-    speech_held = sorted((data / "speech" / "pocketsphinx-testdata").rglob("*.wav"))
-    music = sorted(p for p in (data / "music").rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-    held = speech_held + music[:HELD_OUT_MUSIC]
-    train_folder.mkdir(parents=True, exist_ok=True)
-    for path in sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
-        if path not in held and "wheels" not in path.parts:
-            link = train_folder / f"{abs(hash(str(path.relative_to(data)))) % 10**12:012d}{path.suffix.lower()}"
-            if not link.exists():
-                link.symlink_to(path.resolve())
-    return held
 
 
 def main() -> None:
@@ -80,19 +63,6 @@ def main() -> None:
     for index, stats in enumerate(trainer.last_health):
         print(f"codebook {index}: utilization {stats['utilization']:.3f}, perplexity {stats['perplexity']:.1f}")
     print(f"report: {out / 'report' / 'index.html'}")
-
-
-def write_clips(paths: list[Path], folder: Path, rate: int, seconds: float) -> tuple[Path, float]:
-    """The held-out clips at the codec's rate, cut to `seconds`, as WAV files the harness reads;
-    returns the folder and the seconds of audio it holds."""
-    folder.mkdir(parents=True, exist_ok=True)
-    total = 0.0
-    for index, path in enumerate(paths):
-        wave, _ = load_audio(path, sample_rate=rate)
-        wave = wave[:, : int(seconds * rate)]
-        sf.write(folder / f"{index:03d}_{path.stem}.wav", wave.T.numpy(), rate)
-        total += wave.shape[-1] / rate
-    return folder, total
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 """The 1-D flexible-length tokenizer's rate-distortion curve, next to the 2-D tokenizer at its bits.
 
 Trains configs/image1d.yaml, and the 2-D quickstart recipe (configs/quickstart.yaml) with the same
-crop size, batch size and number of steps, both on scikit-image's photos; then sweeps
-k = 1, 2, 4, ..., K on the held-out photos (centre crops at the training size) and prints a
-Markdown table k / bits / PSNR / SSIM with the 2-D tokenizer's row at its bits, the targets, and
-every latent position's codebook usage (over random training crops). Writes JSON and a PNG plot.
+crop size, batch size and number of steps, both on scikit-image's photos; then `mmtok eval`
+(mmtok.eval.harness) sweeps k = 1, 2, 4, ..., K on the held-out photos (centre crops at the
+training size) beside the 2-D tokenizer and JPEG/WebP/AVIF, and this prints the k / bits / PSNR /
+SSIM table with the 2-D tokenizer's row, the targets, and every latent position's codebook usage
+(over random training crops). The report folder (rate-distortion plots, grid) is OUT/eval.
 
     python benchmarks/image1d.py --out runs/bench-image1d [--max-steps N] [dotted overrides of the 1-D run]
 """
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from mmtok.eval.rate_distortion import position_usage, save_sweep, sweep_num_tokens
-from mmtok.eval.reconstruct import evaluate_image_tokenizer
+from mmtok.eval.harness import EvalOptions, evaluate
+from mmtok.eval.systems import TokenizerSystem
+from mmtok.health import CodebookMonitor
 from mmtok.train.config import load_run_config
 from mmtok.train.image_recipe import sample_image_split
 from mmtok.train.quickstart import QUICKSTART_CONFIG
@@ -28,6 +30,18 @@ from mmtok.train.trainer import Trainer
 
 IMAGE1D_CONFIG = files("mmtok.configs").joinpath("image1d.yaml")
 CROPS_PER_TRAINING_IMAGE = 8  # random crops for the per-position usage count
+
+
+@torch.no_grad()
+def position_usage(tokenizer, x: torch.Tensor) -> list[dict]:
+    """Codebook use of every latent position over the images x (B, C, S, S): one entry per position
+    with CodebookMonitor's figures per codebook."""
+    monitors = [
+        CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks) for _ in range(tokenizer.num_latent_tokens)
+    ]
+    for monitor, ids in zip(monitors, tokenizer.ids_by_position(x)):
+        monitor.update(ids)
+    return [{"position": j, "codebooks": monitor.compute()} for j, monitor in enumerate(monitors)]
 
 
 def train(config_path, overrides: list[str]):
@@ -63,63 +77,50 @@ def main() -> None:
     )
 
     _, held = sample_image_split(trainer_1d.recipe.data.held_out)
-    result = sweep_num_tokens(tok_1d, held)
+    systems = [TokenizerSystem.from_model("1-D", tok_1d), TokenizerSystem.from_model("2-D", tok_2d)]
+    report = evaluate(systems, held, out / "eval", EvalOptions(crop_size=size), data="the quickstart's held-out photos")
     dataset = trainer_1d.dataset  # random crops, as in training
     crops = torch.stack([dataset[i % len(dataset)] for i in range(CROPS_PER_TRAINING_IMAGE * len(dataset))])
-    result["training_positions"] = position_usage(tok_1d, crops.to(next(tok_1d.parameters()).device))
-    result["steps"], result["batch_size"] = steps, batch
-
-    report_2d = evaluate_image_tokenizer(tok_2d, held, size=size)
-    mean = report_2d["mean"]
-    reference = {
-        "label": f"2-D quickstart tokenizer ({size // tok_2d.config.downsampling_factor}² tokens)",
-        "bits": mean["bpp"] * size * size,
-        "psnr": mean["psnr"],
-        "ssim": mean["ssim"],
-    }
-
-    print_report(result, reference)
-    out.mkdir(parents=True, exist_ok=True)
-    save_sweep(result, out / "image1d_sweep.json", out / "image1d_sweep.png", reference)
-    (out / "image2d_report.json").write_text(json.dumps(report_2d, indent=2))
-    print(f"\nwrote {out / 'image1d_sweep.json'} and {out / 'image1d_sweep.png'}")
+    positions = position_usage(tok_1d, crops.to(next(tok_1d.parameters()).device))
+    print_report(report, positions, steps, size, tok_1d.codebook_sizes)
+    (out / "image1d_positions.json").write_text(json.dumps(positions, indent=2))
+    print(f"\nreport: {out / 'eval' / 'index.html'}")
 
 
-def print_report(result: dict, reference: dict) -> None:
-    rows = result["rows"]
+def print_report(report: dict, positions: list[dict], steps: int, size: int, codebook_sizes: list[int]) -> None:
+    one_d, two_d = report["tokenizers"]
+    rows = [(p["value"], {key: entry["mean"] for key, entry in p["summary"].items()}) for p in one_d["sweep"]]
+    reference = {key: entry["mean"] for key, entry in two_d["summary"].items()}
     print(
-        f"\n1-D tokenizer after {result['steps']} steps on {len(result['images'])} held-out "
-        f"{result['image_size']}x{result['image_size']} crops ({result['num_codebooks']} codebook(s) of "
-        f"{result['codebook_sizes']} codes: {result['bits_per_token']:.1f} bits per token)\n"
+        f"\n1-D tokenizer after {steps} steps on {len(report['items'])} held-out {size}x{size} crops "
+        f"({one_d['num_codebooks']} codebook(s) of {codebook_sizes} codes)\n"
     )
     print("| k | bits per image | PSNR (dB) | SSIM |")
     print("|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['k']} | {row['bits']:.0f} | {row['psnr']:.2f} | {row['ssim']:.3f} |")
-    print(f"| {reference['label']} | {reference['bits']:.0f} | {reference['psnr']:.2f} | {reference['ssim']:.3f} |")
-
-    psnrs = [row["psnr"] for row in rows]
+    for k, row in rows:
+        print(f"| {k} | {row['bits']:.0f} | {row['psnr']:.2f} | {row['ssim']:.3f} |")
+    print(f"| 2-D tokenizer | {reference['bits']:.0f} | {reference['psnr']:.2f} | {reference['ssim']:.3f} |")
+    psnrs = [row["psnr"] for _, row in rows]
     monotonic = all(b > a for a, b in zip(psnrs, psnrs[1:]))
     # The 1-D row at the 2-D tokenizer's bits, or the longest one below them when none is equal.
-    at_bits = [row for row in rows if row["bits"] <= reference["bits"] * (1 + 1e-6)]
+    at_bits = [(k, row) for k, row in rows if row["bits"] <= reference["bits"] * (1 + 1e-6)]
     print("\ntargets:")
     print(f"- PSNR rises monotonically with k: {'yes' if monotonic else 'no'} ({', '.join(f'{p:.2f}' for p in psnrs)})")
     if at_bits:
-        row = at_bits[-1]
+        k, row = at_bits[-1]
         gap = row["psnr"] - reference["psnr"]
         equal = abs(row["bits"] - reference["bits"]) < 1e-6 * reference["bits"]
         print(
-            f"- at k={row['k']} ({row['bits']:.0f} bits, {'equal to' if equal else 'below'} the 2-D tokenizer's "
+            f"- at k={k} ({row['bits']:.0f} bits, {'equal to' if equal else 'below'} the 2-D tokenizer's "
             f"{reference['bits']:.0f}): {gap:+.2f} dB vs the 2-D tokenizer -> "
             f"{'met' if gap >= -1.0 else 'not met'} (within 1 dB or better)"
         )
     else:
         print("- no k reaches the 2-D tokenizer's bits")
-
     print("\nper-position codebook usage over random training crops (distinct codes used / perplexity, per codebook):")
     collapsed, cells = [], []
-    for entry in result["training_positions"]:
-        used = [size - s["dead_codes"] for s, size in zip(entry["codebooks"], result["codebook_sizes"])]
+    for entry in positions:
+        used = [n - s["dead_codes"] for s, n in zip(entry["codebooks"], codebook_sizes)]
         if min(used) <= 1:
             collapsed.append(entry["position"])
         cells.append(
@@ -127,7 +128,7 @@ def print_report(result: dict, reference: dict) -> None:
         )
     for start in range(0, len(cells), 4):
         print("  " + " | ".join(cells[start : start + 4]))
-    total = result["training_positions"][0]["codebooks"][0]["total"]
+    total = positions[0]["codebooks"][0]["total"]
     print(
         f"- no position collapsed to a single code ({total} crops): "
         f"{'yes' if not collapsed else 'no, positions ' + str(collapsed)}"

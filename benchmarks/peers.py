@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from mmtok.eval.systems import ReconstructionSystem
 from mmtok.train.audio_losses import MultiScaleMelLoss
 from mmtok.train.data import build_loader
 
@@ -157,3 +158,33 @@ class DacLoss:
 @torch.no_grad()
 def dac_reconstruct(model, x: torch.Tensor, num_codebooks: int) -> torch.Tensor:
     return model(x, n_quantizers=num_codebooks).audio_values.unsqueeze(1).clamp(-1, 1)
+
+
+# -- as `mmtok eval` systems (mmtok.eval.systems): scored beside mmtok by the same suite ----------
+def vqgan_system(model, input_spec) -> ReconstructionSystem:
+    """The trained VQGAN on the items as `input_spec` prepares them, at its grid's bits."""
+
+    def bits(x: torch.Tensor, setting) -> float:
+        return vqgan_bits_per_pixel(model, *x.shape[-2:]) * x.shape[-2] * x.shape[-1]
+
+    return ReconstructionSystem("VQGAN", "image", input_spec, lambda x, setting: vqgan_reconstruct(model, x), bits)
+
+
+def dac_system(model, input_spec, depths: list[int]) -> ReconstructionSystem:
+    """The trained DAC at its first n codebooks for each n of `depths` (the last is its plain run)."""
+    config = model.config
+
+    def codebooks(setting) -> int:
+        return config.n_codebooks if setting is None else setting[1]
+
+    def bits(x: torch.Tensor, setting) -> float:
+        frames = math.ceil(x.shape[-1] / config.hop_length)
+        return frames * codebooks(setting) * math.log2(config.codebook_size)
+
+    def reconstruct(x: torch.Tensor, setting) -> torch.Tensor:
+        return dac_reconstruct(model, x, codebooks(setting))
+
+    settings = [("codebooks", n) for n in depths]
+    return ReconstructionSystem(
+        "DAC", "audio", input_spec, reconstruct, bits, settings, full_setting=("codebooks", config.n_codebooks)
+    )

@@ -11,12 +11,13 @@ measure both on held-out material and write `quality.json`, a table, and picture
   the 2-D quickstart tokenizer at equal bits;
 - audio: configs/audio_rvq.yaml on speech and music, 60 min, at 2, 4 and 8 codebooks.
 
-Images are held-out colour photos (the quickstart's held-out chelsea, rocket and china plus
-data_cache/images/heldout)
-against the taming VQGAN (diffusers.VQModel) and JPEG/WebP at the lowest quality whose bits reach
-the tokenizer's; audio is held-out speech and music against DAC (transformers' DacModel) and Opus at
-6 and 12 kbps. Budgets can be scaled with --minutes; --smoke runs tiny models for seconds each on
-generated data (the test suite runs it).
+Everything is scored by `mmtok eval` (mmtok.eval.harness), each recipe's report folder under
+OUT/<recipe>/eval. Images are held-out colour photos (the quickstart's held-out chelsea, rocket and
+china plus data_cache/images/heldout) against the taming VQGAN (diffusers.VQModel) and JPEG, WebP
+and AVIF at the lowest quality whose bits reach the tokenizer's; audio is held-out speech and music
+against DAC (transformers' DacModel) and Opus at their rate and along its bitrate curve. Budgets can
+be scaled with --minutes; --smoke runs tiny models for seconds each on generated data (the test
+suite runs it).
 
     PYTHON=python scripts/fetch_data.sh data_cache
     OMP_NUM_THREADS=2 python benchmarks/quality.py --data data_cache --out runs/quality [--recipes quickstart image]
@@ -30,13 +31,13 @@ import json
 import math
 from pathlib import Path
 
-import torch
-from peers import train_peer_like, vqgan, vqgan_bits_per_pixel, vqgan_loss, vqgan_reconstruct
-from quality_image import Method, compare, heldout_photos, save_grid, tokenizer_method
+import numpy as np
+from peers import train_peer_like, vqgan, vqgan_loss, vqgan_system
 
-from mmtok.eval.image import psnr
-from mmtok.eval.rate_distortion import sweep_num_tokens
-from mmtok.health import CodebookMonitor
+from mmtok.data.image_io import decode_image
+from mmtok.data.sample_images import DEFAULT_HELD_OUT, sample_images
+from mmtok.eval.harness import EvalOptions, evaluate
+from mmtok.eval.systems import TokenizerSystem
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
 
@@ -46,26 +47,38 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 @dataclasses.dataclass
 class Recipe:
     name: str
-    kind: str  # image | image1d | audio
+    run: str  # which of the runners below trains and scores it: "run_image", "run_image1d", "run_audio"
     config: str
     minutes: float
     data: str | None  # the training data below --data; None: the config's own source
     smoke: tuple[str, ...] = ()  # overrides that make the model tiny for --smoke
 
 
+@dataclasses.dataclass
+class Context:
+    """What every runner is given: the command line's choices and what earlier recipes trained."""
+
+    out: Path
+    data: Path
+    photos: list
+    smoke: bool
+    peer: bool
+    trained_2d: object = None  # the first 2-D tokenizer trained, for the 1-D recipe to stand beside
+
+
 TINY_IMAGE = ("model.base_channels=8", "model.channel_multipliers=[1,2,2,2]", "model.image_size=32")
 RECIPES = {
-    "quickstart": Recipe("quickstart", "image", "quickstart.yaml", 9, None, TINY_IMAGE),
-    "image": Recipe("image", "image", "quickstart.yaml", 60, "images/train", TINY_IMAGE),
+    "quickstart": Recipe("quickstart", "run_image", "quickstart.yaml", 9, None, TINY_IMAGE),
+    "image": Recipe("image", "run_image", "quickstart.yaml", 60, "images/train", TINY_IMAGE),
     "image1d": Recipe(
         "image1d",
-        "image1d",
+        "run_image1d",
         "image1d.yaml",
         10,
         "images/train",
         ("model.width=32", "model.depth=1", "model.num_latent_tokens=8", "model.image_size=32"),
     ),
-    "audio": Recipe("audio", "audio", "audio_rvq.yaml", 60, "audio-train", ("model.base_channels=4",)),
+    "audio": Recipe("audio", "run_audio", "audio_rvq.yaml", 60, "audio-train", ("model.base_channels=4",)),
 }
 
 
@@ -75,7 +88,7 @@ def train(recipe: Recipe, out: Path, minutes: float, data_source: str | None, ex
         f"train.max_minutes={minutes}",
         "train.max_steps=1000000",  # the clock ends the run
         "train.checkpoint_every=1000000",
-        "train.image_every=1000000",
+        "train.sample_every=1000000",
         *([f"data.source={data_source}"] if data_source else []),
         *extra,
     ]
@@ -84,48 +97,76 @@ def train(recipe: Recipe, out: Path, minutes: float, data_source: str | None, ex
     return trainer
 
 
-def run_image(recipe, trainer: Trainer, out: Path, photos, minutes: float, peer: bool = True) -> dict:
-    tokenizer = trainer.inference_model.eval()
-    monitor = CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks)
-    methods = [tokenizer_method("mmtok", tokenizer, monitor)]
-    peer_steps = None
-    if peer:
-        peer_model = vqgan(tokenizer.config, math.prod(tokenizer.codebook_sizes))
-        peer_steps = train_peer_like(peer_model, vqgan_loss, trainer, minutes, "VQGAN").steps
-        methods.append(
-            Method(
-                "VQGAN",
-                lambda x: vqgan_reconstruct(peer_model, x),
-                lambda x: vqgan_bits_per_pixel(peer_model, *x.shape[-2:]),
-            )
-        )
-    results, pictures = compare(methods, photos, tokenizer.input_spec(), codecs_at="mmtok")
-    grid = out / recipe.name / "grid.png"
-    save_grid(pictures, ["original", *results], grid)
+SIZE = 256  # photos are scored on centred crops of at most this per side
+
+
+def heldout_photos(folder: Path | None) -> list[tuple[str, np.ndarray]]:
+    """The colour photos the quickstart's split keeps out of training (chelsea, rocket, china), plus
+    every PNG/JPEG in `folder` (data_cache/images/heldout, from scripts/fetch_data.sh) if there is one."""
+    photos = sample_images(held_out=DEFAULT_HELD_OUT)[1]
+    if folder is not None and folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        photos += [(p.stem, decode_image(p)) for p in files]
+    return photos
+
+
+def _health(trainer: Trainer, report: dict) -> dict:
     return {
         "steps": trainer.step,
-        "peer_steps": peer_steps,
         "train_window_use": [h["utilization"] for h in trainer.last_health],
-        "heldout_use": [h["utilization"] for h in monitor.compute()],
-        "methods": results,
-        "grid": str(grid),
+        "heldout_use": [h["utilization"] for h in report["tokenizers"][0]["codebooks"]],
     }
 
 
-def run_image1d(recipe, trainer: Trainer, out: Path, photos, reference_2d) -> dict:
+def _trained(recipe: Recipe, context: Context, minutes: float, extra: list[str]) -> Trainer:
+    source = None if recipe.data is None or context.smoke else str(context.data / recipe.data)
+    return train(recipe, context.out, minutes, source, extra)
+
+
+def run_image(recipe: Recipe, context: Context, minutes: float, extra: list[str]) -> dict:
+    trainer = _trained(recipe, context, minutes, extra)
     tokenizer = trainer.inference_model.eval()
-    sweep = sweep_num_tokens(tokenizer, photos)
-    sweep.pop("positions")
-    result = {"steps": trainer.step, "train_window_use": [h["utilization"] for h in trainer.last_health], **sweep}
-    if reference_2d is not None:  # the 2-D tokenizer on the same crops: its bits equal k = K's
-        x = tokenizer.input_spec().prepare([image for _, image in photos]).tensor
-        method = tokenizer_method("2-D", reference_2d)
-        with torch.no_grad():
-            result["reference_2d"] = {
-                "psnr": float(psnr(method.reconstruct(x).clamp(-1, 1), x).mean()),
-                "bits": method.bits_per_pixel(x) * x.shape[-1] * x.shape[-2],
-            }
-    return result
+    context.trained_2d = context.trained_2d or tokenizer
+    out, photos = context.out, context.photos
+    systems = [TokenizerSystem.from_model("mmtok", tokenizer)]
+    peer_steps = None
+    if context.peer:
+        peer_model = vqgan(tokenizer.config, math.prod(tokenizer.codebook_sizes))
+        peer_steps = train_peer_like(peer_model, vqgan_loss, trainer, minutes, "VQGAN").steps
+        systems.append(vqgan_system(peer_model, tokenizer.input_spec()))
+    folder = out / recipe.name / "eval"
+    options = EvalOptions(crop_size=SIZE, sweep=False, media_items=len(photos))
+    report = evaluate(systems, photos, folder, options, data="held-out photos")
+    return {
+        **_health(trainer, report),
+        "peer_steps": peer_steps,
+        "report": str(folder / "report.json"),
+        "grid": str(folder / report["plots"]["grid"]),
+    }
+
+
+def run_image1d(recipe: Recipe, context: Context, minutes: float, extra: list[str]) -> dict:
+    """The 1-D tokenizer's sweep over k and, beside it on the same crops, the 2-D tokenizer (whose
+    bits equal k = K's in the default configs)."""
+    trainer = _trained(recipe, context, minutes, extra)
+    tokenizer = trainer.inference_model.eval()
+    out, photos = context.out, context.photos
+    systems = [TokenizerSystem.from_model("1-D", tokenizer)]
+    if context.trained_2d is not None:
+        systems.append(TokenizerSystem.from_model("2-D", context.trained_2d))
+    folder = out / recipe.name / "eval"
+    options = EvalOptions(crop_size=tokenizer.config.image_size, baselines=False, media_items=len(photos))
+    report = evaluate(systems, photos, folder, options, data="held-out photos")
+    return {**_health(trainer, report), "report": str(folder / "report.json")}
+
+
+def run_audio(recipe: Recipe, context: Context, minutes: float, extra: list[str]) -> dict:
+    from quality_audio import run_audio as audio
+
+    return audio(recipe, context.data, context.out, minutes, extra, smoke=context.smoke, train=train, peer=context.peer)
+
+
+RUNNERS = {"run_image": run_image, "run_image1d": run_image1d, "run_audio": run_audio}
 
 
 def main() -> None:
@@ -140,32 +181,18 @@ def main() -> None:
     args = parser.parse_args()
     out, data = Path(args.out), Path(args.data)
     photos = heldout_photos(None if args.smoke else data / "images" / "heldout")
+    context = Context(out, data, photos, args.smoke, not args.no_peers)
     report: dict = {}
-    trained_2d = None
     for name in args.recipes:
         recipe = RECIPES[name]
         minutes = 0.05 if args.smoke else (args.minutes or recipe.minutes)
         extra = [*(recipe.smoke if args.smoke else ()), *args.overrides]
-        if recipe.kind == "audio":
-            from quality_audio import run_audio
-
-            report[name] = run_audio(
-                recipe, data, out, minutes, extra, smoke=args.smoke, train=train, peer=not args.no_peers
-            )
-            continue
-        source = None if recipe.data is None or args.smoke else str(data / recipe.data)
-        trainer = train(recipe, out, minutes, source, extra)
-        if recipe.kind == "image":
-            report[name] = run_image(recipe, trainer, out, photos, minutes, peer=not args.no_peers)
-            trained_2d = trained_2d or trainer.inference_model.eval()
-        else:
-            report[name] = run_image1d(recipe, trainer, out, photos, trained_2d)
-        report[name]["minutes"] = minutes
+        report[name] = {**RUNNERS[recipe.run](recipe, context, minutes, extra), "minutes": minutes}
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(report, indent=2))
     from quality_table import print_tables
 
-    print_tables(report)
+    print_tables(report, {name: RECIPES[name].run for name in report})
     print(f"\nwrote {out / 'quality.json'}")
 
 

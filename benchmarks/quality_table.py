@@ -1,71 +1,77 @@
-"""The tables benchmarks/quality.py prints (markdown, pasted into the README as they come)."""
+"""The tables benchmarks/quality.py prints (markdown, pasted into the README as they come): each
+recipe's `mmtok eval` report as its table (mmtok.eval.report_text), then the comparisons the
+recipe is about."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmtok.eval.report_text import markdown_summary
 
 
 def _pct(values) -> str:
     return "/".join(f"{100 * v:.0f}%" for v in values)
 
 
-def print_image(name: str, result: dict) -> None:
-    methods = result["methods"]
-    peer = f", VQGAN {result['peer_steps']} steps" if "VQGAN" in methods else ""
-    print(
-        f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps{peer}; "
-        f"code use: last training window {_pct(result['train_window_use'])}, held-out {_pct(result['heldout_use'])}"
-    )
-    print("| method | bits per pixel | PSNR dB | SSIM | colour kept |\n|---|---:|---:|---:|---:|")
-    for label, entry in methods.items():
-        m = entry["mean"]
-        print(f"| {label} | {m['bpp']:.3f} | {m['psnr']:.2f} | {m['ssim']:.3f} | {100 * m['colour_kept']:.0f}% |")
-    if "VQGAN" in methods:
-        ours, theirs = methods["mmtok"]["mean"], methods["VQGAN"]["mean"]
-        print(
-            f"mmtok - VQGAN: {ours['psnr'] - theirs['psnr']:+.2f} dB PSNR, {ours['ssim'] - theirs['ssim']:+.3f} SSIM, "
-            f"colour kept x{ours['colour_kept'] / max(theirs['colour_kept'], 1e-9):.2f}"
-        )
+def _mean(summary: dict, key: str) -> float:
+    return summary[key]["mean"]
 
 
-def print_image1d(name: str, result: dict) -> None:
-    print(
-        f"\n### {name}: {result['minutes']:g} min, {result['steps']} steps, code use {_pct(result['train_window_use'])}"
-    )
-    print("| k | bits | PSNR dB | SSIM |\n|---:|---:|---:|---:|")
-    for row in result["rows"]:
-        print(f"| {row['k']} | {row['bits']:.0f} | {row['psnr']:.2f} | {row['ssim']:.3f} |")
-    reference = result.get("reference_2d")
-    if reference:
-        print(f"| 2-D | {reference['bits']:.0f} | {reference['psnr']:.2f} | |")
-    psnrs = [row["psnr"] for row in result["rows"]]
+def _systems(report: dict) -> dict[str, dict]:
+    return {tok["name"]: tok for tok in report["tokenizers"]}
+
+
+def image_lines(systems: dict[str, dict]) -> list[str]:
+    if "VQGAN" not in systems:
+        return []
+    ours, theirs = systems["mmtok"]["summary"], systems["VQGAN"]["summary"]
+    kept = _mean(ours, "colour_kept") / max(_mean(theirs, "colour_kept"), 1e-9)
+    return [
+        f"mmtok - VQGAN: {_mean(ours, 'psnr') - _mean(theirs, 'psnr'):+.2f} dB PSNR, "
+        f"{_mean(ours, 'ssim') - _mean(theirs, 'ssim'):+.3f} SSIM, colour kept x{kept:.2f}"
+    ]
+
+
+def image1d_lines(systems: dict[str, dict]) -> list[str]:
+    sweep = systems["1-D"]["sweep"]
+    psnrs = [_mean(point["summary"], "psnr") for point in sweep]
     rising = all(b > a for a, b in zip(psnrs, psnrs[1:]))
-    print(f"PSNR rises at every k: {'yes' if rising else 'no'}")
+    lines = [f"1-D PSNR rises at every k: {'yes' if rising else 'no'} ({', '.join(f'{p:.2f}' for p in psnrs)})"]
+    if "2-D" in systems:
+        flat, full = systems["2-D"]["summary"], systems["1-D"]["summary"]
+        bits = f"({_mean(full, 'bits'):.0f} bits) vs 2-D ({_mean(flat, 'bits'):.0f} bits)"
+        gap = _mean(full, "psnr") - _mean(flat, "psnr")
+        lines.append(f"1-D at k = {sweep[-1]['value']} {bits}: {gap:+.2f} dB")
+    return lines
 
 
-def print_audio(name: str, result: dict) -> None:
-    peer = result["peer_steps"] or "no"
-    print(
-        f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps, DAC {peer} steps, "
-        f"{result['clips']} held-out clips; code use {_pct(result['train_window_use'])}"
-    )
-    print("| codec | kbps | mel distance | STOI | PESQ-WB | SI-SDR dB |\n|---|---:|---:|---:|---:|---:|")
-    for label, entry in result["methods"].items():
-        m = entry["mean"]
-        scores = f"{m['mel']:.3f} | {m['stoi']:.3f} | {m['pesq']:.2f} | {m['si_sdr']:.2f}"
-        print(f"| {label} | {entry['kbps']:.2f} | {scores} |")
-    mel = {label: entry["mean"]["mel"] for label, entry in result["methods"].items()}
-    ours = [label for label in mel if label.startswith("mmtok")]
-    steps = [f"{mel[a]:.3f} -> {mel[b]:.3f} ({100 * (mel[a] - mel[b]) / mel[a]:+.1f}%)" for a, b in zip(ours, ours[1:])]
-    print("mmtok mel distance as codebooks are added: " + ", ".join(steps))
-    for label in ours:
-        peer = label.replace("mmtok", "DAC")
-        if peer in mel:
-            print(f"{label} vs {peer}: mel distance x{mel[label] / max(mel[peer], 1e-9):.2f}")
+def audio_lines(systems: dict[str, dict]) -> list[str]:
+    lines = []
+    for name, tok in systems.items():
+        mel = [(point["value"], _mean(point["summary"], "mel_distance")) for point in tok["sweep"]]
+        steps = [f"{a:.3f} -> {b:.3f} ({100 * (b - a) / a:+.1f}%)" for (_, a), (_, b) in zip(mel, mel[1:])]
+        lines.append(f"{name} mel distance at {', '.join(str(n) for n, _ in mel)} codebooks: " + ", ".join(steps))
+    if "DAC" in systems:
+        ours = {p["value"]: _mean(p["summary"], "mel_distance") for p in systems["mmtok"]["sweep"]}
+        theirs = {p["value"]: _mean(p["summary"], "mel_distance") for p in systems["DAC"]["sweep"]}
+        lines += [
+            f"mmtok vs DAC at {n} codebooks: mel distance x{ours[n] / theirs[n]:.2f}" for n in ours if n in theirs
+        ]
+    return lines
 
 
-PRINTERS = {"image": print_image, "image1d": print_image1d, "audio": print_audio}
+LINES = {"run_image": image_lines, "run_image1d": image1d_lines, "run_audio": audio_lines}
 
 
-def print_tables(report: dict) -> None:
-    for name, result in report.items():
-        kind = "audio" if "clips" in result else "image1d" if "rows" in result else "image"
-        PRINTERS[kind](name, result)
+def print_tables(results: dict, runners: dict[str, str]) -> None:
+    """`runners`: each recipe's runner name (benchmarks/quality.py's Recipe.run)."""
+    for name, result in results.items():
+        report = json.loads(Path(result["report"]).read_text())
+        peer = f", peer {result['peer_steps']} steps" if result.get("peer_steps") else ""
+        use = f"code use: last training window {_pct(result['train_window_use'])}"
+        if result.get("heldout_use"):
+            use += f", held-out {_pct(result['heldout_use'])}"
+        print(f"\n### {name}: {result['minutes']:g} min, mmtok {result['steps']} steps{peer}; {use}\n")
+        print(markdown_summary(report))
+        print("\n".join(LINES[runners[name]](_systems(report))))

@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from quality_image import compare, save_grid, tokenizer_method
 
 from mmtok.artifact import load_tokenizer
 from mmtok.data.image_io import decode_image
-from mmtok.eval.image import channel_spread, colourfulness
-from mmtok.health import CodebookMonitor, describe_use
+from mmtok.eval.harness import EvalOptions, evaluate
+from mmtok.eval.image import grayscale
+from mmtok.eval.systems import TokenizerSystem
+from mmtok.health import describe_use
 
 SIZE = 256
 GRID_PHOTOS = 8  # rows in each picture
@@ -53,11 +53,6 @@ def scene_view(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
 
 
-def gray_view(pixels: np.ndarray) -> np.ndarray:
-    luma = np.asarray(Image.fromarray(pixels).convert("L"))
-    return np.repeat(luma[..., None], 3, axis=-1)
-
-
 def run_quickstart(out: Path) -> dict:
     """The quickstart in a fresh process, as a user types it; its wall time and its report."""
     start = time.perf_counter()
@@ -72,20 +67,24 @@ def run_quickstart(out: Path) -> dict:
     return {"wall_s": time.perf_counter() - start, "steps": report["steps"], "report": report}
 
 
-@torch.no_grad()
-def gray_casts(tokenizer, photos, spec) -> dict:
-    """How far from gray the reconstructions of gray photos are, on the 0-255 scale."""
-    casts, spreads = [], []
-    for _, photo in photos:
-        x = spec.prepare(photo).tensor
-        recon = tokenizer.decode(tokenizer.encode(x)).clamp(-1, 1)
-        casts.append(float(colourfulness(recon)[0]))
-        spreads.append(float(channel_spread(recon)[0]))
-    return {
-        "colourfulness_out": float(np.mean(casts)),
-        "spread_out": float(np.mean(spreads)),
-        "worst_spread_out": float(np.max(spreads)),
-    }
+def pictured_first(items: list) -> list:
+    """The items with GRID_PHOTOS evenly spaced ones first: the report pictures the first ones."""
+    step = max(1, len(items) // GRID_PHOTOS)
+    shown = items[::step][:GRID_PHOTOS]
+    return shown + [item for item in items if item not in shown]
+
+
+def evaluate_view(system, items: list, folder: Path, *, baselines: bool = True) -> dict:
+    """One view of the photos through `mmtok eval` (crops of at most SIZE px, no sweep): the
+    tokenizer's means, the codecs' at its bits, its held-out code use and the grid's path."""
+    options = EvalOptions(crop_size=SIZE, sweep=False, baselines=baselines, media_items=GRID_PHOTOS)
+    report = evaluate([system], pictured_first(items), folder, options, data=folder.name)
+    tokenizer = report["tokenizers"][0]
+    means = {"mmtok": {key: entry["mean"] for key, entry in tokenizer["summary"].items()}}
+    for codec, group in tokenizer["matched"].items():
+        means[codec] = {key: entry["mean"] for key, entry in group["summary"].items()}
+    grid = report["plots"].get("grid")
+    return {**means, "heldout_codebooks": tokenizer["codebooks"], "grid": str(folder / grid) if grid else None}
 
 
 def main() -> None:
@@ -105,18 +104,12 @@ def main() -> None:
         result["quickstart"] = {"wall_s": run["wall_s"], "steps": run["steps"]}
         result["training_codebooks"] = run["report"]["training_codebooks"]
         tokenizer_dir = run["report"]["tokenizer_dir"]
-    tokenizer = load_tokenizer(tokenizer_dir).model.eval()
-    spec = tokenizer.input_spec()
+    system = TokenizerSystem("mmtok", load_tokenizer(tokenizer_dir))
     views = {"crop": photos, "scene": [(name, scene_view(photo)) for name, photo in photos]}
     for view, items in views.items():
-        monitor = CodebookMonitor(tokenizer.codebook_sizes, tokenizer.num_codebooks)
-        methods = [tokenizer_method("mmtok", tokenizer, monitor)]
-        scores, pictures = compare(methods, items, spec, codecs_at="mmtok")
-        result[view] = {label: group["mean"] for label, group in scores.items()}
-        result[view]["heldout_codebooks"] = monitor.compute()
-        step = max(1, len(pictures) // GRID_PHOTOS)
-        save_grid(pictures[::step][:GRID_PHOTOS], ["original", *scores], out / f"grid_{view}.png")
-    result["gray"] = gray_casts(tokenizer, [(n, gray_view(p)) for n, p in views["scene"]], spec)
+        result[view] = evaluate_view(system, items, out / f"eval_{view}")
+    gray = [(name, grayscale(photo)) for name, photo in views["scene"]]
+    result["gray"] = evaluate_view(system, gray, out / "eval_gray", baselines=False)["mmtok"]
     (out / "quickstart_bench.json").write_text(json.dumps(result, indent=2))
     print_result(result)
 
@@ -130,15 +123,15 @@ def print_result(result: dict) -> None:
     print("|---|---|---:|---:|---:|---:|")
     for view in ("crop", "scene"):
         for label, mean in result[view].items():
-            if label != "heldout_codebooks":
+            if label not in ("heldout_codebooks", "grid"):
                 print(
-                    f"| {view} | {label} | {mean['bpp']:.3f} | {mean['psnr']:.2f} | {mean['ssim']:.3f} | "
+                    f"| {view} | {label} | {mean['rate']:.3f} | {mean['psnr']:.2f} | {mean['ssim']:.3f} | "
                     f"{mean['colour_kept']:.0%} |"
                 )
     gray = result["gray"]
     print(
-        f"gray photos out: colourfulness {gray['colourfulness_out']:.2f}, max - min per pixel "
-        f"{gray['spread_out']:.2f} (worst photo {gray['worst_spread_out']:.2f}) on 0-255"
+        f"gray photos out: colourfulness {gray['colour_out']:.2f}, max - min per pixel "
+        f"{gray['channel_spread']:.2f} on 0-255"
     )
     for label, key in (("last training window", "training_codebooks"),):
         for index, stats in enumerate(result.get(key, [])):

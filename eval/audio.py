@@ -33,8 +33,6 @@ import torchaudio.functional as AF
 from torchaudio.transforms import MelSpectrogram
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
-from mmtok.quantize.base import bits_per_position
-
 __all__ = [
     "AudioMetricError",
     "mel_distance",
@@ -42,7 +40,6 @@ __all__ = [
     "si_sdr",
     "stoi",
     "pesq_wb",
-    "bitrate_kbps",
     "real_time_factor",
 ]
 
@@ -255,18 +252,6 @@ def pesq_wb(
             reason = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
             scores.append(_failed(f"PESQ cannot score clip {item}: {reason}", on_error))
     return _result(torch.tensor(scores, dtype=torch.float64), single)
-
-
-def bitrate_kbps(frame_rate: float, num_codebooks: int, codebook_size: int | Sequence[int]) -> float:
-    """Kilobits per second carried by the token ids: ``frame_rate * sum_k log2(codebook_size_k) / 1000``.
-
-    ``frame_rate`` is token positions per second; at each one every one of the ``num_codebooks``
-    codebooks emits one id. ``codebook_size`` is one size for all codebooks or one per codebook.
-    E.g. 75 Hz with 8 codebooks of 1024 codes: 75 * 8 * 10 / 1000 = 6.0 kbps.
-    """
-    if frame_rate <= 0:
-        raise ValueError("frame_rate must be positive")
-    return frame_rate * bits_per_position(num_codebooks, codebook_size) / 1000.0
 
 
 def _wait_for_cuda() -> None:

@@ -57,7 +57,7 @@ def image_matched(reference: torch.Tensor, bpp: float) -> list[Coded]:
     pixels = tensor_to_images(reference)[0]
     coded = []
     for codec in available_image_codecs():
-        lowest, matched = image_at_bits(codec, pixels, bpp, bisect=True)
+        matched, lowest = image_at_bits(codec, pixels, bpp)
         coded.append(_image(codec, matched or lowest))
     return coded
 

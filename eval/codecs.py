@@ -5,7 +5,7 @@ video lives in mmtok.eval.h264."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import av
@@ -48,43 +48,33 @@ def image_roundtrip(codec: str, pixels: np.ndarray, quality: int) -> ImageCodecR
     return ImageCodecResult(codec, quality, bpp, np.asarray(Image.open(buffer).convert("RGB")))
 
 
-def image_at_bits(
-    codec: str, pixels: np.ndarray, target_bpp: float, qualities: Iterable[int] = QUALITIES, *, bisect: bool = False
-):
-    """(the codec at its lowest quality, the codec at the lowest quality whose bits per pixel reach
-    `target_bpp`, or None when even the highest quality stays below it).
-
-    bisect=True halves the range of qualities instead of trying each in turn (7 encodes instead of
-    up to 95); it takes the size to grow with the quality, which holds for JPEG, WebP and AVIF
-    except for a byte here and there between neighbouring settings."""
-    qualities = list(qualities)
-    if bisect:
-        return _image_at_bits_bisect(codec, pixels, target_bpp, qualities)
-    lowest = None
-    for quality in qualities:
-        result = image_roundtrip(codec, pixels, quality)
-        lowest = lowest or result
-        if result.bpp >= target_bpp:
-            return lowest, result
-    return lowest, None
-
-
-def _image_at_bits_bisect(codec: str, pixels: np.ndarray, target_bpp: float, qualities: list[int]):
-    lowest = image_roundtrip(codec, pixels, qualities[0])
-    if lowest.bpp >= target_bpp:
+def cheapest_reaching(settings: Sequence, code: Callable, bits: Callable, target: float):
+    """(matched, lowest) over `settings` ordered from the fewest bits to the most: `lowest` is the
+    first setting's result; `matched` the first whose bits reach `target`, found by halving the
+    range (about 7 encodes instead of up to 95), or None when even the last stays below. Bisection
+    takes the bits to grow along the settings, which holds for JPEG, WebP, AVIF and H.264 except
+    for a few bytes here and there between neighbouring settings."""
+    lowest = code(settings[0])
+    if bits(lowest) >= target:
         return lowest, lowest
-    high = image_roundtrip(codec, pixels, qualities[-1])
-    if high.bpp < target_bpp:
-        return lowest, None
-    low_index, high_index = 0, len(qualities) - 1  # bpp(low) < target <= bpp(high)
-    while high_index - low_index > 1:
-        middle = (low_index + high_index) // 2
-        result = image_roundtrip(codec, pixels, qualities[middle])
-        if result.bpp >= target_bpp:
-            high_index, high = middle, result
+    best = code(settings[-1])
+    if bits(best) < target:
+        return None, lowest
+    low, high = 0, len(settings) - 1  # bits(low) < target <= bits(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = code(settings[middle])
+        if bits(result) >= target:
+            high, best = middle, result
         else:
-            low_index = middle
-    return lowest, high
+            low = middle
+    return best, lowest
+
+
+def image_at_bits(codec: str, pixels: np.ndarray, target_bpp: float, qualities: Sequence[int] = QUALITIES):
+    """(matched, lowest): `codec` at the lowest quality whose bits per pixel reach `target_bpp`
+    (None when even the highest stays below it), and at its lowest quality."""
+    return cheapest_reaching(list(qualities), lambda q: image_roundtrip(codec, pixels, q), lambda r: r.bpp, target_bpp)
 
 
 def opus_roundtrip(

@@ -59,18 +59,10 @@ def h264_roundtrip(frames: np.ndarray, crf: int, *, fps: float = 25.0, preset: s
 
 
 def h264_at_bits(frames: np.ndarray, target_bits: float, *, fps: float = 25.0, preset: str = "medium"):
-    """(matched, lowest): H.264 at the lowest quality whose bits reach `target_bits` (None when even
-    its lowest quality spends more), and H.264 at its lowest quality (CRF 51)."""
-    lowest = h264_roundtrip(frames, CRF_RANGE[-1], fps=fps, preset=preset)
-    if lowest.bits >= target_bits:
-        return None, lowest
-    low, high = CRF_RANGE[0], CRF_RANGE[-1]  # bits(low) >= target > bits(high); bits fall as the CRF rises
-    best = h264_roundtrip(frames, low, fps=fps, preset=preset)
-    while high - low > 1:
-        middle = (low + high) // 2
-        result = h264_roundtrip(frames, middle, fps=fps, preset=preset)
-        if result.bits >= target_bits:
-            low, best = middle, result
-        else:
-            high = middle
-    return best, lowest
+    """(matched, lowest): H.264 at the lowest quality (highest CRF) whose bits reach `target_bits`
+    (None when even CRF 0 spends less), and H.264 at its lowest quality (CRF 51)."""
+    from mmtok.eval.codecs import cheapest_reaching
+
+    return cheapest_reaching(
+        CRF_RANGE[::-1], lambda crf: h264_roundtrip(frames, crf, fps=fps, preset=preset), lambda r: r.bits, target_bits
+    )

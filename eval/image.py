@@ -21,23 +21,17 @@ convention), 1.0 for [0, 1], 255 for uint8.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from mmtok.quantize.base import bits_per_position
-
 __all__ = [
     "psnr",
     "ssim",
     "ms_ssim",
     "ms_ssim_supported",
-    "bits_per_pixel",
     "colourfulness",
     "channel_spread",
     "grayscale",
@@ -136,29 +130,6 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     per_channel = torch.stack(factors, dim=0).pow(weights.view(-1, 1, 1)).prod(dim=0)
     return per_channel.mean(dim=1)
-
-
-def bits_per_pixel(
-    token_shape: int | Sequence[int],
-    num_codebooks: int,
-    codebook_size: int | Sequence[int],
-    image_hw: tuple[int, int],
-) -> float:
-    """Bits the token ids of one image carry per pixel.
-
-    ``num_tokens * sum_k log2(codebook_size_k) / (H * W)``, where ``num_tokens`` is
-    the product of ``token_shape`` (token positions, e.g. (16, 16)) and each of the
-    ``num_codebooks`` codebooks contributes one id per position. ``codebook_size``
-    is one size shared by all codebooks or a list with one size per codebook.
-    """
-    shape = (token_shape,) if isinstance(token_shape, int) else tuple(token_shape)
-    num_tokens = math.prod(shape)
-    if num_tokens <= 0:
-        raise ValueError("token_shape must be positive")
-    h, w = image_hw
-    if h <= 0 or w <= 0:
-        raise ValueError(f"image_hw must be positive, got {image_hw}")
-    return num_tokens * bits_per_position(num_codebooks, codebook_size) / (h * w)
 
 
 def colourfulness(x: torch.Tensor) -> torch.Tensor:

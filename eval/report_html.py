@@ -41,6 +41,8 @@ def _value(entry: dict | None, digits: int = 4) -> str:
 
 
 def _speed(speed: dict, step: str) -> str:
+    if speed[f"{step}_items_per_s"] is None:  # a system that does not split encode from decode
+        return "–"
     amount = f"<br><span class='ci'>{speed[f'{step}_amount_per_s']:.3g} {_e(speed['amount_name'])}</span>"
     return f"{speed[f'{step}_items_per_s']:.3g} items" + amount
 

@@ -30,12 +30,13 @@ def markdown_summary(report: dict, *, sweeps: bool = True) -> str:
     speed = []
     for tok in report["tokenizers"]:
         pace, unit = tok["throughput"], tok["throughput"]["amount_name"]
-        speed.append(
-            f"{tok['name']}: encode {pace['encode_items_per_s']:.3g} items/s "
-            f"({pace['encode_amount_per_s']:.3g} {unit}/s), decode {pace['decode_items_per_s']:.3g} items/s "
-            f"({pace['decode_amount_per_s']:.3g} {unit}/s), "
-            f"{pace['threads']} threads"
-        )
+        steps = [
+            f"{step} {pace[f'{step}_items_per_s']:.3g} items/s ({pace[f'{step}_amount_per_s']:.3g} {unit}/s)"
+            for step in ("encode", "decode")
+            if pace[f"{step}_items_per_s"] is not None
+        ]
+        whole = "" if pace["encode_items_per_s"] is not None else " (the whole round trip)"
+        speed.append(f"{tok['name']}: {', '.join(steps)}{whole}, {pace['threads']} threads")
     lines += ["", *speed]
     lines += [
         f"{tok['name']} codebook {index}: {describe_use(stats)}"

@@ -22,8 +22,8 @@ class EEGSuite(Suite):
     metrics = {"nmse": False, "pearson_r": True, "band_error_mean": False}
     patch_size: int | None = None  # the DCT baseline's patch: the tokenizer's, else one second
 
-    def configure(self, frozen) -> None:
-        self.patch_size = getattr(frozen.model.config, "patch_size", None)
+    def configure(self, system) -> None:
+        self.patch_size = getattr(getattr(system.model, "config", None), "patch_size", None)
 
     def _patch(self, info: dict) -> int:
         return self.patch_size or int(info["sample_rate"])

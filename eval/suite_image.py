@@ -1,5 +1,7 @@
 """Images in `mmtok eval`: PSNR, SSIM, MS-SSIM (sides >= 176 px), HaarPSI, LPIPS when VGG weights
-are given, FID over the set when Inception weights are given; JPEG, WebP and AVIF as baselines."""
+are given, FID over the set when Inception weights are given; the colour kept (mean colourfulness
+out over in: a gray reconstruction keeps none, whatever its PSNR) and each reconstruction's distance
+from gray (max - min over the channels per pixel, for gray inputs); JPEG, WebP and AVIF as baselines."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from PIL import Image
 
 from mmtok.data.image_io import tensor_to_images
 from mmtok.eval.baselines import image_curve, image_matched
-from mmtok.eval.image import ms_ssim, ms_ssim_supported, psnr, ssim
+from mmtok.eval.image import channel_spread, colourfulness, ms_ssim, ms_ssim_supported, psnr, ssim
 from mmtok.eval.perceptual import FID, LPIPS, haarpsi
 from mmtok.eval.suites import Suite
 
@@ -29,7 +31,7 @@ class _FIDAccumulator:
 class ImageSuite(Suite):
     modality = "image"
     rate_name = "bpp"
-    metrics = {"psnr": True, "ssim": True, "ms_ssim": True, "haarpsi": True, "lpips": False}
+    metrics = {"psnr": True, "ssim": True, "ms_ssim": True, "haarpsi": True, "lpips": False, "colour_kept": True}
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -54,7 +56,16 @@ class ImageSuite(Suite):
             row["haarpsi"] = float(haarpsi(x, y)[0])
         if self.lpips is not None:
             row["lpips"] = float(self.lpips(x, y)[0])
+        row["colour_in"], row["colour_out"] = float(colourfulness(y)[0]), float(colourfulness(x)[0])
+        row["channel_spread"] = float(channel_spread(x)[0])
         return row
+
+    def derived(self, summary: dict[str, dict]) -> dict[str, dict]:
+        colour_in, colour_out = summary.get("colour_in", {}).get("mean"), summary.get("colour_out", {}).get("mean")
+        if colour_in is None or colour_out is None:
+            return {}
+        kept = colour_out / max(colour_in, 1e-9)  # a ratio of means: one gray item cannot divide by zero
+        return {"colour_kept": {"mean": kept, "low": kept, "high": kept, "n": summary["colour_in"]["n"], "missing": 0}}
 
     def dataset_metric(self):
         return _FIDAccumulator(self.fid_weights) if self.fid_weights else None

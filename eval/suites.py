@@ -20,8 +20,8 @@ class Suite:
     def __init__(self, lpips_weights: str | None = None, fid_weights: str | None = None):
         self.lpips_weights, self.fid_weights = lpips_weights, fid_weights
 
-    def configure(self, frozen) -> None:
-        """Takes what the baselines need from the first tokenizer (EEG: its patch length)."""
+    def configure(self, system) -> None:
+        """Takes what the baselines need from the first system (EEG: its tokenizer's patch length)."""
 
     def reference(self, prepared: torch.Tensor) -> torch.Tensor:
         """A prepared batch -> what reconstructions are compared with (same layout as decode's)."""
@@ -38,6 +38,10 @@ class Suite:
 
     def scores(self, reference: torch.Tensor, reconstruction: torch.Tensor, info: dict) -> dict[str, float]:
         raise NotImplementedError
+
+    def derived(self, summary: dict[str, dict]) -> dict[str, dict]:
+        """Figures of a whole set computed from its means (images: the colour kept), as mean_ci entries."""
+        return {}
 
     def reference_scores(self, reference: torch.Tensor, info: dict) -> dict[str, float]:
         """Scores of the original itself, for metrics that need no reference (DNSMOS): the ceiling."""

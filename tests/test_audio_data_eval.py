@@ -13,7 +13,6 @@ from mmtok.data.audio import AudioDataset
 from mmtok.data.audio_io import AudioDecodeError, AudioInputSpec, load_audio, normalize_loudness
 from mmtok.eval.audio import (
     AudioMetricError,
-    bitrate_kbps,
     mel_distance,
     pesq_wb,
     real_time_factor,
@@ -273,14 +272,6 @@ def test_si_sdr_edge_cases(speech_and_noise):
     assert math.isfinite(si_sdr(speech, np.full_like(speech, 0.1), zero_mean=False))
     batch = si_sdr(np.stack([speech, speech]), np.stack([speech, silence]))
     assert batch[0] > 100 and math.isnan(batch[1])
-
-
-def test_bitrate_kbps():
-    assert bitrate_kbps(75, 8, 1024) == pytest.approx(6.0)
-    assert bitrate_kbps(50, 3, [1024, 1024, 256]) == pytest.approx(50 * (10 + 10 + 8) / 1000)
-    assert bitrate_kbps(12.5, 1, 2**16) == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="codebook sizes"):
-        bitrate_kbps(75, 2, [1024])
 
 
 def test_real_time_factor_is_wall_time_over_duration():

@@ -18,10 +18,11 @@ def photo(size=64, seed=0) -> np.ndarray:
 @pytest.mark.parametrize("codec", ["JPEG", "WebP"])
 def test_image_codec_search_finds_the_lowest_quality_reaching_the_bits(codec):
     pixels = photo()
-    lowest, matched = image_at_bits(codec, pixels, target_bpp=1.0)
+    matched, lowest = image_at_bits(codec, pixels, target_bpp=1.0)
     assert lowest.quality == 1 and lowest.decoded.shape == pixels.shape
     assert matched.bpp >= 1.0 > image_roundtrip(codec, pixels, matched.quality - 1).bpp
-    assert image_at_bits(codec, pixels, target_bpp=1e9)[1] is None  # no quality gets there
+    assert image_at_bits(codec, pixels, target_bpp=1e9)[0] is None  # no quality gets there
+    assert image_at_bits(codec, pixels, target_bpp=1e-9)[0].quality == 1  # the lowest already does
 
 
 def test_opus_round_trip_keeps_timing_and_rate():

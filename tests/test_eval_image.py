@@ -6,7 +6,7 @@ import skimage.data
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from mmtok.eval.image import MS_SSIM_WEIGHTS, bits_per_pixel, ms_ssim, ms_ssim_supported, psnr, ssim
+from mmtok.eval.image import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_supported, psnr, ssim
 
 
 def _photo_batch(size: int) -> torch.Tensor:
@@ -125,17 +125,6 @@ def test_ms_ssim_too_small_raises():
     x = torch.zeros(1, 3, 128, 256)
     with pytest.raises(ValueError, match="176"):
         ms_ssim(x, x)
-
-
-def test_bits_per_pixel_hand_computed():
-    # 16x16 tokens from one 1024-entry codebook: 256 * 10 bits over 256 * 256 pixels.
-    assert bits_per_pixel((16, 16), 1, 1024, (256, 256)) == pytest.approx(2560 / 65536)
-    # Two codebooks with different sizes: 64 positions * (8 + 12) bits over 128 * 128 pixels.
-    assert bits_per_pixel((8, 8), 2, [256, 4096], (128, 128)) == pytest.approx(0.078125)
-    # Shared size given as an int for 4 codebooks (residual quantizer), 1-D token sequence.
-    assert bits_per_pixel(32, 4, 16, (64, 64)) == pytest.approx(32 * 4 * 4 / 4096)
-    with pytest.raises(ValueError):
-        bits_per_pixel((8, 8), 3, [256, 4096], (128, 128))
 
 
 def test_colourfulness_of_known_images():

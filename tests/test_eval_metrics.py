@@ -12,10 +12,10 @@ from train_helpers import write_images
 
 from mmtok.data.image_io import decode_image, pixels_to_tensor
 from mmtok.eval.aggregate import mean_ci
-from mmtok.eval.harness import bits_of
 from mmtok.eval.image import psnr, ssim
 from mmtok.eval.perceptual import FID, LPIPS, haarpsi
 from mmtok.eval.speech_quality import dnsmos, speaker_similarity
+from mmtok.eval.systems import bits_of
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,24 @@ def test_bits_of_ids_count_the_codebooks_used():
     ids = torch.zeros(1, 4, 4, 3, dtype=torch.long)
     assert bits_of(ids, [1024, 1024, 1024]) == 16 * 30
     assert bits_of(ids[..., :2], [1024, 256, 16]) == 16 * (10 + 8)  # a prefix counts its own sizes
+
+
+def test_each_suite_turns_bits_into_its_rate_unit():
+    from mmtok.eval.suite_audio import AudioSuite
+    from mmtok.eval.suite_image import ImageSuite
+    from mmtok.eval.suite_video import VideoSuite
+
+    # 16 x 16 tokens of one 1024-code codebook over 256 x 256 pixels.
+    grid = torch.zeros(1, 16, 16, 1, dtype=torch.long)
+    assert ImageSuite().rate(bits_of(grid, [1024]), torch.zeros(1, 3, 256, 256), {}) == pytest.approx(2560 / 65536)
+    # 75 positions a second x 8 codebooks of 1024 codes over one second: 6 kbps.
+    codec = torch.zeros(1, 75, 8, dtype=torch.long)
+    one_second = torch.zeros(1, 1, 24000)
+    assert AudioSuite().rate(bits_of(codec, [1024] * 8), one_second, {"sample_rate": 24000}) == pytest.approx(6.0)
+    assert AudioSuite().rate(bits_of(codec[..., :3], [1024, 1024, 256]), one_second, {"sample_rate": 24000}) == (
+        pytest.approx(75 * 28 / 1000)
+    )
+    # 5 x 4 x 4 tokens of 2^16 codes over 17 frames of 64 x 64.
+    clip = torch.zeros(1, 5, 4, 4, 1, dtype=torch.long)
+    rate = VideoSuite().rate(bits_of(clip, [65536]), torch.zeros(1, 3, 17, 64, 64), {})
+    assert rate == pytest.approx(5 * 16 * 16 / (17 * 64 * 64))

@@ -1,7 +1,6 @@
 """The 1-D flexible-length image tokenizer: shapes per k, prefixes, coarse-to-fine training, errors,
 the shared trainer and the rate-distortion sweep."""
 
-import json
 import math
 
 import numpy as np
@@ -143,8 +142,9 @@ def test_trains_through_the_shared_trainer_with_the_gan_phase(tmp_path):
     assert trainer.last_health and trainer.last_health[0]["total"] > 0
 
 
-def test_sweep_has_one_row_per_k_with_bits_and_per_position_usage(tmp_path):
-    from mmtok.eval.rate_distortion import save_sweep, sweep_num_tokens
+def test_eval_sweeps_the_first_k_tokens_at_k_tokens_bits(tmp_path):
+    from mmtok.eval.harness import EvalOptions, evaluate
+    from mmtok.eval.systems import TokenizerSystem
 
     torch.manual_seed(0)
     tok = build_tokenizer(tiny_model({"kind": "fsq", "groups": 3, "options": {"levels": [5]}}))
@@ -153,22 +153,13 @@ def test_sweep_has_one_row_per_k_with_bits_and_per_position_usage(tmp_path):
         ("small", rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)),  # upscaled, then cropped
         ("large", rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)),
     ]
-    result = sweep_num_tokens(tok, images)
-    assert [row["k"] for row in result["rows"]] == [1, 2, 4]
-    for row in result["rows"]:
-        assert row["bits"] == pytest.approx(row["k"] * 3 * math.log2(5))
-        assert math.isfinite(row["psnr"]) and -1 <= row["ssim"] <= 1
-    assert len(result["positions"]) == K
-    assert all(len(p["codebooks"]) == 3 and p["codebooks"][0]["total"] == 2 for p in result["positions"])
-    assert [row["k"] for row in sweep_num_tokens(tok, images, ks=[3, 1])["rows"]] == [1, 3]
-    with pytest.raises(ValueError, match=r"every k must be in \[1, 4\]"):
-        sweep_num_tokens(tok, images, ks=[0, 2])
-
-    save_sweep(
-        result,
-        tmp_path / "sweep.json",
-        tmp_path / "sweep.png",
-        reference={"label": "2-D", "bits": 20.0, "psnr": 10.0, "ssim": 0.1},
-    )
-    assert json.loads((tmp_path / "sweep.json").read_text())["rows"] == result["rows"]
-    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    options = EvalOptions(baselines=False, media_items=0)
+    result = evaluate([TokenizerSystem.from_model("1-D", tok)], images, tmp_path, options)["tokenizers"][0]
+    assert [point["value"] for point in result["sweep"]] == [1, 2, 4]
+    for point in result["sweep"]:
+        assert point["summary"]["bits"]["mean"] == pytest.approx(point["value"] * 3 * math.log2(5))
+        assert math.isfinite(point["summary"]["psnr"]["mean"]) and point["summary"]["psnr"]["n"] == 2
+    # The prefix of k tokens decodes exactly as encode(num_tokens=k) would have it.
+    x = tok.input_spec().prepare([images[1][1]]).tensor
+    with torch.no_grad():
+        assert torch.equal(tok.encode(x)[:, :2], tok.encode(x, num_tokens=2))

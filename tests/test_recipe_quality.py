@@ -275,7 +275,7 @@ def test_default_image_recipes_lower_their_loss_in_a_few_steps(tmp_path, config,
             f"train.max_steps={steps}",
             "train.log_every=1",
             "train.checkpoint_every=1000",
-            "train.image_every=1000",
+            "train.sample_every=1000",
             "train.batch_size=4",
             *overrides,
         ],
@@ -297,36 +297,49 @@ def smoke(tmp_path_factory):
     return out, json.loads((out / "quality.json").read_text()), done.stdout
 
 
+def _report(result: dict) -> dict:
+    return json.loads(Path(result["report"]).read_text())
+
+
 def test_quality_smoke_compares_the_image_tokenizer_with_the_peer_and_the_codecs_at_its_bits(smoke):
-    out, report, stdout = smoke
-    methods = report["quickstart"]["methods"]
-    assert list(methods) == ["mmtok", "VQGAN", "JPEG", "WebP"]
-    ours = methods["mmtok"]["images"]
-    assert len(ours) == 3  # the bundled photos the quickstart holds out: chelsea, rocket, china
-    assert methods["VQGAN"]["mean"]["bpp"] == pytest.approx(methods["mmtok"]["mean"]["bpp"])  # equal bits
-    for codec in ("JPEG", "WebP"):  # the lowest quality that reaches the tokenizer's bits
-        assert all(c["bpp"] >= o["bpp"] for c, o in zip(methods[codec]["images"], ours))
-        assert methods[codec]["mean"]["colour_kept"] > 0.8
-    grid = Image.open(report["quickstart"]["grid"])
-    assert grid.width > 5 * 150 and grid.height > 2 * 150  # 5 columns, one row per photo
-    assert "mmtok - VQGAN" in stdout and "| JPEG |" in stdout
+    out, results, stdout = smoke
+    report = _report(results["quickstart"])  # through mmtok eval: one report, one set of metrics for all
+    ours, peer = report["tokenizers"]
+    assert [ours["name"], peer["name"]] == ["mmtok", "VQGAN"]
+    assert [row["item"] for row in ours["items"]] == ["chelsea", "rocket", "china"]  # the quickstart's held-out
+    assert peer["summary"]["rate"]["mean"] == pytest.approx(ours["summary"]["rate"]["mean"])  # equal bits
+    assert {"JPEG", "WebP"} <= set(ours["matched"])
+    for group in ours["matched"].values():  # the lowest quality that reaches the tokenizer's bits
+        assert all(c["rate"] >= o["rate"] for c, o in zip(group["items"], ours["items"]))
+        assert group["summary"]["colour_kept"]["mean"] > 0.8
+    grid = Image.open(results["quickstart"]["grid"])
+    columns = 1 + 2 + len(ours["matched"])  # original, the two systems, each codec at mmtok's rate
+    assert grid.width > columns * 100 and grid.height > 3 * 100  # one row per photo
+    assert "mmtok - VQGAN" in stdout and "| JPEG at mmtok's rate |" in stdout
 
 
 def test_quality_smoke_sweeps_the_1d_tokenizer_and_keeps_the_audio(smoke):
-    out, report, _ = smoke
-    bits = [row["bits"] for row in report["image1d"]["rows"]]
-    assert bits == sorted(bits) and len(bits) == 4  # k = 1, 2, 4, 8
-    assert report["image1d"]["reference_2d"]["bits"] > 0
-    audio = report["audio"]
-    assert {"mmtok 2 codebooks", "DAC 2 codebooks", "Opus 6 kbps", "Opus 12 kbps"} <= set(audio["methods"])
-    assert audio["methods"]["Opus 12 kbps"]["mean"]["mel"] < audio["methods"]["Opus 6 kbps"]["mean"]["mel"]
-    picture = audio["pictures"][0]
-    assert Path(picture["png"]).is_file()
+    out, results, stdout = smoke
+    one_d, two_d = _report(results["image1d"])["tokenizers"]
+    bits = [point["summary"]["bits"]["mean"] for point in one_d["sweep"]]
+    assert [point["value"] for point in one_d["sweep"]] == [1, 2, 4, 8] and bits == sorted(bits)
+    assert two_d["name"] == "2-D" and two_d["summary"]["bits"]["mean"] > 0
+    audio = _report(results["audio"])
+    ours, peer = audio["tokenizers"]
+    assert peer["name"] == "DAC" and [p["value"] for p in peer["sweep"]] == [p["value"] for p in ours["sweep"]]
+    # The same frames and codebooks (DAC's 1,024 codes against the residual FSQ's 1,000: 0.3 % apart).
+    peer_rate, our_rate = (tok["sweep"][0]["summary"]["rate"]["mean"] for tok in (peer, ours))
+    assert peer_rate == pytest.approx(our_rate, rel=0.005)
+    opus = {point["setting"]: point["summary"] for point in audio["baselines"]["curves"]["Opus"]}
+    assert opus["12 kbps"]["mel_distance"]["mean"] < opus["6 kbps"]["mel_distance"]["mean"]
     import soundfile
 
-    for file in picture["files"].values():
-        info = soundfile.info(file)
+    folder = Path(results["audio"]["report"]).parent / "media"
+    for row in ours["items"][:2]:
+        info = soundfile.info(folder / row["media"]["audio"])
         assert info.samplerate == 16000 and math.isclose(info.duration, 2.0, abs_tol=0.05)
+        assert (folder / row["media"]["spectrogram"]).is_file()
+    assert "mmtok mel distance at" in stdout and "mmtok vs DAC at 1 codebooks" in stdout
 
 
 def test_residual_fsq_with_a_projection_per_codebook_refines_with_every_codebook():

@@ -9,7 +9,7 @@ from video_helpers import CODECS, moving_frames, write_clip
 from mmtok.data.video import StillsAndClips, VideoDataset
 from mmtok.data.video_io import VideoDecodeError, VideoInputSpec, decode_video
 from mmtok.eval.h264 import h264_at_bits, h264_roundtrip, picture_bits
-from mmtok.eval.video import frame_psnr, temporal_error, video_bits_per_pixel
+from mmtok.eval.video import frame_psnr, temporal_error
 
 SPEC = VideoInputSpec(temporal_factor=4, min_side=16, multiple_of=4)
 
@@ -103,8 +103,6 @@ def test_temporal_error_sees_flicker_not_a_steady_error():
     assert torch.allclose(temporal_error(x, steady), torch.zeros(2, dtype=torch.float64), atol=1e-6)
     assert torch.allclose(temporal_error(x, flicker), torch.full((2,), 0.2 * 127.5, dtype=torch.float64))
     assert frame_psnr(steady, x).shape == (2, 5)
-    # 5 x 4 x 4 tokens of 2^16 codes over 17 frames of 64 x 64.
-    assert video_bits_per_pixel((5, 4, 4), 1, 65536, 17, (64, 64)) == pytest.approx(5 * 16 * 16 / (17 * 64 * 64))
 
 
 def test_h264_at_equal_bits():
@@ -115,6 +113,7 @@ def test_h264_at_equal_bits():
     target = (fine.bits + coarse.bits) / 2
     matched, lowest = h264_at_bits(frames, target)
     assert lowest.crf == 51 and matched.bits >= target > h264_roundtrip(frames, matched.crf + 1).bits
-    assert h264_at_bits(frames, lowest.bits / 2)[0] is None  # below H.264's lowest quality
+    assert h264_at_bits(frames, lowest.bits / 2)[0].crf == 51  # H.264's lowest quality already reaches it
+    assert h264_at_bits(frames, 1e12)[0] is None  # more than CRF 0 spends
     stream = b"\x00\x00\x00\x01\x67AAAA\x00\x00\x01\x06" + b"x264 banner" + b"\x00\x00\x01\x65pic"
     assert picture_bits(stream) == 8 * (len(stream) - 3 - 1 - len(b"x264 banner"))
