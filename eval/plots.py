@@ -132,6 +132,8 @@ def draw_plots(report: dict, out: Path) -> dict:
         if rate_distortion(report, metric, folder / f"rd_{metric}.png"):
             plots["rate_distortion"][metric] = f"plots/rd_{metric}.png"
     for tok in report["tokenizers"]:
+        if not tok["codebooks"]:  # a system without ids (a peer given as functions)
+            continue
         codebook_use(tok, folder / f"codebooks_{tok['name']}.png")
         plots["codebooks"][tok["name"]] = f"plots/codebooks_{tok['name']}.png"
     if "grid" in modality(report["modality"]).figures and image_grid(report, out, folder / "reconstructions.png"):

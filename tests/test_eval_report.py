@@ -273,3 +273,49 @@ def test_the_eval_command(image_report, capsys):
     assert tok["sweep"] == [] and tok["matched"] == {} and saved["baselines"]["curves"] == {}
     with pytest.raises(SystemExit):  # DATA alone, no tokenizer
         main(["eval", str(root / "images"), "--report", str(report)])
+
+
+def test_a_peer_given_as_functions_shares_the_tables_curves_and_grid(image_report, tmp_path):
+    import torch.nn.functional as F
+
+    from mmtok.eval.harness import evaluate, load_items
+    from mmtok.eval.report_text import markdown_summary
+    from mmtok.eval.systems import ReconstructionSystem, TokenizerSystem
+
+    report, out = image_report
+    root = out.parent
+    grid = TokenizerSystem("grid", __import__("mmtok").load_tokenizer(root / "grid"))
+
+    def blur(x, setting):  # averages f x f blocks: a coarser setting loses more
+        factor = 4 if setting is None else setting[1]
+        return F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="nearest")
+
+    peer = ReconstructionSystem(
+        "blocks",
+        "image",
+        grid.input_spec,
+        blur,
+        bits=lambda x, setting: x.shape[-2] * x.shape[-1] * 24 / (4 if setting is None else setting[1]) ** 2,
+        settings=[("factor", 8), ("factor", 4)],
+        full_setting=("factor", 4),
+    )
+    items = load_items(str(root / "images"), "image")
+    peer_report = evaluate([grid, peer], items, tmp_path / "report", EvalOptions(media_items=2))
+    ours, theirs = peer_report["tokenizers"]
+    assert theirs["name"] == "blocks" and theirs["codebooks"] == [] and theirs["family"] == "peer"
+    assert theirs["summary"]["rate"]["mean"] == pytest.approx(24 / 16)  # 24 bits per 4 x 4 block
+    assert [p["summary"]["rate"]["mean"] for p in theirs["sweep"]] == pytest.approx([24 / 64, 24 / 16])
+    coarse, fine = (p["summary"]["psnr"]["mean"] for p in theirs["sweep"])
+    assert coarse < fine == pytest.approx(theirs["summary"]["psnr"]["mean"])  # the full setting is the main row
+    assert theirs["throughput"]["encode_items_per_s"] is None and theirs["throughput"]["decode_items_per_s"] > 0
+    # Colour kept is a set figure: the ratio of the mean colourfulness out to the mean in.
+    kept = theirs["summary"]["colour_kept"]["mean"]
+    assert kept == pytest.approx(theirs["summary"]["colour_out"]["mean"] / theirs["summary"]["colour_in"]["mean"])
+    assert 0 < kept < 1  # block averages wash colour out
+    text = markdown_summary(peer_report)
+    assert "| **blocks** | 1.5 |" in text and "blocks: decode" in text and "(the whole round trip)" in text
+    assert ours["summary"]["psnr"]["mean"] == pytest.approx(report["tokenizers"][0]["summary"]["psnr"]["mean"])
+    # Its pictures beside the tokenizer's, its row in the page; no code-use plot, as it has no ids.
+    assert (tmp_path / "report" / "media" / theirs["items"][0]["media"]["image"]).is_file()
+    assert "blocks" in (tmp_path / "report" / "index.html").read_text()
+    assert set(peer_report["plots"]["codebooks"]) == {"grid"} and "grid" in peer_report["plots"]
