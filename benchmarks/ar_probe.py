@@ -26,7 +26,7 @@ import time
 import torch
 
 from mmtok.eval.harness import EvalOptions, run_eval
-from mmtok.eval.report_text import ar_probe_table
+from mmtok.eval.report.text import ar_probe_table
 
 
 def cpu_seconds() -> float:

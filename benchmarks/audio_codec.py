@@ -20,7 +20,7 @@ from pathlib import Path
 from heldout_audio import split_clips, write_clips
 
 from mmtok.eval.harness import run_eval
-from mmtok.eval.report_text import markdown_summary
+from mmtok.eval.report.text import markdown_summary
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
 

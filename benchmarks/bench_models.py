@@ -4,6 +4,7 @@ bf16, eager and torch.compile, FLOP/s against the device's peak), and one traini
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 
@@ -30,6 +31,59 @@ from mmtok.data.video_io import write_video
 from mmtok.models import build_tokenizer
 
 
+def electrode_names(count: int) -> list[str]:
+    return list(montage_positions())[:count]
+
+
+# What differs per family, as functions each case names (no switch on the family's name).
+def one_each(shape: tuple[int, ...], model: dict) -> float:
+    return 1.0
+
+
+def seconds_of_audio(shape: tuple[int, ...], model: dict) -> float:
+    return shape[-1] / model["sample_rate"]
+
+
+def seconds_of_eeg(shape: tuple[int, ...], model: dict) -> float:
+    return (shape[-1] - POSITION_VALUES) / model["sample_rate"]
+
+
+def frames_of(shape: tuple[int, ...], model: dict) -> float:
+    return shape[1]
+
+
+def uniform_batch(shape: tuple[int, ...], batch: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(batch, *shape, generator=generator) * 2 - 1
+
+
+def eeg_batch(shape: tuple[int, ...], batch: int, generator: torch.Generator) -> torch.Tensor:
+    channels, samples = shape[0], shape[1] - POSITION_VALUES
+    positions = torch.as_tensor(channel_positions(electrode_names(channels)), dtype=torch.float32)
+    signal = torch.randn(batch, channels, samples, generator=generator) * 0.5
+    return torch.stack([pack_eeg(s, positions) for s in signal])
+
+
+def image_files(folder, smoke: bool, rng) -> None:
+    write_images(folder, 8, 64 if smoke else 256)
+
+
+def audio_files(folder, smoke: bool, rng) -> None:
+    for i in range(4):
+        sf.write(folder / f"clip{i}.wav", (rng.normal(0, 0.1, 24_000 * 3)).astype(np.float32), 24_000)
+
+
+def video_files(folder, smoke: bool, rng) -> None:
+    for i in range(2):
+        frames = rng.integers(0, 256, (9 if smoke else 25, 64 if smoke else 128, 80 if smoke else 160, 3))
+        write_video(folder / f"clip{i}.mp4", frames.astype(np.uint8), 25.0)
+
+
+def eeg_files(folder, smoke: bool, rng) -> None:
+    for i in range(3):
+        data = rng.normal(0, 20, (16, 200 * 30))
+        np.savez(folder / f"rec{i}.npz", data=data, channel_names=electrode_names(16), sample_rate=200)
+
+
 @dataclass(frozen=True)
 class FamilyCase:
     family: str
@@ -38,26 +92,31 @@ class FamilyCase:
     smoke_shape: tuple[int, ...]
     batch: dict[str, int]  # per device type
     unit: str  # what the throughput counts
+    amount: Callable[[tuple[int, ...], dict], float]  # units in one input of a shape (given the model config)
+    training_amount: Callable[[dict, dict], float]  # units in one training example (data, model config)
+    write_data: Callable  # (folder, smoke, rng): a few synthetic training files of the family's kind
+    example_batch: Callable = uniform_batch  # (shape, batch, generator) -> a batch in the model's layout
     smoke_data: dict = field(default_factory=dict)  # training data overrides that make --smoke's step small
 
-    def amount(self, shape: tuple[int, ...], config: dict) -> float:
-        """Units (images, seconds, frames) in one input of `shape`."""
-        if self.family in ("audio", "eeg"):
-            return (shape[-1] - (POSITION_VALUES if self.family == "eeg" else 0)) / config["sample_rate"]
-        return shape[1] if self.family == "video" else 1.0
+
+def _per_crop(data: dict, model: dict) -> float:
+    return 1.0
 
 
 CASES = [
     FamilyCase("image", "quickstart.yaml", (3, 256, 256), (3, 32, 32), {"cpu": 8, "cuda": 64}, "images",
-               smoke_data={"size": 32}),
+               one_each, _per_crop, image_files, smoke_data={"size": 32}),
     # The 1-D recipe's linear path maps the whole crop to the tokens, so it is measured at its own 64 px.
-    FamilyCase("image1d", "image1d.yaml", (3, 64, 64), (3, 64, 64), {"cpu": 32, "cuda": 256}, "images"),
+    FamilyCase("image1d", "image1d.yaml", (3, 64, 64), (3, 64, 64), {"cpu": 32, "cuda": 256}, "images",
+               one_each, _per_crop, image_files),
     FamilyCase("audio", "audio_rvq.yaml", (1, 240_000), (1, 2_400), {"cpu": 4, "cuda": 32}, "s of audio",
+               seconds_of_audio, lambda data, model: data["segment_seconds"], audio_files,
                smoke_data={"segment_seconds": 0.1}),
     FamilyCase("video", "video.yaml", (3, 17, 128, 128), (3, 5, 32, 32), {"cpu": 2, "cuda": 8}, "frames",
-               smoke_data={"frames": 5, "size": 32}),
+               frames_of, lambda data, model: data["frames"], video_files, smoke_data={"frames": 5, "size": 32}),
     FamilyCase("eeg", "eeg.yaml", (64, 2_003), (4, 403), {"cpu": 8, "cuda": 64}, "s of EEG (all channels)",
-               smoke_data={"segment_patches": 1}),
+               seconds_of_eeg, lambda data, model: data["segment_patches"] * model["patch_size"] / model["sample_rate"],
+               eeg_files, eeg_batch, smoke_data={"segment_patches": 1}),
 ]  # fmt: skip
 PRECISIONS = ("fp32", "bf16")
 
@@ -68,20 +127,6 @@ def case_of(family: str) -> FamilyCase:
 
 def recipe(case: FamilyCase) -> dict:
     return load_yaml(files("mmtok.configs") / case.recipe)
-
-
-def electrode_names(count: int) -> list[str]:
-    return list(montage_positions())[:count]
-
-
-def example_batch(case: FamilyCase, shape: tuple[int, ...], batch: int, device: torch.device) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    if case.family != "eeg":
-        return (torch.rand(batch, *shape, generator=generator) * 2 - 1).to(device)
-    channels, samples = shape[0], shape[1] - POSITION_VALUES
-    positions = torch.as_tensor(channel_positions(electrode_names(channels)), dtype=torch.float32)
-    signal = torch.randn(batch, channels, samples, generator=generator) * 0.5
-    return torch.stack([pack_eeg(s, positions) for s in signal]).to(device)
 
 
 @dataclass
@@ -99,7 +144,7 @@ def prepared(ctx: BenchContext, case: FamilyCase) -> Prepared:
     model = build_tokenizer(config["model"]).to(ctx.device).eval()
     shape = case.smoke_shape if ctx.smoke else case.input_shape
     batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
-    x = example_batch(case, shape, batch, ctx.device)
+    x = case.example_batch(shape, batch, torch.Generator().manual_seed(0)).to(ctx.device)
     return Prepared(model, shape, x, case.amount(shape, config["model"]) * batch)
 
 
@@ -190,25 +235,6 @@ def encode_shared_rows(ctx: BenchContext) -> list[Row]:
 
 
 # -- one training step per recipe ------------------------------------------------------------------
-def write_training_data(family: str, folder, smoke: bool) -> None:
-    """A few synthetic files of the family's kind, enough for its recipe to draw training batches."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    if family in ("image", "image1d"):
-        write_images(folder, 8, 64 if smoke else 256)
-    elif family == "audio":
-        for i in range(4):
-            sf.write(folder / f"clip{i}.wav", (rng.normal(0, 0.1, 24_000 * 3)).astype(np.float32), 24_000)
-    elif family == "video":
-        for i in range(2):
-            frames = rng.integers(0, 256, (9 if smoke else 25, 64 if smoke else 128, 80 if smoke else 160, 3))
-            write_video(folder / f"clip{i}.mp4", frames.astype(np.uint8), 25.0)
-    else:
-        for i in range(3):
-            data = rng.normal(0, 20, (16, 200 * 30))
-            np.savez(folder / f"rec{i}.npz", data=data, channel_names=electrode_names(16), sample_rate=200)
-
-
 def train_step_rows(ctx: BenchContext) -> list[Row]:
     from mmtok.train.config import load_run_config
     from mmtok.train.trainer import Trainer
@@ -218,7 +244,8 @@ def train_step_rows(ctx: BenchContext) -> list[Row]:
     for case in CASES:
         config = recipe(case)
         data_dir = ctx.workdir / "train_data" / case.family
-        write_training_data(case.family, data_dir, ctx.smoke)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        case.write_data(data_dir, ctx.smoke, np.random.default_rng(0))
         config["data"]["source"] = str(data_dir)
         config["data"].update(case.smoke_data if ctx.smoke else {})
         config["output_dir"] = str(ctx.workdir / "train_runs" / case.family)
@@ -227,15 +254,15 @@ def train_step_rows(ctx: BenchContext) -> list[Row]:
             max_steps=steps,
             max_minutes=None,
             checkpoint_every=10**6,
-            image_every=10**6,
+            sample_every=10**6,
             health_every=10**6,
             **({"batch_size": 1} if ctx.smoke else {}),
         )
         path = ctx.workdir / f"train_{case.family}.yaml"
         path.write_text(yaml.safe_dump(config))
         run = load_run_config(path)
-        examples_per_s = Trainer(run).fit()["images_per_s"]  # the last step: after the warm-up ones
-        per_example = _training_amount(case, config)
+        examples_per_s = Trainer(run).fit()["items_per_s"]  # the last step: after the warm-up ones
+        per_example = case.training_amount(config["data"], config["model"])
         rows.append(
             Row(
                 "train_step",
@@ -257,15 +284,3 @@ def _gan_phase(start_step: int) -> str:
     if start_step < 0:
         return "no GAN in this recipe"
     return "GAN on" if start_step == 0 else f"before the GAN phase (from step {start_step:,})"
-
-
-def _training_amount(case: FamilyCase, config: dict) -> float:
-    """Units in one training example of the recipe (a crop, a segment, a clip, a window)."""
-    data, model = config["data"], config["model"]
-    if case.family == "audio":
-        return data["segment_seconds"]
-    if case.family == "video":
-        return data["frames"]
-    if case.family == "eeg":
-        return data["segment_patches"] * model["patch_size"] / model["sample_rate"]
-    return 1.0

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from mmtok.eval.harness import EvalOptions, run_eval
-from mmtok.eval.report_text import markdown_summary
+from mmtok.eval.report.text import markdown_summary
 from mmtok.train.config import load_run_config
 from mmtok.train.trainer import Trainer
 

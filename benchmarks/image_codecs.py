@@ -21,7 +21,7 @@ from PIL import Image
 
 from mmtok.data import write_sample_images
 from mmtok.eval.harness import EvalOptions, run_eval
-from mmtok.eval.report_text import markdown_summary
+from mmtok.eval.report.text import markdown_summary
 from mmtok.train.config import load_run_config
 from mmtok.train.image_recipe import sample_image_split
 from mmtok.train.quickstart import QUICKSTART_CONFIG

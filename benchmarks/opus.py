@@ -1,5 +1,5 @@
 """Opus at low bitrates, the codec baseline the audio tokenizer is compared with, on `mmtok eval`'s
-audio suite: libopus through PyAV (mmtok.eval.codecs.opus_roundtrip; no system ffmpeg), scored
+audio suite: libopus through PyAV (mmtok.eval.codecs.opus.opus_roundtrip; no system ffmpeg), scored
 with the harness's metrics (mel and STFT distance, SI-SDR, STOI, wide-band PESQ, DNSMOS, speaker
 similarity). Prints a Markdown table per clip and the means per bitrate:
 
@@ -18,8 +18,8 @@ from mmtok.data.audio import AUDIO_EXTENSIONS
 from mmtok.data.audio_io import load_audio
 from mmtok.data.sources import FolderSource
 from mmtok.eval.aggregate import summarise
-from mmtok.eval.baselines import audio_curve
-from mmtok.eval.suite_audio import AudioSuite
+from mmtok.eval.codecs.baselines import audio_curve
+from mmtok.eval.suites.audio import AudioSuite
 
 
 def speech_clips(folder: Path, count: int) -> list[Path]:

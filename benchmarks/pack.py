@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
-    from mmtok.eval.llm_client import build_text_tokenizer
+    from mmtok.llm_client import build_text_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

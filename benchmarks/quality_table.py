@@ -1,5 +1,5 @@
 """The tables benchmarks/quality.py prints (markdown, pasted into the README as they come): each
-recipe's `mmtok eval` report as its table (mmtok.eval.report_text), then the comparisons the
+recipe's `mmtok eval` report as its table (mmtok.eval.report.text), then the comparisons the
 recipe is about."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmtok.eval.report_text import markdown_summary
+from mmtok.eval.report.text import markdown_summary
 
 
 def _pct(values) -> str:

@@ -31,7 +31,7 @@ from PIL import Image
 from mmtok.artifact import load_tokenizer
 from mmtok.data.image_io import decode_image
 from mmtok.eval.harness import EvalOptions, evaluate
-from mmtok.eval.image import grayscale
+from mmtok.eval.metrics.image import grayscale
 from mmtok.eval.systems import TokenizerSystem
 from mmtok.health import describe_use
 

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from mmtok.data.video_io import VideoInputSpec, probe_video, write_video
 from mmtok.eval.harness import EvalOptions, evaluate
-from mmtok.eval.report_text import markdown_summary
+from mmtok.eval.report.text import markdown_summary
 from mmtok.eval.systems import TokenizerSystem
 from mmtok.models.video import VideoTokenizer
 from mmtok.train.config import load_run_config, validate_sections

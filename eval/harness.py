@@ -44,7 +44,7 @@ class EvalOptions:
     lpips_weights: str | None = None  # a torchvision VGG16 state dict
     fid_weights: str | None = None  # a torchvision Inception v3 state dict
     probe_train: str | None = None  # EEG: labelled training trials (.ts) for linear probes on the tokens
-    ar_probe: str | None = None  # training data for the AR probe (mmtok.eval.ar_probe); None: no probe
+    ar_probe: str | None = None  # training data for the AR probe (mmtok.eval.probes.ar); None: no probe
     ar_probe_steps: int = 200
     ar_probe_seeds: int = 1
 
@@ -289,8 +289,8 @@ def evaluate(
     """`run_eval` on items already in hand ((name, media) pairs, media as the input specs take them:
     paths, bytes or arrays): every system scored by the modality's suite, the codecs beside the
     first, the report written under `out`. `data` names the items' source in the report."""
-    from mmtok.eval.plots import draw_plots
-    from mmtok.eval.report_html import write_html
+    from mmtok.eval.report.html import write_html
+    from mmtok.eval.report.plots import draw_plots
 
     options = options or EvalOptions()
     systems = as_systems(systems, options.device)
@@ -316,7 +316,7 @@ def evaluate(
     if options.probe_train:
         report["probes"] = suite.probes(tokenizers, data, options.probe_train)
     if options.ar_probe:
-        from mmtok.eval.ar_probe import run_ar_probe
+        from mmtok.eval.probes.ar import run_ar_probe
 
         train_items = load_items(options.ar_probe, modality, reads_paths=first.input_spec.reads_paths, training=True)
         if not data.startswith(SAMPLE_IMAGES) and _same_place(options.ar_probe, data):

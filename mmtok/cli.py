@@ -231,7 +231,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         ar_probe_seeds=args.ar_probe_seeds,
     )
     report = run_eval(tokenizers, data, args.report, options)
-    from mmtok.eval.report_text import markdown_summary
+    from mmtok.eval.report.text import markdown_summary
 
     print(markdown_summary(report, sweeps=False))
     print(f"report: {args.report}/index.html ({report['seconds']:.1f} s)")

@@ -22,7 +22,7 @@ class Modality:
     families: tuple[str, ...]  # registry families (mmtok.models.registry) whose tokenizers take it
     # Files read beside a header file (BrainVision .eeg, WFDB .dat): counted apart, not as stray files.
     companion_extensions: tuple[str, ...] = ()
-    figures: tuple[str, ...] = ()  # report figures beyond every modality's (mmtok.eval.plots): "grid"
+    figures: tuple[str, ...] = ()  # report figures beyond every modality's (mmtok.eval.report.plots): "grid"
     sample_suffix: str = ""  # the file a decoded item is written as (InputSpec.write_file)
 
     def spec_class(self) -> type:
@@ -45,7 +45,7 @@ MODALITIES: dict[str, Modality] = {
             (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"),
             # "image" is the Hugging Face convention, the others come from webdataset shards.
             ("image", "jpg", "png", "jpeg", "webp"),
-            "mmtok.eval.suite_image:ImageSuite",
+            "mmtok.eval.suites.image:ImageSuite",
             ("image", "image1d", "hf-chameleon", "hf-janus", "hf-emu3", "diffusers-vqmodel"),
             figures=("grid",),
             sample_suffix=".png",
@@ -55,7 +55,7 @@ MODALITIES: dict[str, Modality] = {
             "mmtok.data.audio_io:AudioInputSpec",
             (".wav", ".flac", ".ogg", ".oga", ".mp3"),
             ("audio", "wav", "flac", "mp3"),
-            "mmtok.eval.suite_audio:AudioSuite",
+            "mmtok.eval.suites.audio:AudioSuite",
             ("audio", "hf-encodec", "hf-dac", "hf-mimi", "hf-xcodec", "hf-xcodec2"),
             sample_suffix=".wav",
         ),
@@ -64,7 +64,7 @@ MODALITIES: dict[str, Modality] = {
             "mmtok.data.video_io:VideoInputSpec",
             (".mp4", ".webm", ".mkv", ".avi", ".mov"),
             ("video", "mp4", "webm"),
-            "mmtok.eval.suite_video:VideoSuite",
+            "mmtok.eval.suites.video:VideoSuite",
             ("video",),
             sample_suffix=".mp4",
         ),
@@ -73,7 +73,7 @@ MODALITIES: dict[str, Modality] = {
             "mmtok.data.eeg_io:EEGInputSpec",
             (".edf", ".bdf", ".fif", ".vhdr", ".set", ".npz"),
             ("eeg", "signal"),
-            "mmtok.eval.suite_eeg:EEGSuite",
+            "mmtok.eval.suites.eeg:EEGSuite",
             ("eeg",),
             companion_extensions=(".eeg", ".vmrk", ".fdt"),
         ),
@@ -82,7 +82,7 @@ MODALITIES: dict[str, Modality] = {
             "mmtok.data.ecg_io:ECGInputSpec",
             (".hea", ".edf"),  # WFDB headers (their samples in .dat beside them), EDF
             ("ecg", "signal"),
-            "mmtok.eval.suite_ecg:ECGSuite",
+            "mmtok.eval.suites.ecg:ECGSuite",
             ("ecg",),
             companion_extensions=(".dat", ".atr", ".qrs", ".xws"),
         ),

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HEAD_RADIUS_M = 0.1  # template-montage positions (metres) are divided by this: about unit scale
+from mmtok.data.eeg_montage import HEAD_RADIUS_M
+
 SPECTRUM_FLOOR = 1e-3  # network units: the log spectrum's floor, far below EEG's weakest bins
 
 

@@ -9,15 +9,9 @@ from train_helpers import TINY_IMAGE_MODEL, write_images
 
 from mmtok import load_tokenizer
 from mmtok.cli import main
-from mmtok.eval.ar_probe import (
-    ProbeSettings,
-    code_positions,
-    sample_segment,
-    token_bits,
-    train_probe,
-    unigram_entropy_bits,
-)
 from mmtok.eval.harness import EvalOptions, run_eval
+from mmtok.eval.probes.ar import ProbeSettings, token_bits, train_probe
+from mmtok.llm_sampling import code_positions, sample_segment, unigram_entropy_bits
 from mmtok.models import build_tokenizer
 from mmtok.vocab import VocabLayout
 
@@ -150,8 +144,8 @@ def test_eval_reports_the_probe_for_every_tokenizer(two_tokenizers, capsys):
 def test_samples_decode_to_the_heldout_shape(two_tokenizers, tmp_path):
     from PIL import Image
 
-    from mmtok.eval.ar_probe import probe_tokenizer
     from mmtok.eval.harness import load_items, prepared_examples
+    from mmtok.eval.probes.ar import probe_tokenizer
     from mmtok.eval.suites import suite_for
 
     tmp, small, _ = two_tokenizers

@@ -11,7 +11,7 @@ from audio_helpers import sine, speech_like
 
 from mmtok.data.audio import AudioDataset
 from mmtok.data.audio_io import AudioDecodeError, AudioInputSpec, load_audio, normalize_loudness
-from mmtok.eval.audio import (
+from mmtok.eval.metrics.audio import (
     AudioMetricError,
     mel_distance,
     pesq_wb,

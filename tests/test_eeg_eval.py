@@ -11,8 +11,9 @@ from train_helpers import write_config
 from mmtok import load_tokenizer
 from mmtok.data.eeg_io import EEGInputSpec
 from mmtok.data.eeg_montage import unpack_eeg
-from mmtok.eval.eeg import BANDS, DCTCodec, band_power_error, best_dct_codec, nmse, pearson_r, signal_report
-from mmtok.eval.eeg_probe import band_power_features, linear_probe, token_features
+from mmtok.eval.codecs.dct import DCTCodec, best_dct_codec
+from mmtok.eval.metrics.eeg import BANDS, band_power_error, nmse, pearson_r, signal_report
+from mmtok.eval.probes.eeg import band_power_features, linear_probe, token_features
 from mmtok.shards import read_manifest, shard_files
 from mmtok.tokenize import tokenize
 from mmtok.train.config import load_run_config
@@ -71,7 +72,7 @@ def trained(tmp_path_factory):
         "model": TINY_EEG,
         "data": {"source": str(root / "train"), "segment_patches": 4, "channels": 6},
         "loss": {"reconstruction": "l2", "modality": {"log_amplitude_weight": 2.0}},
-        "train": {"max_steps": 60, "batch_size": 8, "log_every": 10, "health_every": 20, "image_every": 1000,
+        "train": {"max_steps": 60, "batch_size": 8, "log_every": 10, "health_every": 20, "sample_every": 1000,
                   "checkpoint_every": 1000, "ema_decay": 0.0, "generator": {"lr": 1e-3, "betas": [0.9, 0.99]}},
     }  # fmt: skip
     trainer = Trainer(load_run_config(write_config(root / "eeg.yaml", config), []))

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmtok.eval.audio import si_sdr
-from mmtok.eval.codecs import image_at_bits, image_roundtrip, opus_roundtrip
+from mmtok.eval.codecs.images import image_at_bits, image_roundtrip
+from mmtok.eval.codecs.opus import opus_roundtrip
+from mmtok.eval.metrics.audio import si_sdr
 
 
 def photo(size=64, seed=0) -> np.ndarray:

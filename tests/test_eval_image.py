@@ -6,7 +6,7 @@ import skimage.data
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from mmtok.eval.image import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_supported, psnr, ssim
+from mmtok.eval.metrics.image import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_supported, psnr, ssim
 
 
 def _photo_batch(size: int) -> torch.Tensor:
@@ -57,7 +57,7 @@ def _skimage_ssim(x: np.ndarray, y: np.ndarray, k1: float = 0.01) -> float:
 
 
 # torchmetrics averages its SSIM map over the reflect-padded border too; that alone would be 3e-3 or more
-# off here, so these tolerances check that eval/image.py crops the border as scikit-image does.
+# off here, so these tolerances check that eval/metrics/image.py crops the border as scikit-image does.
 @pytest.mark.parametrize("size", [11, 32, 64])
 @pytest.mark.parametrize("std", [0.02, 0.2, 0.6])
 def test_ssim_matches_skimage(std, size):
@@ -128,7 +128,7 @@ def test_ms_ssim_too_small_raises():
 
 
 def test_colourfulness_of_known_images():
-    from mmtok.eval.image import colourfulness
+    from mmtok.eval.metrics.image import colourfulness
 
     gray = torch.rand(1, 1, 8, 8).expand(1, 3, 8, 8) * 2 - 1
     red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)  # (255, 0, 0)

@@ -12,9 +12,9 @@ from train_helpers import write_images
 
 from mmtok.data.image_io import decode_image, pixels_to_tensor
 from mmtok.eval.aggregate import mean_ci
-from mmtok.eval.image import psnr, ssim
-from mmtok.eval.perceptual import FID, LPIPS, haarpsi
-from mmtok.eval.speech_quality import dnsmos, speaker_similarity
+from mmtok.eval.metrics.image import psnr, ssim
+from mmtok.eval.metrics.perceptual import FID, LPIPS, haarpsi
+from mmtok.eval.metrics.speech_quality import dnsmos, speaker_similarity
 from mmtok.eval.systems import bits_of
 
 
@@ -108,9 +108,9 @@ def test_bits_of_ids_count_the_codebooks_used():
 
 
 def test_each_suite_turns_bits_into_its_rate_unit():
-    from mmtok.eval.suite_audio import AudioSuite
-    from mmtok.eval.suite_image import ImageSuite
-    from mmtok.eval.suite_video import VideoSuite
+    from mmtok.eval.suites.audio import AudioSuite
+    from mmtok.eval.suites.image import ImageSuite
+    from mmtok.eval.suites.video import VideoSuite
 
     # 16 x 16 tokens of one 1024-code codebook over 256 x 256 pixels.
     grid = torch.zeros(1, 16, 16, 1, dtype=torch.long)

@@ -279,7 +279,7 @@ def test_a_peer_given_as_functions_shares_the_tables_curves_and_grid(image_repor
     import torch.nn.functional as F
 
     from mmtok.eval.harness import evaluate, load_items
-    from mmtok.eval.report_text import markdown_summary
+    from mmtok.eval.report.text import markdown_summary
     from mmtok.eval.systems import ReconstructionSystem, TokenizerSystem
 
     report, out = image_report

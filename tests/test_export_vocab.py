@@ -162,7 +162,7 @@ def test_separate_offsets_keep_codebooks_apart():
 def test_a_real_llm_trains_on_interleaved_ids(tmp_path):
     """An exported image tokenizer and an exported audio codec in one GPT-2 vocabulary."""
     pytest.importorskip("transformers")
-    from mmtok.eval.llm_client import run_llm_client
+    from mmtok.llm_client import run_llm_client
 
     torch.manual_seed(0)
     image = {

@@ -39,7 +39,7 @@ def _tokenized(tmp, name, model, media_dir, **options):
 def corpus(tmp_path_factory):
     """Image shards (flat ids, 3 shards) and audio shards (framed --llm-ids, clips of several
     lengths), a caption table for both and a saved BPE text tokenizer."""
-    from mmtok.eval.llm_client import build_text_tokenizer
+    from mmtok.llm_client import build_text_tokenizer
 
     tmp = tmp_path_factory.mktemp("pack")
     write_images(tmp / "images", 12, size=16)
@@ -248,7 +248,7 @@ def test_sidecar_text_files_and_a_template(tmp_path):
     for i in range(4):
         (tmp_path / "images" / f"img_{i:03d}.txt").write_text(f"caption {i}\n")
     shards = _tokenized(tmp_path, "side", TINY_IMAGE_MODEL, tmp_path / "images")
-    from mmtok.eval.llm_client import build_text_tokenizer
+    from mmtok.llm_client import build_text_tokenizer
 
     build_text_tokenizer().save_pretrained(tmp_path / "tt")
     record = run_pack(
@@ -391,7 +391,7 @@ def test_captions_of_a_tokenized_parquet_match_by_row(tmp_path, as_dataset):
     (tmp_path / "data").mkdir()
     pq.write_table(table, tmp_path / "data" / "train.parquet")
     shards = _tokenized(tmp_path, "pq", TINY_IMAGE_MODEL, tmp_path / "data" / "train.parquet")
-    from mmtok.eval.llm_client import build_text_tokenizer
+    from mmtok.llm_client import build_text_tokenizer
 
     build_text_tokenizer().save_pretrained(tmp_path / "tt")
     spec = f"datasets:{tmp_path / 'data'}" if as_dataset else str(tmp_path / "data" / "train.parquet")

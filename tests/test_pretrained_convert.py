@@ -146,7 +146,7 @@ def test_hf_id_converts_once_from_the_hub_cache(tmp_path, monkeypatch):
 
 
 def test_llm_client_takes_converted_tokenizers(tmp_path):
-    from mmtok.eval.llm_client import run_llm_client
+    from mmtok.llm_client import run_llm_client
 
     frozen = [
         load_tokenizer(convert(save(f, tmp_path / f), tmp_path / f"{f}-tok")) for f in ("diffusers-vqmodel", "hf-mimi")

@@ -8,8 +8,8 @@ from video_helpers import CODECS, moving_frames, write_clip
 
 from mmtok.data.video import StillsAndClips, VideoDataset
 from mmtok.data.video_io import VideoDecodeError, VideoInputSpec, decode_video
-from mmtok.eval.h264 import h264_at_bits, h264_roundtrip, picture_bits
-from mmtok.eval.video import frame_psnr, temporal_error
+from mmtok.eval.codecs.h264 import h264_at_bits, h264_roundtrip, picture_bits
+from mmtok.eval.metrics.video import frame_psnr, temporal_error
 
 SPEC = VideoInputSpec(temporal_factor=4, min_side=16, multiple_of=4)
 

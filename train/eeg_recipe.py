@@ -86,7 +86,7 @@ class EEGRecipe(WaveformAdversarial, Recipe):
         return super().discriminator_logits(disc, *self._waveforms(x, fake))
 
     def log_media(self, writer, x, recon, step):
-        from mmtok.eval.eeg_plot import plot_reconstruction
+        from mmtok.eval.report.eeg_plot import plot_reconstruction
 
         target, _ = self._scaled(x, recon)
         scale = self.model_config.signal_scale_uv

@@ -19,7 +19,7 @@ EVAL_CROP = 256  # held-out photos are scored on centred crops of at most this p
 
 def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, extra: list[str] = ()) -> dict:
     from mmtok.eval.harness import EvalOptions, evaluate
-    from mmtok.eval.image import grayscale
+    from mmtok.eval.metrics.image import grayscale
     from mmtok.eval.systems import TokenizerSystem
     from mmtok.train.export import export_run
     from mmtok.train.image_recipe import sample_image_split

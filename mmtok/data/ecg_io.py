@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mmtok.data.eeg_io import EEGInputSpec
+from mmtok.data.eeg_montage import HEAD_RADIUS_M
 from mmtok.data.eeg_read import EEGDecodeError, EEGRecording, read_recordings
-from mmtok.models.eeg_layers import HEAD_RADIUS_M
 
 ECG_FILE_SUFFIXES = (".hea", ".edf")
 _MV = {"mv": 1e3, "uv": 1.0, "µv": 1.0, "v": 1e6}  # WFDB unit strings -> microvolts

@@ -29,6 +29,7 @@ import torch
 logger = logging.getLogger("mmtok.eeg")
 
 POSITION_VALUES = 3  # x, y, z in metres before each channel's samples
+HEAD_RADIUS_M = 0.1  # a head's radius: template-montage positions divided by it are about unit scale
 MONTAGE = "colin27_1005"  # MNE >= 1.13; called "standard_1005" before
 # Reference suffixes that say how a channel was recorded, not where ("EEG Fp1-REF", "T3-LE").
 _REFERENCE = re.compile(r"[-_ ]?(REF|LE|RE|AR|AVG|AV|CAR|LINKED|A1A2|M1M2)$", re.IGNORECASE)

@@ -1,5 +1,5 @@
 """Video in `mmtok eval`: per-frame PSNR and SSIM (their means over frames) and the temporal
-consistency error (mmtok.eval.video); H.264 as the baseline. Media: a strip of frames per item."""
+consistency error (mmtok.eval.metrics.video); H.264 as the baseline. Media: a strip of frames per item."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from mmtok.data.image_io import tensor_to_images
-from mmtok.eval.baselines import video_curve, video_matched
+from mmtok.eval.codecs.baselines import video_curve, video_matched
+from mmtok.eval.metrics.video import frame_psnr, frame_ssim, temporal_error
 from mmtok.eval.suites import Suite
-from mmtok.eval.video import frame_psnr, frame_ssim, temporal_error
 
 STRIP_FRAMES = 6
 

@@ -3,10 +3,10 @@ quality setting (for the rate-distortion curves) and the codec at a tokenizer's 
 tables). Each takes a reference in the tokenizer's own tensor layout and gives decoded tensors in
 that layout, so the suites score codecs and tokenizers with one function.
 
-- images: JPEG, WebP, AVIF (Pillow; mmtok.eval.codecs) at quality q; rate in bits per pixel.
-- audio: Opus (PyAV's libopus; mmtok.eval.codecs) at a target bitrate; rate in kbps, Ogg included.
-- video: H.264 (PyAV's libx264; mmtok.eval.h264) at a CRF; rate in bits per pixel of every frame.
-- EEG: DCT quantisation of each channel's patches (mmtok.eval.eeg.DCTCodec) at a bit budget per
+- images: JPEG, WebP, AVIF (Pillow; mmtok.eval.codecs.images) at quality q; rate in bits per pixel.
+- audio: Opus (PyAV's libopus; mmtok.eval.codecs.opus) at a target bitrate; rate in kbps, Ogg included.
+- video: H.264 (PyAV's libx264; mmtok.eval.codecs.h264) at a CRF; rate in bits per pixel of every frame.
+- EEG: DCT quantisation of each channel's patches (mmtok.eval.codecs.dct.DCTCodec) at a bit budget per
   patch, fitted on the evaluated signals themselves (no training split at eval time: the
   baseline's ranges see the test data, which favours it slightly); rate in bits per channel-second.
 """
@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from mmtok.data.image_io import pixels_to_tensor, tensor_to_images
-from mmtok.eval.codecs import available_image_codecs, image_at_bits, image_roundtrip, opus_roundtrip
-from mmtok.eval.eeg import DCTCodec, best_dct_codec, mean_band_error
-from mmtok.eval.h264 import h264_at_bits, h264_roundtrip
+from mmtok.eval.codecs.dct import DCTCodec, best_dct_codec
+from mmtok.eval.codecs.h264 import h264_at_bits, h264_roundtrip
+from mmtok.eval.codecs.images import available_image_codecs, image_at_bits, image_roundtrip
+from mmtok.eval.codecs.opus import opus_roundtrip
+from mmtok.eval.metrics.eeg import mean_band_error
 
 IMAGE_CURVE_QUALITIES = (10, 30, 60, 90)
 OPUS_CURVE_KBPS = (6.0, 8.0, 12.0, 16.0, 24.0)

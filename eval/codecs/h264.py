@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mmtok.eval.codecs.matching import cheapest_reaching
+
 CRF_RANGE = range(0, 52)  # x264's rate factors for 8-bit video; 51 is its lowest quality
 _START_CODE = re.compile(b"\x00\x00\x01")
 SEI_NAL_TYPE = 6
@@ -61,8 +63,6 @@ def h264_roundtrip(frames: np.ndarray, crf: int, *, fps: float = 25.0, preset: s
 def h264_at_bits(frames: np.ndarray, target_bits: float, *, fps: float = 25.0, preset: str = "medium"):
     """(matched, lowest): H.264 at the lowest quality (highest CRF) whose bits reach `target_bits`
     (None when even CRF 0 spends less), and H.264 at its lowest quality (CRF 51)."""
-    from mmtok.eval.codecs import cheapest_reaching
-
     return cheapest_reaching(
         CRF_RANGE[::-1], lambda crf: h264_roundtrip(frames, crf, fps=fps, preset=preset), lambda r: r.bits, target_bits
     )

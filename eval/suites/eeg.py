@@ -1,6 +1,6 @@
-"""EEG in `mmtok eval`: NMSE, Pearson r and relative band-power errors (mmtok.eval.eeg); DCT
-quantisation of each channel's patches as the baseline (mmtok.eval.baselines). Media: traces and
-spectra of a few channels, original against the reconstruction (mmtok.eval.eeg_plot).
+"""EEG in `mmtok eval`: NMSE, Pearson r and relative band-power errors (mmtok.eval.metrics.eeg); DCT
+quantisation of each channel's patches as the baseline (mmtok.eval.codecs.baselines). Media: traces and
+spectra of a few channels, original against the reconstruction (mmtok.eval.report.eeg_plot).
 
 The reference is the prepared signal in microvolts (the tokenizer's rate, filters and clipping)."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from mmtok.data.eeg_montage import unpack_eeg
-from mmtok.eval.baselines import eeg_curve, eeg_matched
-from mmtok.eval.eeg import mean_band_error, signal_report
+from mmtok.eval.codecs.baselines import eeg_curve, eeg_matched
+from mmtok.eval.metrics.eeg import mean_band_error, signal_report
 from mmtok.eval.suites import Suite
 
 
@@ -56,11 +56,11 @@ class EEGSuite(Suite):
         return eeg_matched(reference, signal, info["sample_rate"], self._patch(info), rate, self.dct_error)
 
     def probes(self, tokenizers: list[tuple[str, object]], data: str, train: str) -> dict[str, dict]:
-        """Linear probes (mmtok.eval.eeg_probe) fitted on the labelled trials of `train` and scored on
+        """Linear probes (mmtok.eval.probes.eeg) fitted on the labelled trials of `train` and scored on
         those of `data` (both aeon `.ts` files): one on each tokenizer's frozen tokens, one on the raw
         signal's band powers as prepared by the first tokenizer."""
         from mmtok.data.eeg_ts import read_ts
-        from mmtok.eval.eeg_probe import band_power_features, linear_probe, token_features
+        from mmtok.eval.probes.eeg import band_power_features, linear_probe, token_features
 
         train_set, test_set = read_ts(train), read_ts(data)
         if not all(train_set.labels) or not all(test_set.labels):
@@ -86,7 +86,7 @@ class EEGSuite(Suite):
     def write_media(self, folder: Path, stem: str, x: torch.Tensor, info: dict, reference=None) -> dict[str, str]:
         import matplotlib.pyplot as plt
 
-        from mmtok.eval.eeg_plot import plot_reconstruction
+        from mmtok.eval.report.eeg_plot import plot_reconstruction
 
         names = info.get("channel_names", "").split(",") if info.get("channel_names") else None
         shown = {} if reference is None else {"reconstruction": x[0]}

@@ -8,8 +8,8 @@ frequencies scores about that), then samples one media segment per modality afte
 document's text, each step restricted to the ids the layout's grammar allows, and decodes it with
 the tokenizer that made the shards.
 
-    python -m mmtok.eval.llm_client text-tokenizer OUT_DIR [--texts texts.jsonl]   # a small offline BPE
-    python -m mmtok.eval.llm_client train PACK_DIR --steps 300 --out runs/llm       # train, report, samples
+    python -m mmtok.llm_client text-tokenizer OUT_DIR [--texts texts.jsonl]   # a small offline BPE
+    python -m mmtok.llm_client train PACK_DIR --steps 300 --out runs/llm       # train, report, samples
 
 `run_llm_client(frozen, media, captions)` does the whole path (files -> tokenize -> pack -> train)
 for media held in memory.
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmtok.eval.ar_probe import code_positions, sample_segment, unigram_entropy_bits
+from mmtok.llm_sampling import code_positions, sample_segment, unigram_entropy_bits
 from mmtok.llm_vocab import JointVocabulary, init_media_embeddings
 from mmtok.modalities import modality as modality_entry
 from mmtok.pack import PACK_FILE, PARQUET_DIR, TOKENIZER_DIR

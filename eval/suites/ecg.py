@@ -1,4 +1,4 @@
-"""ECG in `mmtok eval`: EEG's suite (mmtok.eval.suite_eeg: NMSE, Pearson r, DCT quantisation of
+"""ECG in `mmtok eval`: EEG's suite (mmtok.eval.suites.eeg: NMSE, Pearson r, DCT quantisation of
 each lead's patches at equal bits, traces of the reconstruction) with ECG's headline metrics:
 NMSE, Pearson r and PRD (percent root-mean-square difference, the ECG-compression literature's
 figure, 100 * sqrt(NMSE) per record). Band-power errors are reported but are EEG's bands, so
@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from mmtok.eval.eeg import nmse
-from mmtok.eval.suite_eeg import EEGSuite
+from mmtok.eval.metrics.eeg import nmse
+from mmtok.eval.suites.eeg import EEGSuite
 
 
 class ECGSuite(EEGSuite):

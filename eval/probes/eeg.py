@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mmtok.data.eeg_montage import unpack_eeg
-from mmtok.eval.eeg import band_powers
+from mmtok.eval.metrics.eeg import band_powers
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Audio in `mmtok eval`: mel and STFT distance, SI-SDR, STOI, wide-band PESQ (mmtok.eval.audio),
-DNSMOS of the reconstruction and speaker similarity to the original (mmtok.eval.speech_quality);
+"""Audio in `mmtok eval`: mel and STFT distance, SI-SDR, STOI, wide-band PESQ (mmtok.eval.metrics.audio),
+DNSMOS of the reconstruction and speaker similarity to the original (mmtok.eval.metrics.speech_quality);
 Opus as the baseline. Media: a WAV per item and system, and its spectrogram.
 
 Clips are compared as the tokenizer's input path prepared them (its rate, its loudness). DNSMOS and
@@ -14,9 +14,9 @@ import soundfile as sf
 import torch
 from matplotlib.figure import Figure
 
-from mmtok.eval.audio import mel_distance, pesq_wb, si_sdr, stft_distance, stoi
-from mmtok.eval.baselines import audio_curve, audio_matched
-from mmtok.eval.speech_quality import dnsmos, speaker_similarity
+from mmtok.eval.codecs.baselines import audio_curve, audio_matched
+from mmtok.eval.metrics.audio import mel_distance, pesq_wb, si_sdr, stft_distance, stoi
+from mmtok.eval.metrics.speech_quality import dnsmos, speaker_similarity
 from mmtok.eval.suites import Suite
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mmtok.eval.baselines import Coded
+from mmtok.eval.codecs.baselines import Coded
 
 
 class Suite:

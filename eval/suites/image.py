@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from mmtok.data.image_io import tensor_to_images
-from mmtok.eval.baselines import image_curve, image_matched
-from mmtok.eval.image import channel_spread, colourfulness, ms_ssim, ms_ssim_supported, psnr, ssim
-from mmtok.eval.perceptual import FID, LPIPS, haarpsi
+from mmtok.eval.codecs.baselines import image_curve, image_matched
+from mmtok.eval.metrics.image import channel_spread, colourfulness, ms_ssim, ms_ssim_supported, psnr, ssim
+from mmtok.eval.metrics.perceptual import FID, LPIPS, haarpsi
 from mmtok.eval.suites import Suite
 
 

@@ -1,7 +1,7 @@
 """Video reconstruction metrics (`mmtok eval`'s video suite scores with them).
 
 Clips are batch-first float tensors (B, C, T, H, W) in [-1, 1] (``data_range`` 2.0) unless said.
-PSNR and SSIM are the image metrics of ``mmtok.eval.image`` on every frame; a clip's score is the
+PSNR and SSIM are the image metrics of ``mmtok.eval.metrics.image`` on every frame; a clip's score is the
 mean over its frames. The temporal-consistency error is the RMS difference between the frame-to-
 frame changes of the reconstruction and of the original, in 8-bit levels: flicker and motion the
 original does not have raise it, while a static error that is the same in every frame does not.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from mmtok.eval.image import psnr, ssim
+from mmtok.eval.metrics.image import psnr, ssim
 from mmtok.models.video import as_frames
 
 __all__ = ["frame_psnr", "frame_ssim", "temporal_error"]

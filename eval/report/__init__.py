@@ -1,0 +1,1 @@
+"""The report folder: plots, the static page, the Markdown tables."""
