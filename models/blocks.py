@@ -1,4 +1,4 @@
-"""Layers shared by the convolutional tokenizers (images now, video later)."""
+"""Layers shared by the convolutional tokenizers: the 2-D image tokenizer and, on every frame, the video one."""
 
 from __future__ import annotations
 

@@ -33,11 +33,24 @@ from torch import nn
 
 from mmtok.data.eeg_io import EEGInputSpec
 from mmtok.data.eeg_montage import POSITION_VALUES, unpack_eeg
-from mmtok.models.audio import dac_residual_vq
 from mmtok.models.eeg_layers import Block, CosineBasis, CrossfadeSynthesis, ElectrodeEmbedding, PatchEmbedding
 from mmtok.quantize import QuantizerOutput
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
+
+
+def cosine_residual_vq() -> QuantizerConfig:
+    """8 residual codebooks of 1,024 codes, factorised 8-d l2-normalised codes (DAC's recipe): 80 bits
+    per patch; quantizer dropout trains every prefix, so the first n codebooks are a coarser
+    tokenizer of their own."""
+    options = {
+        "codebook_size": 1024,
+        "num_codebooks": 8,
+        "codebook_dim": 8,
+        "metric": "cosine",
+        "quantizer_dropout": 0.5,
+    }
+    return QuantizerConfig("rvq", options=options)
 
 
 @dataclasses.dataclass
@@ -61,8 +74,8 @@ class EEGTokenizerConfig:
     conv_channels: int = 8
     position_frequencies: int = 6
     latent_dim: int = 32
-    # The audio codec's: 8 residual codebooks of 1,024 cosine codes, 80 bits per channel-second.
-    quantizer: QuantizerConfig = dataclasses.field(default_factory=dac_residual_vq)
+    # 8 residual codebooks of 1,024 cosine codes, 80 bits per channel-second (configs/eeg.yaml's).
+    quantizer: QuantizerConfig = dataclasses.field(default_factory=cosine_residual_vq)
 
     def __post_init__(self):
         for name in ("sample_rate", "patch_size", "width", "depth", "heads", "context_patches", "latent_dim"):

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 from PIL import Image
-from train_helpers import TINY_IMAGE_MODEL
+from train_helpers import TINY_AUDIO_MODEL, TINY_IMAGE_MODEL
 
 from mmtok import load_tokenizer
 from mmtok.data import AudioDataset, ImageDataset
@@ -21,10 +21,6 @@ from mmtok.tokenize import _PreparedItems, tokenize
 
 CROP = 16
 TINY_IMAGE = {**TINY_IMAGE_MODEL, "image_size": CROP}
-TINY_AUDIO = {
-    "family": "audio", "sample_rate": 16000, "base_channels": 4, "strides": [2, 4], "dilations": [1],
-    "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
-}  # fmt: skip
 
 
 def gradient(h, w, channels=3, seed=0) -> np.ndarray:
@@ -125,7 +121,7 @@ def audio_setup(tmp_path_factory):
     quiet = 0.01 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000)  # -43 dBFS
     sf.write(root / "in" / "b_quiet.wav", quiet.astype(np.float32), 16000, subtype="FLOAT")
     torch.manual_seed(0)
-    return root, quiet, load_tokenizer(build_tokenizer(TINY_AUDIO).save_pretrained(root / "tok"))
+    return root, quiet, load_tokenizer(build_tokenizer(TINY_AUDIO_MODEL).save_pretrained(root / "tok"))
 
 
 def test_audio_reaches_training_and_tokenize_as_the_same_tensor(audio_setup):

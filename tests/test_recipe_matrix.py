@@ -18,14 +18,6 @@ from mmtok.train.config import load_run_config
 from mmtok.train.perceptual import PerceptualLoss, save_perceptual_weights
 from mmtok.train.trainer import Trainer
 
-TINY_1D = {
-    "family": "image1d", "image_size": 16, "patch_size": 8, "width": 32, "depth": 1, "heads": 2,
-    "num_latent_tokens": 4, "latent_dim": 4, "quantizer": {"kind": "fsq", "options": {"levels": [5, 5, 5, 5]}},
-}  # fmt: skip
-TINY_AUDIO = {
-    "family": "audio", "sample_rate": 8000, "base_channels": 4, "strides": [2, 4], "dilations": [1],
-    "latent_dim": 8, "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}},
-}  # fmt: skip
 TINY_EEG = {**flavour("eeg"), "quantizer": {"kind": "rvq", "options": {"codebook_size": 16, "num_codebooks": 2}}}
 GAN = list(itertools.product(["hinge", "non_saturating"], [True, False], [0.0, 0.1]))  # kind, adaptive, LeCam
 CASES = [
@@ -61,9 +53,9 @@ def data(tmp_path_factory):
 def run_config(recipe: str, data, out, gan_loss, adaptive, lecam, perceptual, ema) -> dict:
     config = tiny_config(out, data / "images")
     if recipe == "image1d":
-        config["model"] = TINY_1D
+        config["model"] = flavour("image1d")
     if recipe == "audio":
-        config["model"] = TINY_AUDIO
+        config["model"] = flavour("audio")
         config["data"] = {"source": str(data / "audio"), "segment_seconds": 0.25}
     if recipe == "eeg":
         config["model"] = TINY_EEG

@@ -3,10 +3,12 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from train_helpers import (
 
 from mmtok.config import ConfigError
 from mmtok.train.checkpoint import latest_checkpoint
-from mmtok.train.config import load_run_config
+from mmtok.train.config import OPTIMIZERS, load_run_config
 from mmtok.train.trainer import Trainer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -89,11 +91,29 @@ def test_the_optimizer_is_the_one_the_config_names(tmp_path):
     assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.9
     assert all("momentum_buffer" in optimizer.state[p] for p in trainer.tokenizer.parameters() if p.grad is not None)
     for override, message in (
-        ("train.generator.name=Lion", "name must be one of AdamW"),
+        ("train.generator.name=Lion", re.escape(f"name must be one of {', '.join(OPTIMIZERS)}, got 'Lion'")),
+        ("train.discriminator.name=Lion", "train.discriminator: name must be one of AdamW"),
         ("train.generator.options.nesterov_typo=true", "SGD takes no 'nesterov_typo'"),
     ):
-        with pytest.raises(ConfigError, match=message):
+        with pytest.raises(ConfigError, match=message) as refused:  # a ValueError
             load_run_config(write_config(tmp_path / "c.yaml", config), [override])
+        assert isinstance(refused.value, ValueError)
+
+
+def test_the_old_name_of_sample_every_still_works_and_warns_once(tmp_path, monkeypatch):
+    from mmtok.train import config as train_config
+
+    monkeypatch.setattr(train_config, "_warned_renamed", set())
+    config = tiny_config(tmp_path / "run", tmp_path / "data")
+    config["train"]["image_every"] = config["train"].pop("sample_every") + 5
+    path = write_config(tmp_path / "c.yaml", config)
+    with pytest.warns(FutureWarning, match="train.image_every is deprecated: it is now train.sample_every"):
+        assert load_run_config(path, []).train.sample_every == 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: a second config with the old name is quiet
+        assert load_run_config(None, ["train.image_every=9"]).train.sample_every == 9
+    with pytest.raises(ConfigError, match="give only train.sample_every"):
+        load_run_config(path, ["train.sample_every=3"])
 
 
 def _launch_train(config: Path, *extra: str) -> subprocess.Popen:
@@ -171,16 +191,22 @@ def test_quickstart_at_a_tiny_budget(tmp_path):
     assert report["steps"] == 2
     assert (tmp_path / "qs" / "tokenizer" / "model.safetensors").is_file()
     assert (tmp_path / "qs" / "tokenizer" / "config.json").is_file()
-    assert [row["name"] for row in report["images"]] == ["chelsea", "rocket", "china"]
-    assert all(0 < row["psnr"] < 60 for row in report["images"])
-    assert report["mean"]["bpp"] == pytest.approx(32 * 32 * math.log2(15_360) / (256 * 256), rel=1e-9)
-    assert 0 < report["codebooks"][0]["utilization"] <= 1
+    heldout = report["heldout"]
+    assert [row["item"] for row in heldout["items"]] == ["chelsea", "rocket", "china"]
+    assert all(0 < row["psnr"] < 60 for row in heldout["items"])
+    mean = {key: entry["mean"] for key, entry in heldout["summary"].items()}
+    assert mean["rate"] == pytest.approx(32 * 32 * math.log2(15_360) / (256 * 256), rel=1e-9)  # bits per pixel
+    assert 0 < heldout["codebooks"][0]["utilization"] <= 1
+    # JPEG, WebP and AVIF beside it at the lowest quality whose bits reach its own, item by item.
+    for group in heldout["matched"].values():
+        assert all(c["rate"] >= o["rate"] or c["setting"] == "q1" for c, o in zip(group["items"], heldout["items"]))
+    assert "JPEG" in heldout["matched"] and (tmp_path / "qs" / "eval" / "index.html").is_file()
     # The same photos in gray: gray inputs, and their reconstructions' distance from gray is reported.
-    gray = report["gray"]["images"]
-    assert [row["name"] for row in gray] == ["chelsea", "rocket", "china"]
-    assert all(row["colour_in"] < 1e-6 and row["spread_out"] >= row["colour_out"] for row in gray)
-    assert report["mean"]["colour_kept"] == pytest.approx(report["mean"]["colour_out"] / report["mean"]["colour_in"])
-    assert report["mean"]["colour_in"] > 5  # the held-out photos include colour ones
+    gray = report["gray"]["items"]
+    assert [row["item"] for row in gray] == ["chelsea", "rocket", "china"]
+    assert all(row["colour_in"] < 1e-6 and row["channel_spread"] >= row["colour_out"] for row in gray)
+    assert mean["colour_kept"] == pytest.approx(mean["colour_out"] / mean["colour_in"])
+    assert mean["colour_in"] > 5  # the held-out photos include colour ones
 
 
 def test_a_wall_clock_budget_ends_training_and_its_schedule(tmp_path):

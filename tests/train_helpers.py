@@ -49,7 +49,7 @@ def tiny_config(output_dir: Path, data_dir: Path, **sections) -> dict:
             "batch_size": 2,
             "log_every": 1,
             "health_every": 2,
-            "image_every": 2,
+            "sample_every": 2,
             "checkpoint_every": 2,
             "generator": {"lr": 1e-3},
         },

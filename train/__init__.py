@@ -1,1 +1,1 @@
-"""train"""
+"""Training: the Accelerate trainer, each modality's recipe, losses, discriminators, EMA, checkpoints, export."""

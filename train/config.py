@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from pathlib import Path
 
 import torch
 
-from mmtok.config import apply_overrides, from_dict, load_yaml
+from mmtok.config import ConfigError, apply_overrides, from_dict, load_yaml
 
 # torch.optim classes a recipe may name; each takes lr and weight_decay, the Adam family betas too.
 OPTIMIZERS = ("AdamW", "Adam", "NAdam", "RAdam", "Adamax", "SGD", "RMSprop", "Adagrad")
@@ -60,7 +61,7 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     health_every: int = 50
-    image_every: int = 200
+    sample_every: int = 200  # steps between sample reconstructions written to the logs (every modality)
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     generator: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -75,7 +76,7 @@ class TrainConfig:
             "grad_accum",
             "log_every",
             "health_every",
-            "image_every",
+            "sample_every",
             "checkpoint_every",
             "keep_checkpoints",
         ):
@@ -118,10 +119,16 @@ class RunConfig:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
 
 
+# Keys of the train section that were renamed: old -> new. The old name is still read, with a
+# FutureWarning (once per process), until it is removed.
+RENAMED_TRAIN_KEYS = {"image_every": "sample_every"}
+_warned_renamed: set[str] = set()
+
+
 def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Reads a YAML recipe (None: the defaults), applies `key.path=value` overrides, validates."""
     data = load_yaml(path) if path is not None else {}
-    data = apply_overrides(data, list(overrides))
+    data = _renamed_keys(apply_overrides(data, list(overrides)))
     config = from_dict(RunConfig, data)
     validate_sections(config)
     return config
@@ -136,3 +143,20 @@ def validate_sections(config: RunConfig):
     family = family_of(config.model)
     recipe_class(family).validate(config.data, config.loss, tokenizer_class(family).input_spec_for(model))
     return model
+
+
+def _renamed_keys(data: dict) -> dict:
+    """`data` (a copy, changed in place) with the train section's old key names replaced by the new."""
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return data
+    for old, new in RENAMED_TRAIN_KEYS.items():
+        if old not in train:
+            continue
+        if new in train:
+            raise ConfigError(f"train.{old}: the old name of train.{new}; give only train.{new}")
+        if old not in _warned_renamed:
+            _warned_renamed.add(old)
+            warnings.warn(f"train.{old} is deprecated: it is now train.{new}", FutureWarning, stacklevel=3)
+        train[new] = train.pop(old)
+    return data

@@ -1,4 +1,4 @@
-"""Loss functions for training image tokenizers: reconstruction, GAN, adaptive GAN weight, LeCam.
+"""Loss functions every recipe and the trainer share: reconstruction, GAN, adaptive GAN weight, LeCam.
 
 Everything here is a small pure function (or, for LeCam, a module that only
 holds two running averages) so the trainer can combine them as its config says.

@@ -1,7 +1,8 @@
 """What a modality plugs into the trainer: its data, its reconstruction losses, its discriminator.
 
 The trainer knows no modality. Each tokenizer family names its Recipe subclass in the registry
-(mmtok.models.registry); image and image1d share image_recipe.py, audio has audio_recipe.py.
+(mmtok.models.registry); image and image1d share image_recipe.py, and audio, video, EEG and ECG
+have audio_recipe.py, video_recipe.py, eeg_recipe.py and ecg_recipe.py.
 Validating a config types a recipe's sections without building it (`Recipe.validate`), so it
 loads no weights; building a recipe is for training.
 """

@@ -175,7 +175,7 @@ class Trainer:
             self.step += 1
             if self.ema is not None:
                 self.ema.update(self.unwrapped)
-            last["images_per_s"] = per_step * acc.num_processes / (time.perf_counter() - started)
+            last["items_per_s"] = per_step * acc.num_processes / (time.perf_counter() - started)
             self._after_step(last, progress)
         progress.close()
         self.train_seconds, self._started = self.seconds_spent(), None
@@ -287,7 +287,7 @@ class Trainer:
         window_ends = step % train.health_every == 0
         if window_ends or last_step:
             self.log_health(progress, full_window=window_ends)
-        if step % train.image_every == 0 and acc.is_main_process:
+        if step % train.sample_every == 0 and acc.is_main_process:
             self._log_reconstructions()
         if step % train.checkpoint_every == 0:
             self.save()

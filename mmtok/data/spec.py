@@ -1,7 +1,8 @@
 """What every modality's input path has in common: an input spec that prepares media for a tokenizer.
 
-An `InputSpec` is a small dataclass per modality (images: `mmtok.data.image_io.ImageInputSpec`,
-audio: `mmtok.data.audio_io.AudioInputSpec`). It holds every normalisation training applies, is
+An `InputSpec` is a small dataclass per modality (`mmtok.data.image_io.ImageInputSpec`,
+`audio_io.AudioInputSpec`, `video_io.VideoInputSpec`, `eeg_io.EEGInputSpec`, `ecg_io.ECGInputSpec`;
+mmtok.modalities names each modality's). It holds every normalisation training applies, is
 written into the artifact's config.json as `input`, and prepares media the same way for the
 training datasets, `FrozenTokenizer.encode`, `mmtok tokenize` and eval. Preparation returns the
 batched tensor a tokenizer's `encode` takes plus, per example, what was done to it (`info`: the

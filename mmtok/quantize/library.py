@@ -5,7 +5,8 @@ channel moves trigger) and converts what comes back: int32 ids become int64 with
 2/3-tuples become a QuantizerOutput, prefix ids of residual kinds decode with the dropped layers
 masked out. `sync_codebook` is always passed explicitly: the library caches its distributed check
 at first construction and would silently disable codebook sync for a quantizer built before the
-process group.
+process group. The library is imported when one of its kinds is built: importing it takes seconds
+(einx loads torch._dynamo), which a tokenizer on mmtok's own kinds (vq, rvq, lfq, bsq) never pays.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-from vector_quantize_pytorch import FSQ, ResidualFSQ, ResidualSimVQ, SimVQ, VectorQuantize
 
 from mmtok import distributed
 from mmtok.quantize.base import Quantizer, QuantizerOutput, zero_loss
@@ -62,6 +62,8 @@ class FiniteScalarQuantizer(Quantizer):
             raise ValueError(f"usage_over must be 'levels' or 'codes', got {usage_over!r}")
         self.dim, self.num_codebooks, self.levels = dim, 1, levels
         self.usage_weight, self.usage_temperature, self.usage_over = usage_weight, usage_temperature, usage_over
+        from vector_quantize_pytorch import FSQ
+
         # Levels of 2 only round symmetrically in the library's symmetry-preserving mode.
         self.fsq = FSQ(levels=levels, dim=dim, return_indices=False, preserve_symmetry=2 in levels)
         basis = [math.prod(levels[:i]) for i in range(len(levels))]
@@ -171,6 +173,8 @@ class ResidualFSQQuantizer(_LibraryResidual):
             raise ValueError(
                 f"rfsq supports up to {LIBRARY_FSQ_MAX_CODES} codes per layer, levels {levels} give {math.prod(levels)}"
             )
+        from vector_quantize_pytorch import ResidualFSQ
+
         layer = ResidualFSQ(
             levels=levels, num_quantizers=num_codebooks, dim=dim, quantize_dropout=quantizer_dropout > 0
         )
@@ -208,6 +212,8 @@ class SimVQQuantizer(_LibrarySingleCodebook):
     kind = "simvq"
 
     def __init__(self, dim: int, codebook_size: int = 1024, rotation_trick: bool = True):
+        from vector_quantize_pytorch import SimVQ
+
         super().__init__(SimVQ(dim=dim, codebook_size=codebook_size, rotation_trick=rotation_trick), dim, codebook_size)
 
     def _codes(self, ids: torch.Tensor) -> torch.Tensor:
@@ -218,6 +224,8 @@ class ResidualSimVQQuantizer(_LibraryResidual):
     kind = "rsimvq"
 
     def __init__(self, dim: int, codebook_size: int = 1024, num_codebooks: int = 4, quantizer_dropout: float = 0.0):
+        from vector_quantize_pytorch import ResidualSimVQ
+
         layer = ResidualSimVQ(
             dim=dim, num_quantizers=num_codebooks, codebook_size=codebook_size, quantize_dropout=quantizer_dropout > 0
         )
@@ -237,6 +245,8 @@ class ReferenceVectorQuantizer(_LibrarySingleCodebook):
         commitment_weight: float = 0.25,
         kmeans_init: bool = False,
     ):
+        from vector_quantize_pytorch import VectorQuantize
+
         layer = VectorQuantize(
             dim=dim,
             codebook_size=codebook_size,
