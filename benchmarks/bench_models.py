@@ -125,6 +125,11 @@ def case_of(family: str) -> FamilyCase:
     return next(case for case in CASES if case.family == family)
 
 
+def example_batch(case: FamilyCase, shape: tuple[int, ...], batch: int, device: torch.device) -> torch.Tensor:
+    """A seeded random batch of `shape` inputs in the family's layout, on `device`."""
+    return case.example_batch(shape, batch, torch.Generator().manual_seed(0)).to(device)
+
+
 def recipe(case: FamilyCase) -> dict:
     return load_yaml(files("mmtok.configs") / case.recipe)
 
@@ -144,7 +149,7 @@ def prepared(ctx: BenchContext, case: FamilyCase) -> Prepared:
     model = build_tokenizer(config["model"]).to(ctx.device).eval()
     shape = case.smoke_shape if ctx.smoke else case.input_shape
     batch = 1 if ctx.smoke else case.batch["cuda" if ctx.on_cuda else "cpu"]
-    x = case.example_batch(shape, batch, torch.Generator().manual_seed(0)).to(ctx.device)
+    x = example_batch(case, shape, batch, ctx.device)
     return Prepared(model, shape, x, case.amount(shape, config["model"]) * batch)
 
 
