@@ -300,7 +300,7 @@ def test_a_peer_given_as_functions_shares_the_tables_curves_and_grid(image_repor
         full_setting=("factor", 4),
     )
     items = load_items(str(root / "images"), "image")
-    peer_report = evaluate([grid, peer], items, tmp_path / "report", EvalOptions(media_items=2))
+    peer_report = evaluate([grid, peer], items, tmp_path / "report", EvalOptions(media_items=2, baselines=False))
     ours, theirs = peer_report["tokenizers"]
     assert theirs["name"] == "blocks" and theirs["codebooks"] == [] and theirs["family"] == "peer"
     assert theirs["summary"]["rate"]["mean"] == pytest.approx(24 / 16)  # 24 bits per 4 x 4 block

@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from mmtok.weights import read_state_dict
+
 __all__ = [
     "VGG16_TAP_INDICES",
     "VGG16_TAP_CHANNELS",
@@ -225,20 +227,11 @@ def load_perceptual_state_dict(model: PerceptualLoss, state_dict: Mapping[str, t
 
 
 def read_perceptual_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a weights file to CPU: safetensors for ``.safetensors``, else ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"perceptual loss weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(loaded, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
-    ):
-        raise PerceptualWeightsError(f"{path} does not hold a flat state dict of tensors")
-    return dict(loaded)
+    """Read a weights file to CPU (mmtok.weights: safetensors, or a tensors-only torch file)."""
+    try:
+        return read_state_dict(path)
+    except ValueError as error:
+        raise PerceptualWeightsError(str(error)) from error
 
 
 def save_perceptual_weights(model: PerceptualLoss, path: str | os.PathLike) -> None:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["haarpsi", "LPIPS", "FID", "load_state_dict"]
+from mmtok.weights import read_state_dict
+
+__all__ = ["haarpsi", "LPIPS", "FID"]
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -35,17 +37,6 @@ def haarpsi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return piq.haarpsi(_unit(x), _unit(y), data_range=1.0, reduction="none")
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or a tensors-only .pth/.pt (never an arbitrary pickle)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
 class LPIPS:
     """LPIPS (VGG) with the backbone from a local torchvision VGG16 state dict."""
 
@@ -54,7 +45,7 @@ class LPIPS:
         from torchvision.models.vgg import cfgs, make_layers
 
         features = make_layers(cfgs["D"])  # VGG16's convolutions, without its 120M-weight classifier
-        state = {k[len("features.") :]: v for k, v in load_state_dict(weights).items() if k.startswith("features.")}
+        state = {k[len("features.") :]: v for k, v in read_state_dict(weights).items() if k.startswith("features.")}
         missing = features.load_state_dict(state, strict=False).missing_keys
         if missing:
             raise ValueError(f"{weights} is not a torchvision VGG16 state dict: features missing {missing[:3]}")
@@ -75,7 +66,7 @@ class _InceptionPool(torch.nn.Module):
 
         super().__init__()
         self.net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
-        state = {k: v for k, v in load_state_dict(weights).items() if not k.startswith("AuxLogits.")}
+        state = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("AuxLogits.")}
         self.net.load_state_dict(state)
         self.net.fc = torch.nn.Identity()
         self.net.eval()
