@@ -67,7 +67,7 @@ def main() -> None:
         split = folder / name / f"{name}_TEST.ts"
         options = EvalOptions(probe_train=str(folder / name / f"{name}_TRAIN.ts"))
         reports[name] = run_eval([str(out / "tokenizer")], str(split), out / "report" / name, options)
-        print(f"\n### {name}: {len(reports[name]['items'])} TEST trials\n")
+        print(f"\n### {name}: {len(reports[name]['tokenizers'][0]['items'])} TEST trials\n")
         print(markdown_summary(reports[name]))
     print_probes(reports)
     if minutes is not None:
