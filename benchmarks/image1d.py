@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mmtok.eval.aggregate import means
 from mmtok.eval.harness import EvalOptions, evaluate
 from mmtok.eval.systems import TokenizerSystem
 from mmtok.health import CodebookMonitor
@@ -89,8 +90,8 @@ def main() -> None:
 
 def print_report(report: dict, positions: list[dict], steps: int, size: int, codebook_sizes: list[int]) -> None:
     one_d, two_d = report["tokenizers"]
-    rows = [(p["value"], {key: entry["mean"] for key, entry in p["summary"].items()}) for p in one_d["sweep"]]
-    reference = {key: entry["mean"] for key, entry in two_d["summary"].items()}
+    rows = [(p["value"], means(p["summary"])) for p in one_d["sweep"]]
+    reference = means(two_d["summary"])
     print(
         f"\n1-D tokenizer after {steps} steps on {len(report['items'])} held-out {size}x{size} crops "
         f"({one_d['num_codebooks']} codebook(s) of {codebook_sizes} codes)\n"

@@ -113,9 +113,10 @@ def vqgan_reconstruct(model, x: torch.Tensor) -> torch.Tensor:
     return model(x).sample.clamp(-1, 1)
 
 
-def vqgan_bits_per_pixel(model, height: int, width: int) -> float:
+def vqgan_bits(model, height: int, width: int) -> float:
+    """Bits of one image's ids: its latent grid's positions x log2(codebook size)."""
     factor = 2 ** (len(model.config.block_out_channels) - 1)
-    return (height // factor) * (width // factor) * math.log2(model.config.num_vq_embeddings) / (height * width)
+    return (height // factor) * (width // factor) * math.log2(model.config.num_vq_embeddings)
 
 
 # -- audio ----------------------------------------------------------------------------------------
@@ -164,10 +165,13 @@ def dac_reconstruct(model, x: torch.Tensor, num_codebooks: int) -> torch.Tensor:
 def vqgan_system(model, input_spec) -> ReconstructionSystem:
     """The trained VQGAN on the items as `input_spec` prepares them, at its grid's bits."""
 
-    def bits(x: torch.Tensor, setting) -> float:
-        return vqgan_bits_per_pixel(model, *x.shape[-2:]) * x.shape[-2] * x.shape[-1]
-
-    return ReconstructionSystem("VQGAN", "image", input_spec, lambda x, setting: vqgan_reconstruct(model, x), bits)
+    return ReconstructionSystem(
+        "VQGAN",
+        "image",
+        input_spec,
+        lambda x, setting: vqgan_reconstruct(model, x),
+        lambda x, setting: vqgan_bits(model, *x.shape[-2:]),
+    )
 
 
 def dac_system(model, input_spec, depths: list[int]) -> ReconstructionSystem:

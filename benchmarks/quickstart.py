@@ -30,6 +30,7 @@ from PIL import Image
 
 from mmtok.artifact import load_tokenizer
 from mmtok.data.image_io import decode_image
+from mmtok.eval.aggregate import means
 from mmtok.eval.harness import EvalOptions, evaluate
 from mmtok.eval.metrics.image import grayscale
 from mmtok.eval.systems import TokenizerSystem
@@ -70,8 +71,8 @@ def run_quickstart(out: Path) -> dict:
 def pictured_first(items: list) -> list:
     """The items with GRID_PHOTOS evenly spaced ones first: the report pictures the first ones."""
     step = max(1, len(items) // GRID_PHOTOS)
-    shown = items[::step][:GRID_PHOTOS]
-    return shown + [item for item in items if item not in shown]
+    shown = set(range(0, len(items), step)[:GRID_PHOTOS])
+    return [items[i] for i in sorted(shown)] + [item for i, item in enumerate(items) if i not in shown]
 
 
 def evaluate_view(system, items: list, folder: Path, *, baselines: bool = True) -> dict:
@@ -80,11 +81,10 @@ def evaluate_view(system, items: list, folder: Path, *, baselines: bool = True) 
     options = EvalOptions(crop_size=SIZE, sweep=False, baselines=baselines, media_items=GRID_PHOTOS)
     report = evaluate([system], pictured_first(items), folder, options, data=folder.name)
     tokenizer = report["tokenizers"][0]
-    means = {"mmtok": {key: entry["mean"] for key, entry in tokenizer["summary"].items()}}
-    for codec, group in tokenizer["matched"].items():
-        means[codec] = {key: entry["mean"] for key, entry in group["summary"].items()}
+    views = {"mmtok": means(tokenizer["summary"])}
+    views.update({codec: means(group["summary"]) for codec, group in tokenizer["matched"].items()})
     grid = report["plots"].get("grid")
-    return {**means, "heldout_codebooks": tokenizer["codebooks"], "grid": str(folder / grid) if grid else None}
+    return {**views, "heldout_codebooks": tokenizer["codebooks"], "grid": str(folder / grid) if grid else None}
 
 
 def main() -> None:

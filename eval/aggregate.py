@@ -38,6 +38,11 @@ def summarise(rows: list[dict], keys: Iterable[str]) -> dict[str, dict]:
     return {key: mean_ci(row[key] for row in rows if key in row) for key in keys}
 
 
+def means(summary: dict[str, dict]) -> dict[str, float | None]:
+    """{key: its mean} of a `summarise` result: what tables print."""
+    return {key: entry["mean"] for key, entry in summary.items()}
+
+
 def numeric_keys(rows: list[dict]) -> list[str]:
     """The keys holding numbers in any row, in first-seen order."""
     keys: dict[str, None] = {}

@@ -2,7 +2,7 @@
 mmtok.eval.systems) on the same held-out items through the one input path, the classical codecs
 beside them, sweeps into rate-distortion curves, and the report folder.
 
-For each system and item: the item is prepared by the first system's input spec, run through the
+For each system and item: the item is prepared by the system's own input spec, run through the
 system (encode and decode timed; one untimed warm-up first), scored by the modality's suite
 (mmtok.eval.suites), its ids counted for codebook health (mmtok.health.CodebookMonitor). Bits are
 the ids' positions x sum over the used codebooks of log2(codebook size): an upper bound a plain

@@ -57,6 +57,8 @@ def run_quickstart(out: str = "runs/quickstart", max_steps: int | None = None, e
 
 
 def print_report(report: dict) -> None:
+    from mmtok.eval.aggregate import means
+
     heldout, gray = report["heldout"], report["gray"]
     print(f"\nmmtok quickstart: {report['steps']} steps, tokenizer saved to {report['tokenizer_dir']}")
     print(f"{'held-out image':<28} {'bpp':>6} {'PSNR dB':>8} {'SSIM':>6} {'colour in -> out':>17}")
@@ -68,13 +70,13 @@ def print_report(report: dict) -> None:
     for label, summary in [("mean", heldout["summary"])] + [
         (f"{codec} at >= its bits (mean)", group["summary"]) for codec, group in heldout["matched"].items()
     ]:
-        mean = {key: entry["mean"] for key, entry in summary.items()}
+        mean = means(summary)
         print(
             f"{label:<28} {mean['rate']:>6.3f} {mean['psnr']:>8.2f} {mean['ssim']:>6.3f} "
             f"{mean['colour_in']:>8.1f} -> {mean['colour_out']:<5.1f} (colour kept {100 * mean['colour_kept']:.0f} %)"
         )
     casts = ", ".join(f"{row['item']} {row['colour_out']:.2f}" for row in gray["items"])
-    mean = {key: entry["mean"] for key, entry in gray["summary"].items()}
+    mean = means(gray["summary"])
     print(
         f"the same photos in gray come back {mean['colour_out']:.2f} from gray ({casts}; 0 is gray, "
         f"max - min per pixel {mean['channel_spread']:.2f}) at {mean['psnr']:.2f} dB"
