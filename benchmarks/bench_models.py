@@ -253,6 +253,10 @@ def train_step_rows(ctx: BenchContext) -> list[Row]:
         case.write_data(data_dir, ctx.smoke, np.random.default_rng(0))
         config["data"]["source"] = str(data_dir)
         config["data"].update(case.smoke_data if ctx.smoke else {})
+        if config["model"].get("init_from"):  # a step costs the same from random weights
+            config["model"]["init_from"] = None
+        if config["data"].get("stills") == "sample-images":  # photos mixed into video clips, written here
+            config["data"]["cache_dir"] = str(ctx.workdir / "sample-images")
         config["output_dir"] = str(ctx.workdir / "train_runs" / case.family)
         steps = 2 if ctx.smoke else 1 + ctx.repeats
         config["train"].update(

@@ -29,20 +29,30 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmtok.data.video_io import DEFAULT_VIDEO_MAX_PIXELS, VideoInputSpec, frame_count_problem
 from mmtok.models.blocks import Downsample, ResidualBlock, Upsample
-from mmtok.models.image import ImageDecoder, ImageEncoder, ImageTokenizerConfig
+from mmtok.models.image import ImageDecoder, ImageEncoder, ImageTokenizerConfig, chroma_dead_zone
 from mmtok.models.streaming import Streamable, StreamableConv, is_streaming, rechunk, streaming
 from mmtok.tokenizer import QuantizerConfig, Tokenizer, bucket_length
 from mmtok.vocab import VocabLayout
 
 # The fields a video tokenizer shares with the image tokenizer whose layers run on its frames.
-FRAME_FIELDS = ("in_channels", "base_channels", "channel_multipliers", "num_res_blocks", "attention", "latent_dim")
+FRAME_FIELDS = (
+    "in_channels",
+    "base_channels",
+    "channel_multipliers",
+    "num_res_blocks",
+    "attention",
+    "latent_dim",
+    "patch_skip",
+)
 
 
 @dataclasses.dataclass
@@ -53,11 +63,24 @@ class VideoTokenizerConfig:
     channel_multipliers: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 2, 4])  # 8x; [.., 4] 16x
     num_res_blocks: int = 2
     attention: bool = True  # per-frame self-attention at the lowest resolution
-    latent_dim: int = 6
-    # Cosmos' FSQ: 8 x 8 x 8 x 5 x 5 x 5 = 64,000 codes. LFQ/BSQ: {"kind": "lfq", "options":
-    # {"codebook_size": 65536}} with latent_dim 16 (2^16 .. 2^18 codes, factorised entropy).
+    latent_dim: int = 5
+    # The image recipe's linear patch path, in space and time: each latent frame's f x f block is
+    # also a linear map of the t frames' pixels it covers (causal: the first latent frame, the first
+    # frame alone), added to the deep encoder's output, and the decoder adds a linear map of the
+    # token back to those t x f x f pixels. Colour and layout come within the first hundred steps.
+    patch_skip: bool = False  # disjoint f x f blocks (an image tokenizer's lapped patch_kernel does not inflate)
+    # At decode, where the mean chroma around a pixel is under this (0-255 scale) it comes out gray
+    # (`mmtok.models.image.chroma_dead_zone`, on every frame); 0 turns it off.
+    chroma_dead_zone: float = 0.0
+    chroma_dead_zone_window: int = 17
+    # The quickstart image tokenizer's FSQ (15,360 codes) with its usage loss, so that tokenizer
+    # inflates as it is. Cosmos' FSQ: levels [8, 8, 8, 5, 5, 5] (64,000 codes) with latent_dim 6.
+    # LFQ/BSQ: {"kind": "lfq", "options": {"codebook_size": 65536}} with latent_dim 16 (2^16 ..
+    # 2^18 codes, factorised entropy).
     quantizer: QuantizerConfig = dataclasses.field(
-        default_factory=lambda: QuantizerConfig("fsq", options={"levels": [8, 8, 8, 5, 5, 5]})
+        default_factory=lambda: QuantizerConfig(
+            "fsq", options={"levels": [8, 8, 8, 6, 5], "usage_weight": 0.1, "usage_over": "codes"}
+        )
     )
     temporal_factor: int = 4  # a power of two, at most the spatial factor
     temporal_kernel: int = 3
@@ -87,9 +110,14 @@ class VideoTokenizerConfig:
         return 2 ** (len(self.channel_multipliers) - 1)
 
     def frame_config(self) -> ImageTokenizerConfig:
-        """The image tokenizer whose layers run on every frame."""
+        """The image tokenizer whose layers run on every frame (its patch path becomes the video's own)."""
         fields = {name: getattr(self, name) for name in FRAME_FIELDS}
-        return ImageTokenizerConfig(image_size=self.image_size, quantizer=self.quantizer, **fields)
+        dead_zone = {"chroma_dead_zone": self.chroma_dead_zone, "chroma_dead_zone_window": self.chroma_dead_zone_window}
+        return ImageTokenizerConfig(image_size=self.image_size, quantizer=self.quantizer, **fields, **dead_zone)
+
+    def frame_layers_config(self) -> ImageTokenizerConfig:
+        """`frame_config` without the 2-D patch path, which `PatchToLatent` and `LatentToPatch` replace."""
+        return dataclasses.replace(self.frame_config(), patch_skip=False)
 
     def latent_frames(self, frames: int) -> int:
         return 1 + (frames - 1) // self.temporal_factor
@@ -125,6 +153,67 @@ class CausalTimeUpsample(Streamable):
         self._first_dropped = False
 
 
+class PatchToLatent(nn.Module):
+    """The encoder's linear patch path: each latent frame's f x f block is a linear map of the
+    pixels of the t frames it covers (the first latent frame: the first frame alone), written as a
+    space-to-depth of every frame and a causal temporal convolution of stride t, so it streams."""
+
+    def __init__(self, in_channels: int, latent_dim: int, spatial: int, temporal: int):
+        super().__init__()
+        self.spatial = spatial
+        channels = in_channels * spatial * spatial
+        self.conv = StreamableConv(
+            channels, latent_dim, temporal, stride=temporal, spatial_dims=2, first_frame_alone=True
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, D, 1 + (T - 1) // t, H / f, W / f)."""
+        return self.conv(as_clips(F.pixel_unshuffle(as_frames(x), self.spatial), x.shape[0]))
+
+    @torch.no_grad()
+    def inflate(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """From an image patch path's stride-f Conv2d (weight (D, C, f, f)): that kernel on the
+        latest frame a latent frame covers, zero on the others (a still video gets the image's latent)."""
+        self.conv.conv.weight.zero_()
+        self.conv.conv.weight[:, :, -1, 0] = weight.flatten(1)  # pixel_unshuffle's (c, i, j) order
+        self.conv.conv.bias.copy_(bias)
+
+
+class LatentToPatch(Streamable):
+    """The decoder's linear patch path: each latent frame gives the t frames it covers, every f x f
+    block a linear map of its token (a 1 x 1 convolution to t * C * f^2 channels and a
+    depth-to-space); the stream's first t - 1 frames are dropped, as the first latent frame stands
+    for the first frame alone. Nothing mixes latent frames, so it streams without state but that."""
+
+    def __init__(self, latent_dim: int, out_channels: int, spatial: int, temporal: int):
+        super().__init__()
+        self.spatial, self.temporal = spatial, temporal
+        self.proj = nn.Conv2d(latent_dim, temporal * out_channels * spatial * spatial, 1)
+        self._first_dropped = False
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D, T', h, w) -> (B, C, 1 + t (T' - 1), h f, w f) (a stream's later chunks: t T' frames)."""
+        batch, t = z.shape[0], self.temporal
+        blocks = self.proj(as_frames(z))  # (B T', t C f^2, h, w): t frames of each latent frame
+        blocks = blocks.unflatten(1, (t, -1)).flatten(0, 1)  # (B T' t, C f^2, h, w), in time order
+        x = as_clips(F.pixel_shuffle(blocks, self.spatial), batch)
+        if x.shape[2] and not (self._streaming and self._first_dropped):
+            x, self._first_dropped = x[:, :, t - 1 :], True
+        return x
+
+    def start_streaming(self) -> None:
+        super().start_streaming()
+        self._first_dropped = False
+
+    @torch.no_grad()
+    def inflate(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """From an image patch path's stride-f ConvTranspose2d (weight (D, C, f, f)): that map for
+        every frame a latent frame covers (a still video decodes to the image in each frame)."""
+        per_frame = weight.flatten(1).T  # (C f^2, D) in pixel_shuffle's (c, i, j) order
+        self.proj.weight.copy_(per_frame.repeat(self.temporal, 1)[:, :, None, None])
+        self.proj.bias.copy_(bias.repeat_interleave(self.spatial * self.spatial).repeat(self.temporal))
+
+
 def as_frames(x: torch.Tensor) -> torch.Tensor:
     """Clips (B, C, T, H, W) -> their frames as a batch of images (B * T, C, H, W)."""
     return x.transpose(1, 2).flatten(0, 1)
@@ -142,12 +231,14 @@ def _channels(layer: nn.Module) -> int:
 
 class FactorisedStack(nn.Module):
     """Per-frame 2-D layers (`frames`: an ImageEncoder or ImageDecoder) with temporal layers after
-    some of them (`temporal`, keyed by the index of the 2-D layer they follow)."""
+    some of them (`temporal`, keyed by the index of the 2-D layer they follow), and optionally a
+    linear patch path (`patch`) from the stack's input added to its output."""
 
-    def __init__(self, frames: nn.Module, temporal: dict[int, nn.Module]):
+    def __init__(self, frames: nn.Module, temporal: dict[int, nn.Module], patch: nn.Module | None = None):
         super().__init__()
         self.frames = frames
         self.temporal = nn.ModuleDict({str(i): layer for i, layer in temporal.items()})
+        self.patch = patch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, C', T', H', W')."""
@@ -159,11 +250,17 @@ class FactorisedStack(nn.Module):
                 h = as_frames(self.temporal[str(index)](as_clips(h, batch)))
         if hasattr(self.frames, "to_pixels"):
             h = self.frames.to_pixels(h)
-        return as_clips(h, batch)
+        out = as_clips(h, batch)
+        if self.patch is not None:
+            out = out + self.patch(x)
+        dead_zone = getattr(self.frames, "dead_zone", 0.0)
+        if dead_zone > 0 and not self.training:  # the image decoder's zone, at decode only
+            out = as_clips(chroma_dead_zone(as_frames(out), dead_zone, self.frames.dead_zone_window), batch)
+        return out
 
 
 def video_encoder(config: VideoTokenizerConfig) -> FactorisedStack:
-    frames = ImageEncoder(config.frame_config())
+    frames = ImageEncoder(config.frame_layers_config())
     temporal: dict[int, nn.Module] = {}
     halvings = int(math.log2(config.temporal_factor))  # time is halved at the first downsamplings
     for index, layer in enumerate(frames.layers):
@@ -172,11 +269,14 @@ def video_encoder(config: VideoTokenizerConfig) -> FactorisedStack:
         elif isinstance(layer, Downsample) and halvings:
             temporal[index] = temporal_conv(_channels(layer), config.temporal_kernel, stride=2)
             halvings -= 1
-    return FactorisedStack(frames, temporal)
+    patch = None
+    if config.patch_skip:
+        patch = PatchToLatent(config.in_channels, config.latent_dim, config.spatial_factor, config.temporal_factor)
+    return FactorisedStack(frames, temporal, patch)
 
 
 def video_decoder(config: VideoTokenizerConfig) -> FactorisedStack:
-    frames = ImageDecoder(config.frame_config())
+    frames = ImageDecoder(config.frame_layers_config())
     temporal: dict[int, nn.Module] = {}
     upsamples = [i for i, layer in enumerate(frames.layers) if isinstance(layer, Upsample)]
     doublings = set(upsamples[len(upsamples) - int(math.log2(config.temporal_factor)) :])  # the last ones
@@ -185,7 +285,10 @@ def video_decoder(config: VideoTokenizerConfig) -> FactorisedStack:
             temporal[index] = temporal_conv(_channels(layer), config.temporal_kernel)
         elif index in doublings:
             temporal[index] = CausalTimeUpsample(_channels(layer), config.temporal_kernel)
-    return FactorisedStack(frames, temporal)
+    patch = None
+    if config.patch_skip:
+        patch = LatentToPatch(config.latent_dim, config.in_channels, config.spatial_factor, config.temporal_factor)
+    return FactorisedStack(frames, temporal, patch)
 
 
 class VideoTokenizer(Tokenizer):
@@ -316,20 +419,34 @@ class VideoTokenizer(Tokenizer):
             return
         from mmtok.artifact import load_tokenizer
 
+        if not Path(self.config.init_from).exists():
+            raise FileNotFoundError(
+                f"model.init_from: no image tokenizer at {self.config.init_from}; `mmtok quickstart` writes "
+                "runs/quickstart/tokenizer (or export a 2-D image run); model.init_from=null trains from scratch"
+            )
         image = load_tokenizer(self.config.init_from)
         if image.family != "image":
             raise ValueError(
                 f"model.init_from: {self.config.init_from} holds a {image.family} tokenizer, not an image one"
             )
         ours = dataclasses.asdict(self.config.frame_config())
-        theirs = image.config["model"]
+        theirs = {**dataclasses.asdict(ImageTokenizerConfig()), **image.config["model"]}
+        if theirs["patch_kernel"] is not None:
+            raise ValueError(
+                f"model.init_from: the image tokenizer's patch path is lapped (patch_kernel {theirs['patch_kernel']}); "
+                "a video patch path takes disjoint blocks, so train the image tokenizer without model.patch_kernel"
+            )
         different = [name for name in (*FRAME_FIELDS, "quantizer") if ours[name] != theirs[name]]
         if different:
             overrides = " ".join(f"model.{name}={theirs[name]}" for name in different)
             raise ValueError(f"model.init_from: the image tokenizer differs in {different}; set {overrides}")
-        self.encoder.frames.load_state_dict(image.model.encoder.state_dict())
-        self.decoder.frames.load_state_dict(image.model.decoder.state_dict())
+        encoder, decoder = image.model.encoder, image.model.decoder
+        self.encoder.frames.load_state_dict(_without(encoder.state_dict(), "patch_in."))
+        self.decoder.frames.load_state_dict(_without(decoder.state_dict(), "patch_out."))
         self.quantizer.load_state_dict(image.model.quantizer.state_dict())
+        if self.config.patch_skip:
+            self.encoder.patch.inflate(encoder.patch_in.weight, encoder.patch_in.bias)
+            self.decoder.patch.inflate(decoder.patch_out.weight, decoder.patch_out.bias)
 
     # -- the shared Tokenizer hooks ---------------------------------------------------------------
     def last_layer_weight(self) -> torch.Tensor:
@@ -361,6 +478,10 @@ class VideoTokenizer(Tokenizer):
             for s in sizes
             if s % self.config.spatial_factor == 0
         ]
+
+
+def _without(state: dict, prefix: str) -> dict:
+    return {name: value for name, value in state.items() if not name.startswith(prefix)}
 
 
 def _in_chunks(stack: FactorisedStack, x: torch.Tensor, *, first: int, size: int) -> torch.Tensor:

@@ -167,7 +167,7 @@ def test_audio_report_players_point_at_files(audio_report):
     assert "original (uncoded)" in page
 
 
-def test_video_and_eeg_reports_set_h264_and_dct_beside_the_tokenizer(tmp_path):
+def test_video_and_eeg_reports_set_video_codecs_and_dct_beside_the_tokenizer(tmp_path):
     from eeg_helpers import TINY_EEG, recording, write_npz
     from video_helpers import TINY_VIDEO, moving_frames, write_clip
 
@@ -178,9 +178,10 @@ def test_video_and_eeg_reports_set_h264_and_dct_beside_the_tokenizer(tmp_path):
     )
     tok = video["tokenizers"][0]
     assert set(tok["summary"]) >= {"psnr", "ssim", "temporal_error"}
-    assert tok["matched"]["H.264"]["items"][0]["setting"].startswith("CRF")
-    crf_rates = [p["summary"]["rate"]["mean"] for p in video["baselines"]["curves"]["H.264"]]
-    assert crf_rates == sorted(crf_rates) and len(crf_rates) == 5
+    for codec in ("H.264", "AV1"):
+        assert tok["matched"][codec]["items"][0]["setting"].startswith("CRF")
+        crf_rates = [p["summary"]["rate"]["mean"] for p in video["baselines"]["curves"][codec]]
+        assert crf_rates == sorted(crf_rates) and len(crf_rates) == 5
     strip = Image.open(tmp_path / "v" / "media" / tok["items"][0]["media"]["strip"])
     assert strip.size == (6 * 32, 32)  # 6 of the 9 frames side by side
 

@@ -8,7 +8,7 @@ from video_helpers import CODECS, moving_frames, write_clip
 
 from mmtok.data.video import StillsAndClips, VideoDataset
 from mmtok.data.video_io import VideoDecodeError, VideoInputSpec, decode_video
-from mmtok.eval.codecs.h264 import h264_at_bits, h264_roundtrip, picture_bits
+from mmtok.eval.codecs.video_codecs import AV1, H264, VIDEO_CODECS, picture_bits, video_at_bits, video_roundtrip
 from mmtok.eval.metrics.video import frame_psnr, temporal_error
 
 SPEC = VideoInputSpec(temporal_factor=4, min_side=16, multiple_of=4)
@@ -105,15 +105,21 @@ def test_temporal_error_sees_flicker_not_a_steady_error():
     assert frame_psnr(steady, x).shape == (2, 5)
 
 
-def test_h264_at_equal_bits():
+@pytest.mark.parametrize("codec", VIDEO_CODECS, ids=lambda codec: codec.name)
+def test_each_video_codec_at_equal_bits(codec):
     frames = moving_frames(9, 32, 48)
-    fine, coarse = h264_roundtrip(frames, 20), h264_roundtrip(frames, 40)
+    best, low = codec.crf_range[0], codec.crf_range[-1]
+    fine, coarse = video_roundtrip(codec, frames, best + 20), video_roundtrip(codec, frames, low - 11)
     assert fine.frames.shape == frames.shape and fine.bits > coarse.bits
     assert np.abs(fine.frames.astype(int) - frames).mean() < np.abs(coarse.frames.astype(int) - frames).mean()
     target = (fine.bits + coarse.bits) / 2
-    matched, lowest = h264_at_bits(frames, target)
-    assert lowest.crf == 51 and matched.bits >= target > h264_roundtrip(frames, matched.crf + 1).bits
-    assert h264_at_bits(frames, lowest.bits / 2)[0].crf == 51  # H.264's lowest quality already reaches it
-    assert h264_at_bits(frames, 1e12)[0] is None  # more than CRF 0 spends
+    matched, lowest = video_at_bits(codec, frames, target)
+    assert lowest.crf == low and matched.bits >= target > video_roundtrip(codec, frames, matched.crf + 1).bits
+    assert video_at_bits(codec, frames, lowest.bits / 2)[0].crf == low  # its lowest quality already reaches it
+    assert video_at_bits(codec, frames, 1e12)[0] is None  # more than its best quality spends
+
+
+def test_the_encoders_banners_are_not_counted():
     stream = b"\x00\x00\x00\x01\x67AAAA\x00\x00\x01\x06" + b"x264 banner" + b"\x00\x00\x01\x65pic"
-    assert picture_bits(stream) == 8 * (len(stream) - 3 - 1 - len(b"x264 banner"))
+    assert picture_bits(stream, H264) == 8 * (len(stream) - 3 - 1 - len(b"x264 banner"))
+    assert picture_bits(stream, AV1) == 8 * len(stream)  # AV1's OBUs are all counted

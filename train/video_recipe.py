@@ -29,6 +29,11 @@ class VideoDataConfig:
     frames: int = 17  # frames per training clip: 1 + k * model.temporal_factor
     size: int | None = None  # training crop size; default: the model's image_size
     random_flip: bool = True
+    # As the image recipe's: a share of clips (and stills) get their hues turned by a random angle,
+    # the same on every frame, so a few videos' palettes do not become the only colours the codes know;
+    # of the rest a share turn gray, which must come back gray.
+    hue_rotation: float = 0.0
+    grayscale: float = 0.0
     # Still images mixed in (an image is a one-frame video): a folder/tar/parquet, or
     # "sample-images" (scikit-image's photos minus `held_out`); a share `still_fraction` of items.
     stills: str | None = None
@@ -88,12 +93,19 @@ class VideoRecipe(Recipe):
             self._perceptual = build_perceptual_loss(self.terms.perceptual_weights)  # None without weights
 
     def build_dataset(self) -> Dataset:
-        options = dict(spec=self.input_spec, frames=self.data.frames, size=self.data.size)
-        clips = VideoDataset(self.data.source, random_flip=self.data.random_flip, **options)
+        options = dict(
+            spec=self.input_spec,
+            frames=self.data.frames,
+            size=self.data.size,
+            random_flip=self.data.random_flip,
+            hue_rotation=self.data.hue_rotation,
+            grayscale=self.data.grayscale,
+        )
+        clips = VideoDataset(self.data.source, **options)
         if not self.data.stills or self.data.still_fraction == 0:
             return clips
         folder = image_folder(self.data.stills, self.data.held_out, self.data.cache_dir)
-        stills = VideoDataset(folder, stills=True, random_flip=self.data.random_flip, **options)
+        stills = VideoDataset(folder, stills=True, **options)
         return StillsAndClips(clips, stills, self.data.still_fraction)
 
     def build_discriminator(self):

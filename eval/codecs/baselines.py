@@ -5,7 +5,8 @@ that layout, so the suites score codecs and tokenizers with one function.
 
 - images: JPEG, WebP, AVIF (Pillow; mmtok.eval.codecs.images) at quality q; rate in bits per pixel.
 - audio: Opus (PyAV's libopus; mmtok.eval.codecs.opus) at a target bitrate; rate in kbps, Ogg included.
-- video: H.264 (PyAV's libx264; mmtok.eval.codecs.h264) at a CRF; rate in bits per pixel of every frame.
+- video: H.264 and AV1 (PyAV's libx264 and libsvtav1; mmtok.eval.codecs.video_codecs) at a CRF; rate in
+  bits per pixel of every frame.
 - EEG: DCT quantisation of each channel's patches (mmtok.eval.codecs.dct.DCTCodec) at a bit budget per
   patch, fitted on the evaluated signals themselves (no training split at eval time: the
   baseline's ranges see the test data, which favours it slightly); rate in bits per channel-second.
@@ -20,15 +21,15 @@ import torch
 
 from mmtok.data.image_io import pixels_to_tensor, tensor_to_images
 from mmtok.eval.codecs.dct import DCTCodec, best_dct_codec
-from mmtok.eval.codecs.h264 import h264_at_bits, h264_roundtrip
 from mmtok.eval.codecs.images import available_image_codecs, image_at_bits, image_roundtrip
 from mmtok.eval.codecs.opus import opus_roundtrip
+from mmtok.eval.codecs.video_codecs import VIDEO_CODECS, CodedVideo, VideoCodec, video_at_bits, video_roundtrip
 from mmtok.eval.metrics.eeg import mean_band_error
 
 IMAGE_CURVE_QUALITIES = (10, 30, 60, 90)
 OPUS_CURVE_KBPS = (6.0, 8.0, 12.0, 16.0, 24.0)
 OPUS_MIN_KBPS = 6.0  # libopus' floor: asked for less, it spends this much
-H264_CURVE_CRF = (23, 30, 37, 44, 51)
+VIDEO_CURVE_STEPS = 5  # CRFs evenly over each codec's upper half, its lowest quality last
 DCT_CURVE_BITS_PER_PATCH = (8, 16, 32, 64, 128)
 
 
@@ -98,21 +99,40 @@ def _frames(reference: torch.Tensor) -> np.ndarray:
     return tensor_to_images(reference[0].transpose(0, 1))  # (T, H, W, 3)
 
 
-def _h264(result, frames: np.ndarray) -> Coded:
+def _video(codec: VideoCodec, result: CodedVideo, frames: np.ndarray) -> Coded:
     t, h, w = frames.shape[:3]
     decoded = pixels_to_tensor(result.frames).transpose(0, 1)[None]
-    return Coded("H.264", f"CRF {result.crf}", result.bits / (t * h * w), decoded)
+    return Coded(codec.name, f"CRF {result.crf}", result.bits / (t * h * w), decoded)
 
 
-def video_curve(reference: torch.Tensor, fps: float, crfs=H264_CURVE_CRF) -> list[Coded]:
+def _available_video_codecs() -> list[VideoCodec]:
+    return [codec for codec in VIDEO_CODECS if codec.available()]
+
+
+def curve_crfs(codec: VideoCodec, steps: int = VIDEO_CURVE_STEPS) -> list[int]:
+    """CRFs from the middle of the codec's range to its lowest quality (H.264: 26 to 51),
+    where the low rates that video tokens live at are."""
+    middle, lowest = codec.crf_range[len(codec.crf_range) // 2], codec.crf_range[-1]
+    return sorted({round(middle + (lowest - middle) * i / (steps - 1)) for i in range(steps)})
+
+
+def video_curve(reference: torch.Tensor, fps: float) -> list[Coded]:
     frames = _frames(reference)
-    return [_h264(h264_roundtrip(frames, crf, fps=fps), frames) for crf in crfs]
+    return [
+        _video(codec, video_roundtrip(codec, frames, crf, fps=fps), frames)
+        for codec in _available_video_codecs()
+        for crf in curve_crfs(codec)
+    ]
 
 
 def video_matched(reference: torch.Tensor, fps: float, bpp: float) -> list[Coded]:
+    """Each codec at the lowest quality whose bits reach `bpp` (or its lowest quality)."""
     frames = _frames(reference)
-    matched, lowest = h264_at_bits(frames, bpp * frames[..., 0].size, fps=fps)
-    return [_h264(matched or lowest, frames)]
+    coded = []
+    for codec in _available_video_codecs():
+        matched, lowest = video_at_bits(codec, frames, bpp * frames[..., 0].size, fps=fps)
+        coded.append(_video(codec, matched or lowest, frames))
+    return coded
 
 
 # -- EEG: signals (1, C, T) in microvolts -----------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "ms_ssim",
     "ms_ssim_supported",
     "colourfulness",
+    "colour_cast",
     "channel_spread",
     "grayscale",
 ]
@@ -140,6 +141,21 @@ def colourfulness(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected RGB images (B, 3, H, W), got {tuple(x.shape)}")
     pixels = (x.double().clamp(-1, 1) + 1) * 127.5
     return (pixels - pixels.mean(dim=1, keepdim=True)).abs().mean(dim=(1, 2, 3))
+
+
+def colour_cast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """How far the reconstruction `x`'s mean chroma (each channel's distance from the pixel's gray
+    level, averaged over all its pixels) moved from the original `y`'s, per item, on the 0-255
+    scale: a cast tints everything one way and shows here, while noise averages out. (B, 3, ...)
+    in [-1, 1]: images or clips."""
+    if x.shape != y.shape or x.ndim < 3 or x.shape[1] != 3:
+        raise ValueError(f"expected two RGB batches (B, 3, ...) of one shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+
+    def mean_chroma(v: torch.Tensor) -> torch.Tensor:
+        pixels = (v.double().clamp(-1, 1) + 1) * 127.5
+        return (pixels - pixels.mean(dim=1, keepdim=True)).flatten(2).mean(dim=2)  # (B, 3)
+
+    return (mean_chroma(x) - mean_chroma(y)).norm(dim=1)
 
 
 def grayscale(pixels: np.ndarray) -> np.ndarray:

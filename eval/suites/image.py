@@ -61,11 +61,7 @@ class ImageSuite(Suite):
         return row
 
     def derived(self, summary: dict[str, dict]) -> dict[str, dict]:
-        colour_in, colour_out = summary.get("colour_in", {}).get("mean"), summary.get("colour_out", {}).get("mean")
-        if colour_in is None or colour_out is None:
-            return {}
-        kept = colour_out / max(colour_in, 1e-9)  # a ratio of means: one gray item cannot divide by zero
-        return {"colour_kept": {"mean": kept, "low": kept, "high": kept, "n": summary["colour_in"]["n"], "missing": 0}}
+        return colour_kept(summary)
 
     def dataset_metric(self):
         return _FIDAccumulator(self.fid_weights) if self.fid_weights else None
@@ -80,3 +76,13 @@ class ImageSuite(Suite):
         name = f"{stem}.png"
         Image.fromarray(tensor_to_images(x)[0]).save(folder / name)
         return {"image": name}
+
+
+def colour_kept(summary: dict[str, dict]) -> dict[str, dict]:
+    """The set's colour kept: mean colourfulness of the reconstructions over that of the originals
+    (the summary's colour_out and colour_in), as a derived figure; {} without them."""
+    colour_in, colour_out = summary.get("colour_in", {}).get("mean"), summary.get("colour_out", {}).get("mean")
+    if colour_in is None or colour_out is None:
+        return {}
+    kept = colour_out / max(colour_in, 1e-9)  # a ratio of means: one gray item cannot divide by zero
+    return {"colour_kept": {"mean": kept, "low": kept, "high": kept, "n": summary["colour_in"]["n"], "missing": 0}}

@@ -1,5 +1,7 @@
-"""Video in `mmtok eval`: per-frame PSNR and SSIM (their means over frames) and the temporal
-consistency error (mmtok.eval.metrics.video); H.264 as the baseline. Media: a strip of frames per item."""
+"""Video in `mmtok eval`: per-frame PSNR and SSIM (their means over frames), the temporal
+consistency error (mmtok.eval.metrics.video), and colour: the colour kept over the set
+(colourfulness of the reconstructions over the originals', as for images) and each clip's colour
+cast (how far the mean chroma moved); H.264 and AV1 as the baselines. Media: a strip of frames per item."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from PIL import Image
 
 from mmtok.data.image_io import tensor_to_images
 from mmtok.eval.codecs.baselines import video_curve, video_matched
+from mmtok.eval.metrics.image import colour_cast, colourfulness
 from mmtok.eval.metrics.video import frame_psnr, frame_ssim, temporal_error
 from mmtok.eval.suites import Suite
+from mmtok.eval.suites.image import colour_kept
 
 STRIP_FRAMES = 6
 
@@ -20,7 +24,7 @@ STRIP_FRAMES = 6
 class VideoSuite(Suite):
     modality = "video"
     rate_name = "bpp"  # bits per pixel of every frame
-    metrics = {"psnr": True, "ssim": True, "temporal_error": False}
+    metrics = {"psnr": True, "ssim": True, "temporal_error": False, "colour_kept": True, "colour_cast": False}
 
     amount_name = "frames"
 
@@ -33,11 +37,18 @@ class VideoSuite(Suite):
 
     def scores(self, reference: torch.Tensor, reconstruction: torch.Tensor, info: dict) -> dict[str, float]:
         x = reconstruction.clamp(-1, 1)
+        frames_x, frames_y = x[0].transpose(0, 1), reference[0].transpose(0, 1)  # (T, 3, H, W)
         return {
             "psnr": float(frame_psnr(x, reference).mean()),
             "ssim": float(frame_ssim(x, reference).mean()),
             "temporal_error": float(temporal_error(reference, x)[0]),
+            "colour_in": float(colourfulness(frames_y).mean()),
+            "colour_out": float(colourfulness(frames_x).mean()),
+            "colour_cast": float(colour_cast(x, reference)[0]),
         }
+
+    def derived(self, summary: dict[str, dict]) -> dict[str, dict]:
+        return colour_kept(summary)
 
     def curve(self, reference: torch.Tensor, info: dict):
         return video_curve(reference, info["fps"])

@@ -87,11 +87,7 @@ class ImageDataset(DecodedSourceDataset):
         x = self.spec.prepare_pixels(pixels, window=self._window).tensor[0]
         if self.random_flip and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
-        if self.hue_rotation and bool(torch.rand(()) < self.hue_rotation):
-            x = rotate_hue(x, float(torch.rand(())) * 2 * math.pi)
-        elif self.grayscale and bool(torch.rand(()) < self.grayscale):
-            x = to_gray(x)
-        return x
+        return augment_colour(x, self.hue_rotation, self.grayscale)
 
     def _zoom_out(self, pixels: np.ndarray) -> np.ndarray:
         """The photo resized by a log-uniform factor in [min_scale, 1], its shorter side kept at
@@ -103,18 +99,30 @@ class ImageDataset(DecodedSourceDataset):
         return pixels if side >= short else resize_shorter_side(pixels, side)
 
 
+def augment_colour(x: torch.Tensor, hue_rotation: float, grayscale: float) -> torch.Tensor:
+    """(3, ...) pixels (an image, or a clip whose frames all get the same change): with probability
+    `hue_rotation` their hues turned by a random angle, otherwise with probability `grayscale`
+    turned gray, otherwise as they are. Draws from torch's RNG, which the trainer seeds per item."""
+    if hue_rotation and bool(torch.rand(()) < hue_rotation):
+        return rotate_hue(x, float(torch.rand(())) * 2 * math.pi)
+    if grayscale and bool(torch.rand(()) < grayscale):
+        return to_gray(x)
+    return x
+
+
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow's "L" mode
 
 
 def to_gray(x: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) pixels in [-1, 1] -> the same in gray (ITU-R 601 luma on every channel): gray
-    versions of colour photos teach a tokenizer to give gray back without a cast."""
-    luma = torch.einsum("c,chw->hw", torch.tensor(LUMA, dtype=x.dtype), x)
-    return luma.expand(3, -1, -1).clone()
+    """(3, ...) pixels in [-1, 1] (an image (3, H, W) or a clip (3, T, H, W)) -> the same in gray
+    (ITU-R 601 luma on every channel): gray versions of colour photos teach a tokenizer to give
+    gray back without a cast."""
+    luma = torch.einsum("c,c...->...", torch.tensor(LUMA, dtype=x.dtype), x)
+    return luma.expand(3, *luma.shape).clone()
 
 
 def rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
-    """Rotates the colours of (3, H, W) pixels in [-1, 1] by `angle` radians about the gray axis
+    """Rotates the colours of (3, ...) pixels in [-1, 1] (an image or a clip) by `angle` radians about the gray axis
     R = G = B: every pixel keeps its gray level (the mean of its channels) and its distance from
     gray, its hue turns (a few clipped where the rotated colour leaves the RGB cube). Few training
     photos show every hue; rotated copies teach a tokenizer colour as such. Written here rather than
@@ -127,4 +135,4 @@ def rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
         + math.sin(angle) * cross
         + (1 - math.cos(angle)) * torch.outer(axis, axis)
     )
-    return torch.einsum("ij,jhw->ihw", rotation, x).clamp(-1, 1)
+    return torch.einsum("ij,j...->i...", rotation, x).clamp(-1, 1)

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from mmtok.data.decoded import DecodedSourceDataset
 from mmtok.data.image_io import Window, centre_window, decode_image
+from mmtok.data.images import augment_colour
 from mmtok.data.video_io import FALLBACK_FPS, DecodedVideo, VideoInputSpec, frame_count_problem, probe_video
 from mmtok.modalities import MODALITIES
 
@@ -29,7 +30,8 @@ class VideoDataset(DecodedSourceDataset):
     """Clips of ``frames`` frames and ``size`` x ``size`` pixels from the videos in ``source`` (a
     folder, .tar, .parquet or glob; see ``mmtok.data.sources``), as float (3, frames, size, size).
     With ``stills=True`` the source holds images instead, each resized as a frame and held still
-    for the clip's frames."""
+    for the clip's frames. ``hue_rotation`` and ``grayscale`` change a clip's colours as
+    ``ImageDataset`` does a photo's, the same change on every frame."""
 
     def __init__(
         self,
@@ -41,6 +43,8 @@ class VideoDataset(DecodedSourceDataset):
         random_crop: bool = True,
         random_start: bool = True,
         random_flip: bool = True,
+        hue_rotation: float = 0.0,
+        grayscale: float = 0.0,
         stills: bool = False,
         column: str | None = None,
     ):
@@ -53,6 +57,10 @@ class VideoDataset(DecodedSourceDataset):
         self.spec, self.frames, self.size = spec, frames, size
         self.random_crop, self.random_start, self.random_flip = random_crop, random_start, random_flip
         self.stills = stills
+        for name, value in (("hue_rotation", hue_rotation), ("grayscale", grayscale)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {value}")
+        self.hue_rotation, self.grayscale = hue_rotation, grayscale
 
     def _decode(self, data: bytes, name: str) -> DecodedVideo:
         if self.stills:
@@ -84,7 +92,7 @@ class VideoDataset(DecodedSourceDataset):
         x = self.spec.prepare_clip(video, window=self._window, pad=False).tensor[0]
         if self.random_flip and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
-        return x
+        return augment_colour(x, self.hue_rotation, self.grayscale)  # one change for every frame
 
 
 class StillsAndClips(Dataset):
