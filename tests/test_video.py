@@ -28,7 +28,7 @@ def tiny_video(**changes):
     model = build_tokenizer({**TINY_VIDEO, **changes})
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if ".temporal." in name:
+            if ".temporal." in name or ".patch." in name:
                 parameter.add_(0.2 * torch.randn_like(parameter))
     return model.eval()
 
@@ -67,8 +67,9 @@ def test_recorded_padding_round_trips(tmp_path):
     assert encoded.ids.shape[1] == 4 and len(frozen.decode_media(encoded)[0]) == 10
 
 
-def test_chunked_ids_equal_whole_video_ids_for_random_chunk_sizes():
-    model = tiny_video()
+@pytest.mark.parametrize("patch_skip", [False, True], ids=["deep", "with-patch-path"])
+def test_chunked_ids_equal_whole_video_ids_for_random_chunk_sizes(patch_skip):
+    model = tiny_video(patch_skip=patch_skip)
     x = torch.cat([clip(25, seed=1), clip(25, seed=2)])
     with torch.enable_grad():  # training's forward: the whole video at once
         whole = model.quantize(x).ids
@@ -102,18 +103,22 @@ def test_chunks_keep_memory_bounded_by_the_chunk():
     assert sum(frames_seen) == 41
 
 
-@pytest.fixture(scope="module")
-def image_tokenizer(tmp_path_factory):
-    """A trained-looking image tokenizer: random but fixed weights, saved with save_pretrained."""
-    torch.manual_seed(1)
-    config = {**TINY_VIDEO, "family": "image", "attention": True}
-    for key in ("temporal_factor",):
-        config.pop(key)
+def saved_image_tokenizer(folder, seed: int, **changes):
+    """A trained-looking image tokenizer with the tiny video's frame layers: random but fixed
+    weights, saved with save_pretrained; (model, path)."""
+    torch.manual_seed(seed)
+    config = {**TINY_VIDEO, "family": "image", **changes}
+    config.pop("temporal_factor")
     image = build_tokenizer(config)
     with torch.no_grad():
         for parameter in image.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    return image.eval(), image.save_pretrained(tmp_path_factory.mktemp("image") / "tok")
+    return image.eval(), image.save_pretrained(folder / "tok")
+
+
+@pytest.fixture(scope="module")
+def image_tokenizer(tmp_path_factory):
+    return saved_image_tokenizer(tmp_path_factory.mktemp("image"), 1, attention=True)
 
 
 def test_the_inflated_model_gives_a_single_frame_the_image_tokenizers_ids(image_tokenizer):
@@ -132,6 +137,43 @@ def test_the_inflated_model_gives_a_single_frame_the_image_tokenizers_ids(image_
     mismatched = build_tokenizer({**TINY_VIDEO, "attention": True, "latent_dim": 5, "init_from": str(path)})
     with pytest.raises(ValueError, match=r"differs in \['latent_dim'\]; set model.latent_dim=4"):
         mismatched.load_initial_weights()
+
+
+@pytest.fixture(scope="module")
+def patch_image_tokenizer(tmp_path_factory):
+    return saved_image_tokenizer(tmp_path_factory.mktemp("patch-image"), 2, patch_skip=True)
+
+
+def test_the_patch_path_inflates_so_a_still_video_is_the_image_in_every_frame(patch_image_tokenizer):
+    image, path = patch_image_tokenizer
+    video = build_tokenizer({**TINY_VIDEO, "patch_skip": True, "init_from": str(path)})
+    video.load_initial_weights()
+    video.eval()
+    frames = torch.rand(3, 3, 16, 24, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    ids = image.encode(frames)
+    assert len(ids.unique()) > 10
+    assert image.encoder.patch_in.weight.abs().sum() > 0  # the patch path carries part of the latent
+    still = frames[:, :, None].expand(-1, -1, 9, -1, -1)  # 9 equal frames: 3 latent frames
+    still_ids = video.encode(still)
+    assert all(torch.equal(still_ids[:, j], ids) for j in range(3))
+    decoded = video.decode(still_ids)
+    assert decoded.shape == still.shape
+    assert torch.allclose(decoded, image.decode(ids)[:, :, None].expand_as(decoded), atol=1e-5)
+    # The patch path is causal: a later frame changes no earlier latent frame.
+    moving = still.clone()
+    moving[:, :, 6:] = torch.rand(3, 3, 3, 16, 24) * 2 - 1
+    changed = video.encode(moving)
+    assert torch.equal(changed[:, :2], still_ids[:, :2]) and not torch.equal(changed[:, 2], still_ids[:, 2])
+
+
+def test_inflation_refuses_a_missing_folder_and_a_lapped_patch_path(tmp_path):
+    video = build_tokenizer({**TINY_VIDEO, "patch_skip": True, "init_from": str(tmp_path / "none")})
+    with pytest.raises(FileNotFoundError, match="no image tokenizer at .*mmtok quickstart"):
+        video.load_initial_weights()
+    _, lapped = saved_image_tokenizer(tmp_path, 3, patch_skip=True, patch_kernel=8)
+    video = build_tokenizer({**TINY_VIDEO, "patch_skip": True, "init_from": str(lapped)})
+    with pytest.raises(ValueError, match="lapped .patch_kernel 8.*without model.patch_kernel"):
+        video.load_initial_weights()
 
 
 def test_export_load_and_decode_to_a_playable_mp4(tmp_path):

@@ -9,6 +9,7 @@ from video_helpers import CODECS, moving_frames, write_clip
 from mmtok.data.video import StillsAndClips, VideoDataset
 from mmtok.data.video_io import VideoDecodeError, VideoInputSpec, decode_video
 from mmtok.eval.codecs.video_codecs import AV1, H264, VIDEO_CODECS, picture_bits, video_at_bits, video_roundtrip
+from mmtok.eval.metrics.image import colour_cast
 from mmtok.eval.metrics.video import frame_psnr, temporal_error
 
 SPEC = VideoInputSpec(temporal_factor=4, min_side=16, multiple_of=4)
@@ -94,6 +95,42 @@ def test_stills_are_held_for_the_clip(tmp_path):
         assert item.shape == (3, 5, 16, 16)
         kinds.append(bool((item == item[:, :1]).all()))  # a still: every frame equals the first
     assert 0 < sum(kinds) < 8
+
+
+def test_hue_rotation_and_gray_change_every_frame_of_a_clip_alike(tmp_path):
+    write_clip(tmp_path / "videos" / "a.mkv", moving_frames(12, 16, 16), fps=25)
+    options = dict(spec=SPEC, frames=5, size=16, random_flip=False)
+    plain = VideoDataset(tmp_path / "videos", **options)
+    rotated = VideoDataset(tmp_path / "videos", hue_rotation=1.0, **options)
+    gray = VideoDataset(tmp_path / "videos", grayscale=1.0, **options)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        x = plain[0]
+        torch.manual_seed(seed)  # the same clip and crop; then the angle
+        y = rotated[0]
+        # One rotation about the gray axis for the whole clip: the least-squares colour map from
+        # the first frame to its rotated self reproduces every other frame.
+        unclipped = (y.abs() < 0.999).all(dim=0)  # (T, H, W): pixels whose rotated colour stayed in the cube
+        assert unclipped.float().mean() > 0.8
+        first, first_rotated = x[:, 0][:, unclipped[0]], y[:, 0][:, unclipped[0]]
+        matrix = torch.linalg.lstsq(first.T, first_rotated.T).solution.T
+        mapped = torch.einsum("ij,jthw->ithw", matrix, x)
+        assert torch.allclose(mapped[:, unclipped], y[:, unclipped], atol=0.02)
+        assert not torch.allclose(x, y, atol=0.05)
+        torch.manual_seed(seed)
+        g = gray[0]
+        assert torch.equal(g[0], g[1]) and torch.equal(g[1], g[2]) and not torch.equal(x[0], x[1])
+    with pytest.raises(ValueError, match="hue_rotation is a probability"):
+        VideoDataset(tmp_path / "videos", hue_rotation=1.5, **options)
+
+
+def test_colour_cast_sees_a_tint_not_noise():
+    x = torch.rand(2, 3, 4, 16, 16, dtype=torch.float64) * 1.6 - 0.8
+    tint = torch.tensor([20.0, -10.0, -10.0], dtype=torch.float64) / 127.5  # towards red; the gray level kept
+    assert torch.allclose(colour_cast(x + tint.view(1, 3, 1, 1, 1), x), torch.full((2,), 600**0.5, dtype=torch.float64))
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert (colour_cast(noisy, x) < 0.3).all()
+    assert torch.equal(colour_cast(x, x), torch.zeros(2, dtype=torch.float64))
 
 
 def test_temporal_error_sees_flicker_not_a_steady_error():
