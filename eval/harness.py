@@ -47,6 +47,8 @@ class EvalOptions:
     ar_probe: str | None = None  # training data for the AR probe (mmtok.eval.probes.ar); None: no probe
     ar_probe_steps: int = 200
     ar_probe_seeds: int = 1
+    # Speech transcripts for the word error rate (mmtok.eval.transcripts); None: those in the DATA folder.
+    transcripts: str | None = None
 
 
 def load_items(
@@ -112,7 +114,7 @@ def prepared_examples(
             continue
         for b in range(prepared.tensor.shape[0]):
             label = name if prepared.tensor.shape[0] == 1 else f"{name}#{b}"
-            yield str(label), prepared.tensor[b : b + 1], prepared.info[b]
+            yield str(label), prepared.tensor[b : b + 1], {**prepared.info[b], "item": str(label)}
 
 
 def _summary(suite: Suite, rows: list[dict], keys: list[str] | None = None) -> dict[str, dict]:
@@ -276,6 +278,17 @@ def run_eval(tokenizers: list, data: str, out: str | Path, options: EvalOptions 
     return evaluate(systems, items, out, options, data=str(data))
 
 
+def _transcripts(path: str | None, data: str) -> dict[str, str]:
+    """--transcripts, else whatever transcripts a local DATA folder holds (none for other sources)."""
+    from mmtok.eval.transcripts import read_transcripts
+
+    if path is not None:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--transcripts: {path} does not exist")
+        return read_transcripts(path)
+    return read_transcripts(data) if data and Path(data).is_dir() else {}
+
+
 def _one_modality(systems: list[System]) -> str:
     modalities = {system.modality for system in systems}
     if len(modalities) != 1:
@@ -302,6 +315,8 @@ def evaluate(
     suite = suite_for(modality, lpips_weights=options.lpips_weights, fid_weights=options.fid_weights)
     first = systems[0]
     suite.configure(first)
+    if suite.uses_transcripts:
+        suite.transcripts = _transcripts(options.transcripts, data)
     items = items[: options.limit] if options.limit else items
     report: dict[str, Any] = {
         "modality": modality,

@@ -229,6 +229,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         ar_probe=args.ar_probe,
         ar_probe_steps=args.ar_probe_steps,
         ar_probe_seeds=args.ar_probe_seeds,
+        transcripts=args.transcripts,
     )
     report = run_eval(tokenizers, data, args.report, options)
     from mmtok.eval.report.text import markdown_summary
@@ -467,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="compare tokenizers (and classical codecs) on held-out media; writes a report folder",
         description="Evaluate every TOKENIZER on the items of DATA through each one's input path, next to the "
-        "classical codecs (JPEG/WebP/AVIF, Opus, H.264, DCT) at matching bits, with rate-distortion sweeps; "
+        "classical codecs (JPEG/WebP/AVIF, Opus, H.264/AV1, DCT) at matching bits, with rate-distortion sweeps; "
         "writes REPORT/report.json, PNG plots and a static index.html.",
     )
     evaluate.add_argument(
@@ -493,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the classical codecs")
     evaluate.add_argument("--lpips-weights", default=None, help="a torchvision VGG16 state dict: adds LPIPS")
     evaluate.add_argument("--fid-weights", default=None, help="a torchvision Inception v3 state dict: adds FID")
+    evaluate.add_argument(
+        "--transcripts",
+        default=None,
+        help="audio: speech transcripts (a Sphinx transcription file, a stem<TAB>words .tsv, or a folder of them "
+        "and clip.txt sidecars) for PocketSphinx's word error rate; default: those in the DATA folder",
+    )
     evaluate.add_argument(
         "--probe-train",
         default=None,

@@ -26,7 +26,8 @@ import torchaudio.functional as AF
 MODEL_RATE = 16_000  # both models take 16 kHz mono
 
 
-def _mono_16k(wave, sample_rate: int) -> np.ndarray:
+def mono_16k(wave, sample_rate: int) -> np.ndarray:
+    """One clip ((samples,) or (channels, samples)) as 16 kHz mono float32 in [-1, 1], as the speech models take it."""
     x = torch.as_tensor(wave, dtype=torch.float32)
     x = x.reshape(-1, x.shape[-1]).mean(dim=0) if x.ndim > 1 else x
     if sample_rate != MODEL_RATE:
@@ -58,7 +59,7 @@ def dnsmos(wave, sample_rate: int) -> dict[str, float]:
     ``(samples,)`` or ``(channels, samples)`` in [-1, 1]; channels are mixed down."""
     from speechmos.dnsmos import INPUT_LENGTH
 
-    samples = _mono_16k(wave, sample_rate)
+    samples = mono_16k(wave, sample_rate)
     window = int(INPUT_LENGTH * MODEL_RATE)
     if samples.size < window:
         samples = np.tile(samples, -(-window // max(samples.size, 1)))[:window]
@@ -82,9 +83,9 @@ def _voice_encoder():
 
 def speaker_embedding(wave, sample_rate: int) -> np.ndarray:
     """The unit-norm 256-d resemblyzer embedding of one clip (long silences trimmed by its VAD)."""
-    samples = _resemblyzer().preprocess_wav(_mono_16k(wave, sample_rate), MODEL_RATE)
+    samples = _resemblyzer().preprocess_wav(mono_16k(wave, sample_rate), MODEL_RATE)
     if samples.size < MODEL_RATE // 10:  # the VAD kept almost nothing: embed the clip as it is
-        samples = _mono_16k(wave, sample_rate)
+        samples = mono_16k(wave, sample_rate)
     return _voice_encoder().embed_utterance(samples)
 
 

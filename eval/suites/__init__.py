@@ -16,9 +16,13 @@ class Suite:
     rate_name = ""  # the unit of `rate`, e.g. "bpp"
     # The headline metrics, in table order, each with whether higher is better; plots draw these.
     metrics: dict[str, bool] = {}
+    # Whether scores use the items' transcripts (mmtok.eval.transcripts), which the harness then reads
+    # into `transcripts` ({stem: words}) from --transcripts or the data folder.
+    uses_transcripts = False
 
     def __init__(self, lpips_weights: str | None = None, fid_weights: str | None = None):
         self.lpips_weights, self.fid_weights = lpips_weights, fid_weights
+        self.transcripts: dict[str, str] = {}
 
     def configure(self, system) -> None:
         """Takes what the baselines need from the first system (EEG: its tokenizer's patch length)."""

@@ -1,6 +1,8 @@
 """Audio in `mmtok eval`: mel and STFT distance, SI-SDR, STOI, wide-band PESQ (mmtok.eval.metrics.audio),
-DNSMOS of the reconstruction and speaker similarity to the original (mmtok.eval.metrics.speech_quality);
-Opus as the baseline. Media: a WAV per item and system, and its spectrogram.
+DNSMOS of the reconstruction and speaker similarity to the original (mmtok.eval.metrics.speech_quality),
+and for items with a transcript the word error rate of PocketSphinx (mmtok.eval.metrics.speech_recognition),
+of the original too, so what a codec adds shows; Opus as the baseline. Media: a WAV per item and
+system, and its spectrogram.
 
 Clips are compared as the tokenizer's input path prepared them (its rate, its loudness). DNSMOS and
 speaker similarity are speech measures: on music they are reported but say little."""
@@ -17,7 +19,9 @@ from matplotlib.figure import Figure
 from mmtok.eval.codecs.baselines import audio_curve, audio_matched
 from mmtok.eval.metrics.audio import mel_distance, pesq_wb, si_sdr, stft_distance, stoi
 from mmtok.eval.metrics.speech_quality import dnsmos, speaker_similarity
+from mmtok.eval.metrics.speech_recognition import recognised_wer
 from mmtok.eval.suites import Suite
+from mmtok.eval.transcripts import item_stem
 
 
 class AudioSuite(Suite):
@@ -31,7 +35,9 @@ class AudioSuite(Suite):
         "pesq": True,
         "dnsmos_ovrl": True,
         "speaker_similarity": True,
+        "wer": False,
     }
+    uses_transcripts = True
 
     amount_name = "s of audio"
 
@@ -55,11 +61,20 @@ class AudioSuite(Suite):
             "dnsmos_sig": quality["sig"],
             "dnsmos_bak": quality["bak"],
             "speaker_similarity": speaker_similarity(x, y, rate),
+            **self._word_error(y, info),
         }
 
     def reference_scores(self, reference: torch.Tensor, info: dict) -> dict[str, float]:
-        quality = dnsmos(reference[0].mean(dim=0), info["sample_rate"])
-        return {f"dnsmos_{key}": value for key, value in quality.items()}
+        original = reference[0].mean(dim=0)
+        quality = dnsmos(original, info["sample_rate"])
+        return {**{f"dnsmos_{key}": value for key, value in quality.items()}, **self._word_error(original, info)}
+
+    def _word_error(self, wave: torch.Tensor, info: dict) -> dict[str, float]:
+        """{"wer": ...} for an item with a transcript, else {}."""
+        transcript = self.transcripts.get(item_stem(info.get("item", "")))
+        if transcript is None:
+            return {}
+        return {"wer": recognised_wer(transcript, wave, info["sample_rate"])}
 
     def curve(self, reference: torch.Tensor, info: dict):
         return audio_curve(reference, info["sample_rate"])
