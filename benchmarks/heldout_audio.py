@@ -30,13 +30,26 @@ def split_clips(data: Path, train_folder: Path) -> list[Path]:
 
 
 def write_clips(paths: list[Path], folder: Path, rate: int, seconds: float) -> tuple[Path, float]:
-    """The clips at `rate`, cut to `seconds`, as WAV files in `folder`; returns the folder and the
-    seconds of audio it holds."""
+    """The clips at `rate`, cut to `seconds`, as WAV files in `folder`, with `transcripts.tsv` for
+    the speech clips that have a transcript beside them and were not cut (mmtok.eval.transcripts:
+    `mmtok eval` then scores PocketSphinx's word error rate); returns the folder and the seconds of
+    audio it holds."""
+    from mmtok.eval.transcripts import read_transcripts
+
     folder.mkdir(parents=True, exist_ok=True)
-    total = 0.0
+    known = {}
+    for parent in sorted({path.parent for path in paths}):
+        known.update(read_transcripts(parent))
+    total, rows = 0.0, []
     for index, path in enumerate(paths):
         wave, _ = load_audio(path, sample_rate=rate)
+        whole = wave.shape[-1] <= int(seconds * rate)
         wave = wave[:, : int(seconds * rate)]
-        sf.write(folder / f"{index:03d}_{path.stem}.wav", wave.T.numpy(), rate)
+        stem = f"{index:03d}_{path.stem}"
+        sf.write(folder / f"{stem}.wav", wave.T.numpy(), rate)
+        if whole and path.stem in known:
+            rows.append(f"{stem}\t{known[path.stem]}")
         total += wave.shape[-1] / rate
+    if rows:
+        (folder / "transcripts.tsv").write_text("\n".join(rows) + "\n")
     return folder, total

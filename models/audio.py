@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from mmtok.data.audio_io import AudioInputSpec
-from mmtok.models.streaming import StreamableConv, is_streaming, rechunk, streaming
+from mmtok.models.audio_stft import ISTFTDecoder, STFTEncoder
+from mmtok.models.streaming import StreamableConv, is_streaming, receptive_field, rechunk, streaming
 from mmtok.pieces import blocks_with_context
 from mmtok.tokenizer import QuantizerConfig, Tokenizer
 from mmtok.vocab import VocabLayout
@@ -62,6 +63,14 @@ class AudioTokenizerConfig:
     # Long inputs: `encode_stream` / `encode_long` encode, and `decode` decodes, this many seconds
     # at a time (memory follows it, not the recording's length).
     chunk_seconds: float = 10.0
+    # "conv": the strided waveform encoder and transposed-convolution decoder above. "stft": an STFT
+    # analysis and ConvNeXt blocks at the frame rate, and a Vocos-style decoder that predicts each
+    # frame's STFT and inverts it (models/audio_stft.py): a fraction of the compute, phase from the start.
+    architecture: str = "conv"
+    n_fft: int | None = None  # "stft": the window, a multiple of the hop; None: 4 hops
+    frame_width: int = 256  # "stft": channels of the frame-rate ConvNeXt blocks
+    frame_blocks: int = 4  # "stft": ConvNeXt blocks in the encoder and in the decoder
+    frame_kernel: int = 7  # "stft": the blocks' depthwise kernel, in frames
 
     def __post_init__(self):
         if self.activation not in ("snake", "elu"):
@@ -73,10 +82,23 @@ class AudioTokenizerConfig:
                 raise ValueError(f"{name} must be positive")
         if not self.chunk_seconds > 0:
             raise ValueError(f"chunk_seconds must be positive, got {self.chunk_seconds}")
+        if self.architecture not in ("conv", "stft"):
+            raise ValueError(f"architecture must be 'conv' or 'stft', got {self.architecture!r}")
+        if self.architecture == "stft":
+            if self.frame_skip:
+                raise ValueError("frame_skip is the conv architecture's linear path; the stft one is linear already")
+            if self.stft_window % self.hop_length or self.stft_window < self.hop_length:
+                raise ValueError(f"n_fft must be a multiple of the hop {self.hop_length}, got {self.stft_window}")
+            if min(self.frame_width, self.frame_blocks, self.frame_kernel) < 1:
+                raise ValueError("frame_width, frame_blocks and frame_kernel must be positive")
 
     @property
     def hop_length(self) -> int:
         return math.prod(self.strides)
+
+    @property
+    def stft_window(self) -> int:
+        return self.n_fft or 4 * self.hop_length
 
     @property
     def frame_rate(self) -> float:
@@ -142,12 +164,7 @@ class AudioEncoder(nn.Module):
 
     def receptive_field(self) -> int:
         """Input samples that can influence one output frame (walks the convolutions in order)."""
-        field, jump = 1, 1
-        for module in self.layers.modules():
-            if isinstance(module, StreamableConv):
-                field += (module.span - 1) * jump
-                jump *= module.stride
-        return field
+        return receptive_field(self.layers)
 
 
 class Upsample1d(nn.Module):
@@ -188,6 +205,13 @@ class AudioDecoder(nn.Module):
         wave = self.to_waveform(self.layers(z))
         return wave if self.frame_out is None else wave + self.frame_out(z)
 
+    def last_layer_weight(self) -> torch.Tensor:
+        return self.to_waveform.conv.weight
+
+    def lookahead_frames(self) -> int:
+        """Latent frames after a frame that reach its samples: none when causal."""
+        return 0 if self.to_waveform.causal else self.context_frames()
+
     def context_frames(self) -> int:
         """An upper bound on how many latent frames before a frame (and after it, for a non-causal
         model) reach that frame's samples: walks the layers from the output back to the latents,
@@ -212,9 +236,10 @@ class AudioTokenizer(Tokenizer):
 
     def __init__(self, config: AudioTokenizerConfig):
         super().__init__(config)
-        self.encoder = AudioEncoder(config)
+        spectral = config.architecture == "stft"
+        self.encoder = STFTEncoder(config) if spectral else AudioEncoder(config)
         self.quantizer = config.quantizer.build(config.latent_dim)
-        self.decoder = AudioDecoder(config)
+        self.decoder = ISTFTDecoder(config) if spectral else AudioDecoder(config)
 
     def check_input(self, x: torch.Tensor) -> None:
         self._check_shape(x)
@@ -248,7 +273,8 @@ class AudioTokenizer(Tokenizer):
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Latents (B, frames, D) -> audio (B, C, frames * hop). Without gradients, a long sequence
         is decoded in chunks of `chunk_seconds` with `decoder.context_frames()` frames of context
-        (on the left; on both sides when non-causal), each chunk keeping its own samples: equal
+        on the left and `decoder.lookahead_frames()` on the right (none for the causal conv decoder;
+        the stft one's overlap-add looks ahead), each chunk keeping its own samples: equal
         to decoding it whole up to float rounding, in memory bounded by the chunk."""
         frames, chunk = latent.shape[1], self._chunk_samples() // self.config.hop_length
         if torch.is_grad_enabled() or frames <= chunk:
@@ -257,7 +283,7 @@ class AudioTokenizer(Tokenizer):
         parts = []
         for start in range(0, frames, chunk):
             end = min(frames, start + chunk)
-            left, right = max(0, start - margin), end if self.config.causal else min(frames, end + margin)
+            left, right = max(0, start - margin), min(frames, end + self.decoder.lookahead_frames())
             wave = self.decoder(latent[:, left:right].transpose(1, 2))
             parts.append(wave[..., (start - left) * hop : (end - left) * hop])
         return torch.cat(parts, dim=-1)
@@ -337,7 +363,7 @@ class AudioTokenizer(Tokenizer):
         return (input_shape[-1] // self.config.hop_length,)
 
     def last_layer_weight(self) -> torch.Tensor:
-        return self.decoder.to_waveform.conv.weight
+        return self.decoder.last_layer_weight()
 
     @classmethod
     def input_spec_for(cls, config: AudioTokenizerConfig) -> AudioInputSpec:

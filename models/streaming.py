@@ -59,14 +59,17 @@ class StreamableConv(Streamable):
         causal: bool = True,
         spatial_dims: int = 0,
         first_frame_alone: bool = False,
+        groups: int = 1,
     ):
         super().__init__()
         if spatial_dims == 0:
-            self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
+            self.conv = nn.Conv1d(
+                in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, groups=groups
+            )
         elif spatial_dims == 2:
             # A (k, 1) Conv2d over (time, pixels): the (k, 1, 1) Conv3d it equals has no fast CPU kernel.
             self.conv = nn.Conv2d(
-                in_channels, out_channels, (kernel_size, 1), stride=(stride, 1), dilation=(dilation, 1)
+                in_channels, out_channels, (kernel_size, 1), stride=(stride, 1), dilation=(dilation, 1), groups=groups
             )
         else:
             raise ValueError(f"spatial_dims must be 0 (audio) or 2 (video), got {spatial_dims}")
@@ -125,6 +128,17 @@ def streaming(module: nn.Module):
     finally:
         for layer in started:
             layer.stop_streaming()
+
+
+def receptive_field(module: nn.Module) -> int:
+    """Input samples that can influence one output of `module`'s StreamableConvs, applied in the
+    order they were registered (a plain stack: each adds its span - 1 at the stride reached so far)."""
+    field, jump = 1, 1
+    for layer in module.modules():
+        if isinstance(layer, StreamableConv):
+            field += (layer.span - 1) * jump
+            jump *= layer.stride
+    return field
 
 
 def is_streaming(module: nn.Module) -> bool:

@@ -37,9 +37,12 @@ def tiny_codec(**changes):
     return model.eval()
 
 
-@pytest.mark.parametrize("frame_skip", [False, True])
-def test_causal_streaming_ids_equal_whole_signal_ids(frame_skip):
-    model = tiny_codec(frame_skip=frame_skip)
+TINY_STFT = {"architecture": "stft", "frame_width": 16, "frame_blocks": 2}
+
+
+@pytest.mark.parametrize("changes", [{}, {"frame_skip": True}, TINY_STFT], ids=["conv", "frame-skip", "stft"])
+def test_causal_streaming_ids_equal_whole_signal_ids(changes):
+    model = tiny_codec(**changes)
     hop = model.config.hop_length
     x = torch.randn(2, 1, 50 * hop + 17)  # not a multiple of the hop
     whole = model.encode(x)
@@ -72,6 +75,38 @@ def test_frame_skip_maps_each_hop_to_its_own_frame_and_back():
     z[..., 4] = 1.0
     out = model.decoder.frame_out(z)[0, 0]
     assert out[4 * hop : 5 * hop].abs().sum() > 0 and out[: 4 * hop].abs().sum() == 0 == out[5 * hop :].abs().sum()
+
+
+def test_the_stft_analysis_and_overlap_add_give_a_signal_back():
+    from mmtok.models.audio_stft import STFTAnalysis, overlap_add
+
+    hop, n_fft = 40, 160
+    x = torch.randn(2, 1, 30 * hop, dtype=torch.float64)
+    analysis = STFTAnalysis(1, n_fft, hop).double()
+    parts = analysis(x).unflatten(1, (1, 2, n_fft // 2 + 1))
+    y = overlap_add(torch.complex(parts[:, :, 0], parts[:, :, 1]), n_fft, hop)
+    assert y.shape == x.shape
+    # Exact wherever every overlapping frame is present: all but the last n_fft - hop samples.
+    assert torch.allclose(y[..., : -(n_fft - hop)], x[..., : -(n_fft - hop)], atol=1e-5)  # float32 kernel
+    assert not torch.allclose(y[..., -hop:], x[..., -hop:], atol=1e-3)
+
+
+def test_the_stft_decoder_looks_ahead_only_its_overlap_and_decodes_in_chunks_as_whole():
+    model = tiny_codec(**TINY_STFT, chunk_seconds=0.25)
+    hop, n_fft = model.config.hop_length, model.config.stft_window
+    assert model.decoder.lookahead_frames() == n_fft // hop - 1 == 3
+    z = torch.randn(1, model.config.latent_dim, 40)
+    changed = z.clone()
+    changed[..., 20] += 1.0
+    difference = (model.decoder(changed) - model.decoder(z)).abs()[0, 0]
+    first = 21 * hop - n_fft  # latent frame 20's synthesis window starts here
+    assert difference[:first].max() == 0 and difference[first : 21 * hop].max() > 0
+    ids = model.encode(torch.randn(2, 1, 8000))  # 200 frames; chunks of 50
+    with torch.enable_grad():  # the whole sequence at once
+        whole = model.decode_latent(model.quantizer.decode_ids(ids)).detach()
+    assert torch.allclose(model.decode(ids), whole, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of the hop 40"):
+        build_tokenizer({**TINY_AUDIO, **TINY_STFT, "n_fft": 100})
 
 
 def test_encode_chunk_outside_streaming_is_an_error():
@@ -129,6 +164,26 @@ def test_training_lowers_the_loss_on_a_tone():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
+
+
+def test_the_stft_codec_learns_a_tones_spectrum():
+    from mmtok.train.audio_losses import MultiScaleMelLoss
+
+    torch.manual_seed(0)
+    model = build_tokenizer({**TINY_AUDIO, **TINY_STFT, "quantizer": {"kind": "fsq", "options": {"levels": [5] * 4}}})
+    t = torch.arange(4000) / 8000
+    x = (0.5 * torch.sin(2 * torch.pi * 440 * t))[None, None].repeat(2, 1, 1)
+    mel = MultiScaleMelLoss(8000, window_sizes=(64, 256, 1024), mel_bins=(10, 40, 80))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        recon, out = model(x)
+        loss = mel(recon, x) + out.loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
 
 
 def test_the_shared_trainer_trains_the_codec_with_its_gan(tmp_path):

@@ -25,6 +25,11 @@ class AudioLossConfig:
     stft_weight: float = 1.0
     feature_matching_weight: float = 2.0
     discriminator_channels: int = 32
+    # The discriminators: HiFi-GAN's multi-period ones at these periods and EnCodec-style STFT ones at
+    # these window sizes. The period ones are most of the cost (2-D convolutions over the waveform);
+    # a CPU budget can keep the STFT ones alone.
+    discriminator_periods: list[int] = dataclasses.field(default_factory=lambda: [2, 3, 5, 7, 11])
+    discriminator_fft_sizes: list[int] = dataclasses.field(default_factory=lambda: [2048, 1024, 512])
 
 
 class AudioRecipe(WaveformAdversarial, Recipe):
@@ -43,7 +48,9 @@ class AudioRecipe(WaveformAdversarial, Recipe):
         return AudioDataset(self.data.source, spec=self.input_spec, segment_seconds=self.data.segment_seconds)
 
     def build_discriminator(self):
-        return AudioDiscriminator(channels=self.terms.discriminator_channels)
+        terms = self.terms
+        periods, windows = terms.discriminator_periods, terms.discriminator_fft_sizes
+        return AudioDiscriminator(periods, windows, terms.discriminator_channels)
 
     def reconstruction_losses(self, x, recon):
         x = x[..., : recon.shape[-1]]  # the codec reconstructs whole frames only

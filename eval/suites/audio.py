@@ -90,10 +90,12 @@ class AudioSuite(Suite):
         return {"audio": f"{stem}.wav", "spectrogram": f"{stem}.png"}
 
 
-def spectrogram(wave: np.ndarray, sample_rate: int, path: Path) -> None:
+def spectrogram(wave: np.ndarray, sample_rate: int, path: Path, title: str | None = None) -> None:
     """A log-magnitude spectrogram picture (matplotlib's specgram: 1024-sample Hann frames)."""
     figure = Figure(figsize=(3.2, 1.8), layout="constrained")
     axis = figure.subplots()
+    if title:
+        axis.set_title(title, fontsize=7)
     with np.errstate(divide="ignore"):  # silent frames: log of 0 power, drawn at the floor
         axis.specgram(wave, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-140)
     axis.set_xlabel("s", fontsize=7)
