@@ -121,11 +121,16 @@ def image_tokenizer(tmp_path_factory):
     return saved_image_tokenizer(tmp_path_factory.mktemp("image"), 1, attention=True)
 
 
+def inflated(path, **changes):
+    """The tiny video tokenizer inflated from the image tokenizer at `path`, in eval mode."""
+    video = build_tokenizer({**TINY_VIDEO, **changes, "init_from": str(path)})
+    video.load_initial_weights()
+    return video.eval()
+
+
 def test_the_inflated_model_gives_a_single_frame_the_image_tokenizers_ids(image_tokenizer):
     image, path = image_tokenizer
-    video = build_tokenizer({**TINY_VIDEO, "attention": True, "init_from": str(path)})
-    video.load_initial_weights()
-    video.eval()
+    video = inflated(path, attention=True)
     frames = torch.rand(4, 3, 16, 24, generator=torch.Generator().manual_seed(3)) * 2 - 1
     ids = image.encode(frames)
     assert len(ids.unique()) > 10  # a real test: many different codes
@@ -146,9 +151,7 @@ def patch_image_tokenizer(tmp_path_factory):
 
 def test_the_patch_path_inflates_so_a_still_video_is_the_image_in_every_frame(patch_image_tokenizer):
     image, path = patch_image_tokenizer
-    video = build_tokenizer({**TINY_VIDEO, "patch_skip": True, "init_from": str(path)})
-    video.load_initial_weights()
-    video.eval()
+    video = inflated(path, patch_skip=True)
     frames = torch.rand(3, 3, 16, 24, generator=torch.Generator().manual_seed(4)) * 2 - 1
     ids = image.encode(frames)
     assert len(ids.unique()) > 10
