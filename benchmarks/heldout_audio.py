@@ -31,10 +31,10 @@ def split_clips(data: Path, train_folder: Path) -> list[Path]:
 
 def write_clips(paths: list[Path], folder: Path, rate: int, seconds: float) -> tuple[Path, float]:
     """The clips at `rate`, cut to `seconds`, as WAV files in `folder`, with `transcripts.tsv` for
-    the speech clips that have a transcript beside them and were not cut (mmtok.eval.transcripts:
+    the speech clips that have a transcript beside them and were not cut (mmtok.eval.metrics.transcripts:
     `mmtok eval` then scores PocketSphinx's word error rate); returns the folder and the seconds of
     audio it holds."""
-    from mmtok.eval.transcripts import read_transcripts
+    from mmtok.eval.metrics.transcripts import read_transcripts
 
     folder.mkdir(parents=True, exist_ok=True)
     known = {}

@@ -47,7 +47,7 @@ class EvalOptions:
     ar_probe: str | None = None  # training data for the AR probe (mmtok.eval.probes.ar); None: no probe
     ar_probe_steps: int = 200
     ar_probe_seeds: int = 1
-    # Speech transcripts for the word error rate (mmtok.eval.transcripts); None: those in the DATA folder.
+    # Speech transcripts for the word error rate (mmtok.eval.metrics.transcripts); None: those in the DATA folder.
     transcripts: str | None = None
 
 
@@ -280,7 +280,7 @@ def run_eval(tokenizers: list, data: str, out: str | Path, options: EvalOptions 
 
 def _transcripts(path: str | None, data: str) -> dict[str, str]:
     """--transcripts, else whatever transcripts a local DATA folder holds (none for other sources)."""
-    from mmtok.eval.transcripts import read_transcripts
+    from mmtok.eval.metrics.transcripts import read_transcripts
 
     if path is not None:
         if not Path(path).exists():

@@ -15,7 +15,7 @@ from train_helpers import TINY_AUDIO_MODEL
 
 from mmtok.eval.harness import EvalOptions, run_eval
 from mmtok.eval.metrics.speech_recognition import normalise_words, recognise, word_error_rate
-from mmtok.eval.transcripts import item_stem, read_transcripts
+from mmtok.eval.metrics.transcripts import item_stem, read_transcripts
 from mmtok.models import build_tokenizer
 
 SPEECH_FOLDERS = (

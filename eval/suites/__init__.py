@@ -16,7 +16,7 @@ class Suite:
     rate_name = ""  # the unit of `rate`, e.g. "bpp"
     # The headline metrics, in table order, each with whether higher is better; plots draw these.
     metrics: dict[str, bool] = {}
-    # Whether scores use the items' transcripts (mmtok.eval.transcripts), which the harness then reads
+    # Whether scores use the items' transcripts (mmtok.eval.metrics.transcripts), which the harness then reads
     # into `transcripts` ({stem: words}) from --transcripts or the data folder.
     uses_transcripts = False
 

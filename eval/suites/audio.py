@@ -20,8 +20,8 @@ from mmtok.eval.codecs.baselines import audio_curve, audio_matched
 from mmtok.eval.metrics.audio import mel_distance, pesq_wb, si_sdr, stft_distance, stoi
 from mmtok.eval.metrics.speech_quality import dnsmos, speaker_similarity
 from mmtok.eval.metrics.speech_recognition import recognised_wer
+from mmtok.eval.metrics.transcripts import item_stem
 from mmtok.eval.suites import Suite
-from mmtok.eval.transcripts import item_stem
 
 
 class AudioSuite(Suite):
