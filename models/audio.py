@@ -201,7 +201,8 @@ class AudioDecoder(nn.Module):
             nn.init.zeros_(self.frame_out.weight)
             nn.init.zeros_(self.frame_out.bias)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
+        """Latents (B, D, frames) -> samples. Convolutions alone: the same at any `first_frame`."""
         wave = self.to_waveform(self.layers(z))
         return wave if self.frame_out is None else wave + self.frame_out(z)
 
@@ -284,7 +285,7 @@ class AudioTokenizer(Tokenizer):
         for start in range(0, frames, chunk):
             end = min(frames, start + chunk)
             left, right = max(0, start - margin), min(frames, end + self.decoder.lookahead_frames())
-            wave = self.decoder(latent[:, left:right].transpose(1, 2))
+            wave = self.decoder(latent[:, left:right].transpose(1, 2), first_frame=left)
             parts.append(wave[..., (start - left) * hop : (end - left) * hop])
         return torch.cat(parts, dim=-1)
 

@@ -91,6 +91,27 @@ def test_the_stft_analysis_and_overlap_add_give_a_signal_back():
     assert not torch.allclose(y[..., -hop:], x[..., -hop:], atol=1e-3)
 
 
+def test_a_steady_stft_head_output_decodes_to_steady_tones_not_a_comb_at_the_frame_rate():
+    model = tiny_codec(**TINY_STFT)
+    decoder, hop = model.decoder, model.config.hop_length
+    head = decoder.head.layers[-1]
+    with torch.no_grad():  # every frame: bin 5 at log magnitude 0, the rest silent, phase 0 (relative)
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias.unflatten(0, (1, 2, decoder.bins))[0, 0] = -30.0
+        head.bias.unflatten(0, (1, 2, decoder.bins))[0, 0, 5] = 0.0
+    frames = 40
+    wave = decoder(torch.randn(1, model.config.latent_dim, frames))[0, 0].double()
+    steady = wave[decoder.n_fft :]  # past the first frames' ramp
+    spectrum = torch.fft.rfft(steady * torch.hann_window(len(steady), dtype=torch.float64)).abs()
+    frequency = spectrum.argmax().item() * model.config.sample_rate / len(steady)
+    assert frequency == pytest.approx(5 * model.config.sample_rate / decoder.n_fft, rel=0.03)
+    assert spectrum.max() > 50 * spectrum[: len(spectrum) // 20].median()
+    # Exact at any frame index: the angle depends on it modulo n_fft only (a float product would drift).
+    far = 10**9
+    assert torch.equal(decoder.bin_rotation(far, 3), decoder.bin_rotation(far % decoder.n_fft, 3))
+
+
 def test_the_stft_decoder_looks_ahead_only_its_overlap_and_decodes_in_chunks_as_whole():
     model = tiny_codec(**TINY_STFT, chunk_seconds=0.25)
     hop, n_fft = model.config.hop_length, model.config.stft_window

@@ -360,3 +360,18 @@ def test_residual_fsq_with_a_projection_per_codebook_refines_with_every_codebook
     assert all(b < 0.9 * a for a, b in zip(errors, errors[1:])), errors  # each codebook codes more of x
     ids = quantizer(x).ids
     assert torch.allclose(quantizer.decode_ids(ids), quantizer(x).quantized, atol=1e-5)
+
+
+def test_residual_fsq_takes_the_usage_loss_per_codebook_only_with_its_own_projections():
+    from mmtok.quantize import build_quantizer
+
+    usage = {"usage_weight": 0.1, "usage_over": "codes"}
+    quantizer = build_quantizer("rfsq", dim=8, levels=[4, 4], num_codebooks=3, projection_per_codebook=True, **usage)
+    out = quantizer.train()(torch.randn(64, 8))
+    assert sorted(out.losses) == ["level_usage/0", "level_usage/1", "level_usage/2"]
+    assert out.loss.item() == pytest.approx(0.1 * sum(v.item() for v in out.losses.values()), rel=1e-5)
+    assert out.loss.requires_grad
+    with pytest.raises(ValueError, match="only with projection_per_codebook"):
+        build_quantizer("rfsq", dim=8, levels=[4, 4], num_codebooks=3, **usage)
+    with pytest.raises(ValueError, match="unknown argument"):
+        build_quantizer("rfsq", dim=8, levels=[4, 4], projection_per_codebook=True, usage_wieght=0.1)

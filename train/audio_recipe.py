@@ -1,5 +1,5 @@
 """Training audio codecs: random segments of a folder of recordings, multi-scale mel + multi-resolution
-STFT + waveform L1 losses, multi-period and STFT discriminators with feature matching."""
+STFT + waveform L1 (+ phase-derivative) losses, multi-period and STFT discriminators with feature matching."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 from torch.utils.data import Dataset
 
 from mmtok.train.audio_discriminators import AudioDiscriminator, WaveformAdversarial
-from mmtok.train.audio_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from mmtok.train.audio_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseDerivativeLoss
 from mmtok.train.losses import reconstruction_loss
 from mmtok.train.recipe import Recipe
 
@@ -23,6 +23,9 @@ class AudioDataConfig:
 class AudioLossConfig:
     mel_weight: float = 15.0
     stft_weight: float = 1.0
+    # The phase's frame-to-frame and bin-to-bin steps at the codec's own STFT framing
+    # (audio_losses.PhaseDerivativeLoss); 0 leaves it out.
+    phase_weight: float = 0.0
     feature_matching_weight: float = 2.0
     discriminator_channels: int = 32
     # The discriminators: HiFi-GAN's multi-period ones at these periods and EnCodec-style STFT ones at
@@ -41,6 +44,7 @@ class AudioRecipe(WaveformAdversarial, Recipe):
         super().__init__(data, loss, model, input_spec)
         self.mel = MultiScaleMelLoss(model.sample_rate)
         self.stft = MultiResolutionSTFTLoss()
+        self.phase = PhaseDerivativeLoss(model.stft_window, model.hop_length)
 
     def build_dataset(self) -> Dataset:
         from mmtok.data.audio import AudioDataset
@@ -56,7 +60,7 @@ class AudioRecipe(WaveformAdversarial, Recipe):
         x = x[..., : recon.shape[-1]]  # the codec reconstructs whole frames only
         self.mel.to(x.device)
         self.stft.to(x.device)
-        return {
+        losses = {
             f"waveform_{self.loss.reconstruction}": (
                 self.loss.reconstruction_weight,
                 reconstruction_loss(recon, x, self.loss.reconstruction),
@@ -64,6 +68,9 @@ class AudioRecipe(WaveformAdversarial, Recipe):
             "mel": (self.terms.mel_weight, self.mel(recon, x)),
             "stft": (self.terms.stft_weight, self.stft(recon, x)),
         }
+        if self.terms.phase_weight > 0:
+            losses["phase"] = (self.terms.phase_weight, self.phase(recon, x))
+        return losses
 
     def log_media(self, writer, x, recon, step):
         rate = self.model_config.sample_rate

@@ -33,14 +33,18 @@ def _build_rfsq(
     num_codebooks: int = 4,
     quantizer_dropout: float = 0.0,
     projection_per_codebook: bool = False,
+    **usage,
 ) -> Quantizer:
     """The library's residual FSQ quantises one shared projection of the input (len(levels) numbers),
     so later codebooks only refine those numbers. `projection_per_codebook=True` stacks mmtok FSQ
     layers instead, each with its own projection in and out, so each codebook can code another
-    direction of what is left (as DAC's factorised RVQ does), with mmtok's per-example dropout."""
+    direction of what is left (as DAC's factorised RVQ does), with mmtok's per-example dropout and
+    FSQ's usage loss per codebook (`usage_weight`, `usage_over`, `usage_temperature`)."""
     if not projection_per_codebook:
+        if usage:
+            raise ValueError(f"rfsq takes {sorted(usage)} only with projection_per_codebook: true")
         return ResidualFSQQuantizer(dim, levels, num_codebooks, quantizer_dropout)
-    layers = [FiniteScalarQuantizer(dim, levels) for _ in range(num_codebooks)]
+    layers = [FiniteScalarQuantizer(dim, levels, **usage) for _ in range(num_codebooks)]
     quantizer = ResidualQuantizer(layers, quantizer_dropout=quantizer_dropout)
     quantizer.kind = "rfsq"
     return quantizer
@@ -123,8 +127,11 @@ def build_quantizer(kind: str, *, dim: int, groups: int = 1, **cfg) -> Quantizer
 def _check_arguments(kind: str, build: Callable, cfg: dict) -> None:
     params = inspect.signature(build).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        # The rvq/vq builders forward the rest to VectorQuantizer; lfq/bsq to BinaryQuantizer.
-        target = BinaryQuantizer if kind in ("lfq", "bsq") else VectorQuantizer
+        # The rvq/vq builders forward the rest to VectorQuantizer; lfq/bsq to BinaryQuantizer; rfsq
+        # its usage options to FiniteScalarQuantizer.
+        target = {"lfq": BinaryQuantizer, "bsq": BinaryQuantizer, "rfsq": FiniteScalarQuantizer}.get(
+            kind, VectorQuantizer
+        )
         params = {**params, **inspect.signature(target).parameters}
     allowed = {name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD} - {
         "self",
