@@ -14,6 +14,10 @@ Framing, with hop h = prod(strides) and window n = `n_fft` (4h by default):
   overlap-add of frames j .. j + n/h - 1: decoding looks n/h - 1 frames ahead (`lookahead_frames`;
   40 ms at 75 Hz), and the codec's latency is that, while its ids stay causal.
 
+The head's phase is relative to each bin's own turn from frame to frame (`ISTFTDecoder.bin_rotation`),
+so layers that are the same at every frame (convolutions) render a steady input as steady tones,
+not as a signal periodic in the hop.
+
 The inverse STFT is written out here rather than torch.istft's: that one centres frames and
 normalises by the window envelope of the whole signal it is given, so a chunk would not equal the
 same samples decoded whole; this overlap-add normalises by the constant steady-state envelope.
@@ -97,8 +101,8 @@ def overlap_add(spectrum: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
 
 
 class STFTEncoder(nn.Module):
-    """STFT analysis, log magnitude and unit phase per bin, a 1x1 convolution to `width`, ConvNeXt
-    blocks at the frame rate, a 1x1 convolution to the latent."""
+    """STFT analysis, log magnitude and unit phase per bin, a per-frame linear map to `width`,
+    ConvNeXt blocks at the frame rate, a per-frame linear map to the latent."""
 
     def __init__(self, config):
         super().__init__()
@@ -122,8 +126,9 @@ class STFTEncoder(nn.Module):
 
 
 class ISTFTDecoder(nn.Module):
-    """A 1x1 convolution from the latent, ConvNeXt blocks at the frame rate, and a head that gives
-    each frame's log magnitude and phase per bin, inverted by `overlap_add`."""
+    """A causal convolution from the latent, ConvNeXt blocks at the frame rate, and a head that gives
+    each frame's log magnitude and phase per bin (relative to `bin_rotation`), inverted by
+    `overlap_add`."""
 
     max_log_magnitude = 6.0  # exp(6) ~ 400 of the analysis's scale: bounds a diverging head
 

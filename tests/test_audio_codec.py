@@ -93,7 +93,7 @@ def test_the_stft_analysis_and_overlap_add_give_a_signal_back():
 
 def test_a_steady_stft_head_output_decodes_to_steady_tones_not_a_comb_at_the_frame_rate():
     model = tiny_codec(**TINY_STFT)
-    decoder, hop = model.decoder, model.config.hop_length
+    decoder = model.decoder
     head = decoder.head.layers[-1]
     with torch.no_grad():  # every frame: bin 5 at log magnitude 0, the rest silent, phase 0 (relative)
         head.weight.zero_()
