@@ -149,19 +149,19 @@ class ISTFTDecoder(nn.Module):
         whole sequence (a chunk decoded alone passes its offset, so it equals the whole decode)."""
         out = self.head(self.layers(z)).unflatten(1, (self.channels, 2, self.bins))  # (B, C, 2, bins, frames)
         magnitude = out[:, :, 0].clamp(max=self.max_log_magnitude).exp()
-        phase = out[:, :, 1] + self.bin_rotation(first_frame, out.shape[-1]).to(out.device)
+        phase = out[:, :, 1] + self.bin_rotation(first_frame, out.shape[-1], out.device)
         spectrum = torch.polar(magnitude.float(), phase.float())
         return overlap_add(spectrum, self.n_fft, self.hop).to(z.dtype)
 
-    def bin_rotation(self, first_frame: int, frames: int) -> torch.Tensor:
+    def bin_rotation(self, first_frame: int, frames: int, device: torch.device | None = None) -> torch.Tensor:
         """(bins, frames) phase each bin's centre frequency turns through by each frame's start:
         2 pi k hop j / n_fft for bin k, frame j. The head predicts the phase relative to it, so a
         constant head output is a steady tone at each bin's frequency. Without it a stack that is
         the same at every frame gives every frame the same phase, which overlap-adds to a signal
         periodic in the hop: a comb at multiples of the frame rate (75 Hz) instead of harmonics.
         Integer arithmetic modulo n_fft keeps the angle exact at any frame index."""
-        bins = torch.arange(self.bins, dtype=torch.long)[:, None]
-        index = first_frame + torch.arange(frames, dtype=torch.long)[None, :]
+        bins = torch.arange(self.bins, dtype=torch.long, device=device)[:, None]
+        index = first_frame + torch.arange(frames, dtype=torch.long, device=device)[None, :]
         turns = (bins * self.hop % self.n_fft) * (index % self.n_fft) % self.n_fft
         return turns.float() * (2 * math.pi / self.n_fft)
 

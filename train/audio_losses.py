@@ -98,11 +98,10 @@ class PhaseDerivativeLoss(nn.Module):
             )
             for t in (recon, x)
         ]  # (N, bins, frames)
-        peak = spectra[1].abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
-        floor = (1e-3 * peak) ** 2
-        recon_unit = spectra[0] / (spectra[0].abs().square() + floor).sqrt()
-        target_unit = spectra[1] / spectra[1].abs().clamp_min(1e-12)
         magnitude = spectra[1].abs()
+        floor = (1e-3 * magnitude.amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)) ** 2
+        recon_unit = spectra[0] / (spectra[0].abs().square() + floor).sqrt()
+        target_unit = spectra[1] / magnitude.clamp_min(1e-12)
         total = recon.new_zeros((), dtype=torch.float32)
         for axis in (2, 1):  # frames (instantaneous frequency), bins (group delay)
             agreement = (_step(recon_unit, axis) * _step(target_unit, axis).conj()).real
